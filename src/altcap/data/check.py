@@ -1,0 +1,230 @@
+"""`run_data_check`: find every problem in a manifest, write check_report.json + manifest.clean.jsonl.
+
+The source manifest and images are only read. Errors are dropped from the clean manifest (each drop
+listed in the report); warnings and infos are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+from altcap.data.check_captions import check_record_captions, find_repeated_captions
+from altcap.data.check_images import find_unlisted_images, image_findings, inspect_images
+from altcap.data.configs import DataCheckConfig
+from altcap.data.duplicates import ImageEntry, duplicate_findings, group_duplicates
+from altcap.data.findings import SEVERITY_ORDER, Finding, count_findings, make_finding
+from altcap.data.import_common import relocate_record, write_json_atomic
+from altcap.data.manifest import ManifestError, ManifestRecord, resolve_image, write_manifest
+from altcap.data.sample import sample_manifest
+from altcap.provenance import build_provenance
+
+Lines = list[tuple[int, ManifestRecord]]
+
+
+def read_manifest_tolerant(path: Path) -> tuple[Lines, list[Finding]]:
+    """Every readable record with its line number, and a finding for each line that is not a record.
+
+    Unlike `read_manifest`, a bad line (or bytes that are not UTF-8) does not stop the check.
+    """
+    records: Lines = []
+    findings: list[Finding] = []
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            text = raw.decode("utf-8", errors="replace")
+            if not text.strip():
+                continue
+            try:
+                records.append((line_no, ManifestRecord.model_validate(json.loads(text))))
+            except (json.JSONDecodeError, ValidationError) as err:
+                reason = (
+                    str(err).splitlines()[0] if isinstance(err, json.JSONDecodeError) else _first_error(err)
+                )
+                findings.append(
+                    make_finding(
+                        "MANIFEST_BAD_LINE",
+                        str(path),
+                        line_no,
+                        "-",
+                        f"not a manifest record ({reason}): {text[:120]!r}",
+                    )
+                )
+    return records, findings
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or 'record'}: {first['msg']}"
+
+
+def _drop_repeated_images(records: Lines, manifest: Path) -> tuple[Lines, list[Finding], dict[int, str]]:
+    """Keep the first record of each image path; later ones are errors. Returns kept, findings, abs paths."""
+    first_line: dict[str, int] = {}
+    kept: Lines = []
+    findings: list[Finding] = []
+    paths: dict[int, str] = {}
+    for line, record in records:
+        path = os.path.abspath(resolve_image(manifest, record))
+        if path in first_line:
+            findings.append(
+                make_finding(
+                    "IMAGE_LISTED_TWICE",
+                    str(manifest),
+                    line,
+                    "image",
+                    f"{record.image} is already listed on line {first_line[path]}; "
+                    f"{len(record.captions)} caption(s) here",
+                )
+            )
+            continue
+        first_line[path] = line
+        paths[line] = path
+        kept.append((line, record))
+    return kept, findings, paths
+
+
+def _check_images(
+    cfg: DataCheckConfig, manifest: Path, records: Lines, paths: dict[int, str], console: Console | None
+) -> tuple[list[Finding], list[dict[str, Any]], int]:
+    """Image, duplicate and unlisted-image findings; returns findings, duplicate groups, images checked."""
+    facts = inspect_images(list(paths.values()), cfg.max_image_pixels, cfg.workers, console)
+    limits = (cfg.min_image_side_px, cfg.max_aspect_ratio)
+    findings: list[Finding] = []
+    entries: list[ImageEntry] = []
+    for line, record in records:
+        fact = facts[paths[line]]
+        findings += image_findings(fact, str(manifest), line, len(record.captions), limits)
+        if fact["problem"] is None:
+            entries.append(ImageEntry(line, paths[line], record.split, fact["sha256"], fact["phash"]))
+    groups = group_duplicates(entries, cfg.near_duplicate_bits)
+    dup_findings, report_groups = duplicate_findings(entries, groups, str(manifest))
+    findings += dup_findings + find_unlisted_images(set(paths.values()), str(manifest))
+    return findings, report_groups, len(facts)
+
+
+def _build_clean(
+    records: Lines, findings: list[Finding]
+) -> tuple[list[ManifestRecord], list[dict[str, Any]]]:
+    """The clean records (errors removed) and the list of every removal."""
+    errors = [f for f in findings if f.severity == "error" and f.line is not None]
+    drop_record = {f.line: f.code for f in errors if not f.field.startswith("captions[")}
+    drop_caption: dict[int, dict[int, str]] = {}
+    for f in errors:
+        if f.field.startswith("captions["):
+            drop_caption.setdefault(f.line, {})[int(f.field[len("captions[") : -1])] = f.code
+    clean: list[ManifestRecord] = []
+    removed: list[dict[str, Any]] = [
+        {"line": f.line, "removed": "line", "code": f.code, "message": f.message}
+        for f in errors
+        if f.code == "MANIFEST_BAD_LINE"
+    ]
+    for line, record in records:
+        if line in drop_record:
+            removed.append(
+                {
+                    "line": line,
+                    "removed": "record",
+                    "code": drop_record[line],
+                    "image": record.image,
+                    "captions": record.captions,
+                }
+            )
+            continue
+        dropped = drop_caption.get(line, {})
+        for index, code in sorted(dropped.items()):
+            removed.append(
+                {
+                    "line": line,
+                    "removed": f"captions[{index}]",
+                    "code": code,
+                    "image": record.image,
+                    "caption": record.captions[index],
+                }
+            )
+        captions = [c for i, c in enumerate(record.captions) if i not in dropped]
+        clean.append(record.model_copy(update={"captions": captions}))
+    return clean, removed
+
+
+def run_data_check(cfg: DataCheckConfig, console: Console | None = None) -> dict[str, Any]:
+    """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl.
+
+    Args:
+        cfg: the check config; `manifest=None` checks the embedded sample.
+        console: where the progress bar goes (stderr by default).
+
+    Returns:
+        The report (summary, counts per code and severity, findings, removals, duplicate groups).
+
+    Raises:
+        ManifestError: the manifest is missing, or the clean manifest would overwrite it.
+    """
+    manifest = cfg.manifest or sample_manifest()
+    if not manifest.is_file():
+        raise ManifestError(f"{manifest}: manifest not found; create one with `altcap data import`")
+    clean_path = cfg.out_dir / "manifest.clean.jsonl"
+    if clean_path.resolve() == manifest.resolve():
+        raise ManifestError(
+            f"{manifest}: --out would overwrite the manifest being checked; choose another --out"
+        )
+    started = time.perf_counter()
+    lines, findings = read_manifest_tolerant(manifest)
+    records, repeat_findings, paths = _drop_repeated_images(lines, manifest)
+    findings += repeat_findings
+    for line, record in records:
+        findings += check_record_captions(record, str(manifest), line, cfg.max_caption_chars)[0]
+    findings += find_repeated_captions(records, str(manifest))
+    groups: list[dict[str, Any]] = []
+    images_checked = 0
+    if cfg.check_images:
+        image_found, groups, images_checked = _check_images(cfg, manifest, records, paths, console)
+        findings += image_found
+    findings.sort(key=lambda f: (f.line is None, f.line or 0, SEVERITY_ORDER[f.severity], f.code))
+    clean, removed = _build_clean(lines, findings)
+    write_manifest(clean_path, [relocate_record(r, manifest.parent, cfg.out_dir) for r in clean])
+    seconds = time.perf_counter() - started
+    report = _assemble_report(cfg, manifest, lines, findings, removed, groups, images_checked, seconds)
+    write_json_atomic(cfg.out_dir / "check_report.json", report)
+    return report
+
+
+def _assemble_report(
+    cfg: DataCheckConfig,
+    manifest: Path,
+    lines: Lines,
+    findings: list[Finding],
+    removed: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    images_checked: int,
+    seconds: float,
+) -> dict[str, Any]:
+    per_code, per_severity = count_findings(findings)
+    summary = {
+        "manifest": str(manifest),
+        "records": len(lines),
+        "captions": sum(len(r.captions) for _, r in lines),
+        "images_checked": images_checked,
+        **{f"{severity}s": n for severity, n in per_severity.items()},
+        "removed_records": sum(1 for r in removed if r["removed"] == "record"),
+        "removed_captions": sum(1 for r in removed if r["removed"].startswith("captions[")),
+        "removed_lines": sum(1 for r in removed if r["removed"] == "line"),
+        "duplicate_groups": len(groups),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(images_checked / seconds, 1) if seconds > 0 else None,
+    }
+    return {
+        "summary": summary,
+        "counts_per_code": per_code,
+        "counts_per_severity": per_severity,
+        "findings": [f.to_dict() for f in findings],
+        "removed": removed,
+        "duplicate_groups": groups,
+        "clean_manifest": str(cfg.out_dir / "manifest.clean.jsonl"),
+        "provenance": build_provenance(cfg, manifest=manifest),
+    }

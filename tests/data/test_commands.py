@@ -1,0 +1,103 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from altcap.cli import app
+from altcap.config import field_paths
+from altcap.data import commands
+from altcap.data.configs import DataCheckConfig, DataImportConfig, DataSplitConfig
+
+from .conftest import make_photo, write_manifest_lines
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> object:
+    return runner.invoke(app, ["data", *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("command", "cls"),
+    [
+        (commands.import_command, DataImportConfig),
+        (commands.check_command, DataCheckConfig),
+        (commands.split_command, DataSplitConfig),
+    ],
+)
+def test_every_flag_maps_to_one_config_field(command: object, cls: type) -> None:
+    flags = set(command.__code__.co_varnames[: command.__code__.co_argcount]) - {"config", "set_"}
+    renamed = {"out": "out_dir"}
+    fields = {renamed.get(f, f) for f in flags}
+    assert fields <= set(field_paths(cls)), fields - set(field_paths(cls))
+    assert len(fields) == len(flags)
+
+
+def test_import_check_split_end_to_end(tmp_path: Path) -> None:
+    for i in range(4):
+        make_photo(tmp_path / "images" / f"p{i}.jpg", seed=i)
+    rows = "image,caption\n" + "".join(f"images/p{i}.jpg,photo number {i}\n" for i in range(4))
+    (tmp_path / "d.csv").write_text(rows + "images/p3.jpg,\n")
+    result = _run("import", "csv", str(tmp_path / "d.csv"), "--out", str(tmp_path / "ds"))
+    assert result.exit_code == 0, result.output
+    assert "4 images, 5 captions" in result.output
+    manifest = tmp_path / "ds" / "manifest.jsonl"
+    result = _run("check", str(manifest), "--out", str(tmp_path / "chk"), "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "CAPTION_EMPTY" in result.output and "1 errors" in result.output
+    strict = _run("check", str(manifest), "--out", str(tmp_path / "chk2"), "--strict", "--set", "workers=1")
+    assert strict.exit_code == 1
+    clean = tmp_path / "chk" / "manifest.clean.jsonl"
+    result = _run(
+        "split",
+        str(clean),
+        "--out",
+        str(tmp_path / "sp"),
+        "--seed",
+        "3",
+        "--val-fraction",
+        "0.25",
+        "--test-fraction",
+        "0.25",
+        "--check-report",
+        str(tmp_path / "chk" / "check_report.json"),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "sp" / "split_report.json").read_text())
+    assert {s: v["records"] for s, v in report["per_split"].items()} == {"train": 2, "val": 1, "test": 1}
+    assert report["provenance"]["config"]["seed"] == 3
+
+
+def test_strict_passes_on_a_clean_dataset(tmp_path: Path) -> None:
+    make_photo(tmp_path / "a.jpg", seed=1)
+    manifest = write_manifest_lines(tmp_path / "m.jsonl", [{"image": "a.jpg", "captions": ["A photo."]}])
+    result = _run("check", str(manifest), "--out", str(tmp_path / "out"), "--strict")
+    assert result.exit_code == 0, result.output
+
+
+def test_check_without_manifest_checks_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _run("check")
+    assert result.exit_code == 0, result.output
+    assert "embedded Flickr8k sample" in result.output
+    report = json.loads((tmp_path / "altcap-check" / "check_report.json").read_text())
+    assert report["summary"]["images_checked"] == 60
+
+
+def test_config_file_and_bad_values_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("format: csv\nsource: nowhere.csv\n")
+    result = runner.invoke(
+        app, ["data", "import", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "nowhere.csv: not found" in result.output
+    result = runner.invoke(app, ["data", "import", "tsv", str(tmp_path)])
+    assert result.exit_code == 2
+    assert re.search(r"format='tsv'", result.output)
+
+
+def test_formats_lists_every_importer() -> None:
+    result = _run("formats")
+    assert result.output.split() == list(DataImportConfig.model_fields["format"].annotation.__args__)
