@@ -1,0 +1,96 @@
+"""Charts for the analysis and the memo; every figure of simulated data carries a SIMULATED stamp."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the analysis runs on servers and in CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+SIM_STAMP = "SIMULATED DATA"
+
+
+def stamp_figure(fig: plt.Figure, simulated: bool) -> None:
+    """Write a large diagonal SIMULATED watermark and a corner label on simulated figures."""
+    if not simulated:
+        return
+    fig.text(0.5, 0.5, SIM_STAMP, fontsize=28, color="red", alpha=0.25, ha="center", va="center", rotation=20)
+    fig.text(0.01, 0.99, SIM_STAMP, fontsize=8, color="red", ha="left", va="top", weight="bold")
+
+
+def save_figure(fig: plt.Figure, out_stem: Path, simulated: bool) -> list[Path]:
+    """Stamp and save as PNG and SVG; returns the written paths."""
+    stamp_figure(fig, simulated)
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
+    # svg.fonttype=none keeps labels (and the SIMULATED stamp) as real, searchable, screen-readable text
+    with plt.rc_context({"svg.fonttype": "none"}):
+        for path in paths:
+            fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def plot_likert(descriptives: dict[str, Any], scale_max: int, out_stem: Path, simulated: bool) -> list[Path]:
+    """Diverging stacked bars: share of each rating per item x system, centred on the scale midpoint.
+
+    Args:
+        descriptives: analysis.json "descriptives" ({item: {system: {"counts": {...}}}}).
+        scale_max: the Likert scale maximum.
+        out_stem: output path without suffix.
+        simulated: stamp the figure.
+
+    Returns:
+        The PNG and SVG paths.
+    """
+    labels, shares = [], []
+    for item, by_system in descriptives.items():
+        for system, block in by_system.items():
+            counts = np.array([block["counts"].get(str(k), 0) for k in range(1, scale_max + 1)], dtype=float)
+            labels.append(f"{item}\n{system}")
+            shares.append(counts / counts.sum() if counts.sum() else counts)
+    fig, ax = plt.subplots(figsize=(6.5, 0.55 * len(labels) + 1.0))
+    colors = plt.get_cmap("RdBu")(np.linspace(0.1, 0.9, scale_max))
+    mid = (scale_max + 1) / 2
+    for row, share in enumerate(shares):
+        left = -share[: int(np.floor(mid)) - 1].sum() - (share[int(mid) - 1] / 2 if mid == int(mid) else 0)
+        for level in range(scale_max):
+            ax.barh(
+                row,
+                share[level],
+                left=left,
+                color=colors[level],
+                edgecolor="white",
+                label=str(level + 1) if row == 0 else None,
+            )
+            left += share[level]
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("share of ratings (left of 0: below the midpoint)")
+    ax.legend(title="rating", ncol=scale_max, loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=7)
+    ax.invert_yaxis()
+    return save_figure(fig, out_stem, simulated)
+
+
+def plot_validity(validity: dict[str, Any], out_stem: Path, simulated: bool) -> list[Path]:
+    """Kendall tau (with 95% CI) of each metric's per-image gain against each human gain."""
+    outcomes = validity["outcomes"]
+    metrics = sorted({m for v in outcomes.values() for m in v})
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    width = 0.8 / max(len(outcomes), 1)
+    for k, (outcome, by_metric) in enumerate(outcomes.items()):
+        xs = np.arange(len(metrics)) + k * width
+        taus = [by_metric.get(m, {}).get("tau") or 0.0 for m in metrics]
+        lows = [taus[i] - (by_metric.get(m, {}).get("ci_low") or taus[i]) for i, m in enumerate(metrics)]
+        highs = [(by_metric.get(m, {}).get("ci_high") or taus[i]) - taus[i] for i, m in enumerate(metrics)]
+        ax.bar(xs, taus, width, yerr=[lows, highs], capsize=3, label=outcome)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(outcomes) - 1) / 2, metrics, fontsize=8)
+    ax.set_ylabel("Kendall tau")
+    ax.legend(fontsize=7)
+    return save_figure(fig, out_stem, simulated)

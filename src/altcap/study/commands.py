@@ -1,0 +1,166 @@
+"""`altcap study init | serve | invite | export | questions`. Thin: parse flags, resolve configs, call run_*.
+
+The analysis commands (`analyze`, `simulate`, `power`) are attached to this same `app` elsewhere.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
+from altcap.study.config import StudyConfig, StudySiteConfig
+
+app = typer.Typer(no_args_is_help=True, help="Run the blinded, accessible user study.")
+
+RunDir = Annotated[
+    Path | None, typer.Option("--run-dir", help="Run folder (frozen design, SQLite DB, secret).")
+]
+DbUrl = Annotated[str | None, typer.Option("--db", help="Database URL, e.g. postgresql://user@host/db.")]
+
+
+def _site(run_dir: Path | None, db: str | None, **flags: object) -> StudySiteConfig:
+    return resolve_config(StudySiteConfig, None, {"run_dir": run_dir, "db": db, **flags}, None)
+
+
+def run_init(config: StudyConfig, yaml_path: Path, site: StudySiteConfig) -> str:
+    """Freeze the design into a new database; returns the admin secret."""
+    from altcap.study.db import make_engine, make_session_factory, upgrade_database
+    from altcap.study.freeze import freeze_study
+
+    engine = make_engine(site.resolve_db_url())
+    site.run_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(engine)
+    with make_session_factory(engine)() as db:
+        freeze_study(db, config, yaml_path, site.run_dir)
+    return (site.run_dir / "admin_secret.txt").read_text(encoding="utf-8").strip()
+
+
+@app.command("init")
+def init_command(
+    config_path: ConfigPath = None, run_dir: RunDir = None, db: DbUrl = None, sets: SetOptions = None
+) -> None:
+    """Freeze study.yaml (with its sha256), captions and questions into a new study database."""
+    from altcap.config import ConfigError
+    from altcap.infer.captions_file import CaptionsFileError
+    from altcap.study.config import QuestionsFileError
+    from altcap.study.freeze import StudySetupError
+
+    if config_path is None:
+        raise fail("give the design: altcap study init --config study.yaml")
+    config = resolve_config(StudyConfig, config_path, {}, sets)
+    site = _site(run_dir, db)
+    try:
+        secret = run_init(config, config_path, site)
+    except (StudySetupError, CaptionsFileError, QuestionsFileError, ConfigError) as err:
+        raise fail(str(err)) from err
+    typer.echo(f"study {config.study_id!r} frozen in {site.run_dir} ({site.resolve_db_url()})")
+    typer.echo(f"admin secret (also in {site.run_dir / 'admin_secret.txt'}): {secret}")
+
+
+@app.command("serve")
+def serve_command(
+    run_dir: RunDir = None,
+    db: DbUrl = None,
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+) -> None:
+    """Serve the study (participants: /p/<token>; researcher: /admin)."""
+    import uvicorn
+
+    from altcap.study.app import create_app
+
+    site = _site(run_dir, db, host=host, port=port)
+    try:
+        web_app = create_app(site.resolve_db_url())
+    except ValueError as err:
+        raise fail(str(err)) from err
+    uvicorn.run(web_app, host=site.host, port=site.port, log_level="warning")
+
+
+@app.command("invite")
+def invite_command(
+    n: Annotated[int, typer.Option("--n", min=1, help="Invitations to create.")] = 1,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write links to this CSV.")] = None,
+    valid_days: Annotated[int, typer.Option(min=1, help="Days until the links expire.")] = 90,
+    run_dir: RunDir = None,
+    db: DbUrl = None,
+    base_url: Annotated[str | None, typer.Option(help="Public URL of the server.")] = None,
+) -> None:
+    """Create N invitation links (printed, or written to --csv; the tokens are not stored in clear)."""
+    from altcap.study.db import make_engine, make_session_factory, upgrade_database
+    from altcap.study.freeze import StudySetupError, create_invitations
+
+    site = _site(run_dir, db, base_url=base_url)
+    if csv_path is not None and csv_path.exists():
+        raise fail(f"{csv_path}: already exists; choose a new file so earlier links are not lost")
+    engine = make_engine(site.resolve_db_url())
+    upgrade_database(engine)
+    with make_session_factory(engine)() as session:
+        try:
+            invitations = create_invitations(session, n, site.resolve_base_url(), valid_days)
+        except StudySetupError as err:
+            raise fail(str(err)) from err
+    if csv_path is None:
+        for invitation in invitations:
+            typer.echo(f"{invitation.public_id}\t{invitation.url}")
+        return
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("x", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["participant_id", "url"])
+        writer.writerows([(i.public_id, i.url) for i in invitations])
+    typer.echo(f"wrote {len(invitations)} invitation links to {csv_path}")
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the export files.")] = Path("study_export"),
+    run_dir: RunDir = None,
+    db: DbUrl = None,
+) -> None:
+    """Write responses.csv/json, participants.csv and study.json (withdrawn participants kept, marked)."""
+    from sqlalchemy import select
+
+    from altcap.study.db import Study, make_engine, make_session_factory
+    from altcap.study.export import write_export
+    from altcap.study.trials import load_study
+
+    site = _site(run_dir, db)
+    with make_session_factory(make_engine(site.resolve_db_url()))() as session:
+        study = session.scalars(select(Study)).first()
+        if study is None:
+            raise fail(f"{site.resolve_db_url()}: no study here; run `altcap study init` first")
+        likert_ids = {item.id for item in load_study(study).config.likert_items}
+        paths = write_export(session, likert_ids, out)
+    typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command("questions")
+def questions_command(
+    template: Annotated[Path, typer.Option("--template", help="Starter CSV to write.")],
+    config_path: ConfigPath = None,
+) -> None:
+    """Write a starter task-questions CSV (prefilled with the design's first images if --config is given)."""
+    from altcap.study.config import QuestionsFileError, write_questions_template
+    from altcap.study.freeze import StudySetupError, load_stimuli
+
+    images: list[str] = []
+    if config_path is not None:
+        config = resolve_config(StudyConfig, config_path, {}, None)
+        try:
+            images = [
+                s["image"] for s in load_stimuli(config.model_copy(update={"show_image": False}), config_path)
+            ]
+        except StudySetupError as err:
+            raise fail(str(err)) from err
+    try:
+        write_questions_template(template, images)
+    except QuestionsFileError as err:
+        raise fail(str(err)) from err
+    typer.echo(
+        f"wrote {template}; fill in one row per question (choices and accepted answers separated by |)"
+    )

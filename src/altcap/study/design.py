@@ -1,0 +1,113 @@
+"""Seeded, reproducible assignment of trials to participants.
+
+Trial order follows a balanced Latin square (Williams design) across participants, separately for the
+task block and the rating block. Task trials come first because they show the caption only: a
+participant who had already seen the image in a rating trial could answer from memory. Which caption
+is "Description 1" is randomised per rating trial, balanced within each participant; which system's
+caption a task question shows alternates across questions and participants, so both are balanced.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from altcap.study.config import AttentionCheck
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One step a participant sees; `base_position` is 1 or 2 for rating trials, else 0."""
+
+    kind: str
+    image: str = ""
+    question_id: str = ""
+    base_position: int = 0
+    task_system: str = ""
+    attention_index: int = -1
+
+
+@dataclass(frozen=True)
+class StudyPlanInputs:
+    """Everything the assignment depends on (all of it frozen in the study design)."""
+
+    images: list[str]
+    question_ids: list[str] = field(default_factory=list)
+    question_images: dict[str, str] = field(default_factory=dict)
+    n_practice_trials: int = 1
+    attention_checks: list[AttentionCheck] = field(default_factory=list)
+    has_ratings: bool = True
+    seed: int = 0
+
+
+def build_balanced_latin_square(n_conditions: int) -> list[list[int]]:
+    """Rows of a Williams balanced Latin square: each item precedes each other item equally often.
+
+    Args:
+        n_conditions: number of items to order.
+
+    Returns:
+        n rows (n even) or 2n rows (n odd; the mirrored rows restore first-order carry-over balance).
+    """
+    if n_conditions <= 0:
+        return [[]]
+    # Williams' first row: 0, 1, n-1, 2, n-2, ...; the other rows add r modulo n.
+    first = [0, *[((i + 1) // 2) if i % 2 == 1 else (n_conditions - i // 2) for i in range(1, n_conditions)]]
+    rows = [[(x + r) % n_conditions for x in first] for r in range(n_conditions)]
+    if n_conditions % 2 == 1:
+        rows += [list(reversed(row)) for row in rows]
+    return rows
+
+
+def count_latin_rows(inputs: StudyPlanInputs) -> int:
+    """Number of distinct orders before the assignment repeats (the export's latin_square_row range)."""
+    n_rating = len(build_balanced_latin_square(len(inputs.images) if inputs.has_ratings else 0))
+    n_task = len(build_balanced_latin_square(len(inputs.question_ids)))
+    return max(n_rating, n_task, 1)
+
+
+def draw_balanced_positions(n_trials: int, rng: random.Random) -> list[int]:
+    """Base-caption positions (1/2) for n trials: half each (odd n: one extra, random), shuffled."""
+    positions = [1, 2] * (n_trials // 2)
+    if n_trials % 2:
+        positions.append(rng.choice([1, 2]))
+    rng.shuffle(positions)
+    return positions
+
+
+def _order_block(n_items: int, row: int) -> list[int]:
+    square = build_balanced_latin_square(n_items)
+    return square[row % len(square)] if n_items else []
+
+
+def plan_participant(inputs: StudyPlanInputs, participant_index: int) -> list[TrialPlan]:
+    """The full, ordered trial list of the participant with this 0-based index.
+
+    Args:
+        inputs: the frozen design.
+        participant_index: order of invitation (selects the Latin-square row and the RNG stream).
+
+    Returns:
+        Practice trials, then task trials, then rating trials, with attention checks inserted.
+    """
+    rng = random.Random(f"{inputs.seed}:{participant_index}")
+    row = participant_index
+    main: list[TrialPlan] = []
+    for q_index in _order_block(len(inputs.question_ids), row):
+        qid = inputs.question_ids[q_index]
+        system = ("base", "finetuned")[(q_index + participant_index) % 2]
+        main.append(TrialPlan("task", inputs.question_images[qid], qid, task_system=system))
+    rating_order = _order_block(len(inputs.images), row) if inputs.has_ratings else []
+    for image_index, position in zip(
+        rating_order, draw_balanced_positions(len(rating_order), rng), strict=True
+    ):
+        main.append(TrialPlan("rating", inputs.images[image_index], base_position=position))
+    checks = sorted(enumerate(inputs.attention_checks), key=lambda pair: pair[1].after_trial, reverse=True)
+    for check_index, check in checks:
+        main.insert(min(check.after_trial, len(main)), TrialPlan("attention", attention_index=check_index))
+    practice: list[TrialPlan] = []
+    if inputs.has_ratings and inputs.images:
+        for p in range(inputs.n_practice_trials):
+            image = inputs.images[(inputs.seed + p) % len(inputs.images)]
+            practice.append(TrialPlan("practice", image, base_position=rng.choice([1, 2])))
+    return practice + main

@@ -1,0 +1,244 @@
+"""`altcap study init` and `invite`: freeze the design into the database, then create invitations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from altcap.infer.captions_file import read_captions
+from altcap.study.config import StudyConfig, TaskQuestion, load_task_questions
+from altcap.study.db import Participant, Study, Trial, utc_now
+from altcap.study.design import StudyPlanInputs, count_latin_rows, plan_participant
+
+
+class StudySetupError(ValueError):
+    """A design or run-folder problem; the message names the file or field and the fix."""
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """A created participant and the link to give them (the token is not stored anywhere else)."""
+
+    public_id: str
+    token: str
+    url: str
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path)
+
+
+def _image_folder(config: StudyConfig, yaml_dir: Path) -> Path:
+    if config.image_root is None:
+        return yaml_dir
+    root = _resolve(yaml_dir, config.image_root)
+    # A manifest path means "images are relative to the manifest's folder" (as in data/manifest.py).
+    return root.parent if root.is_file() else root
+
+
+def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
+    """Join base and fine-tuned captions per image and resolve each image file.
+
+    Args:
+        config: the study design.
+        yaml_path: study.yaml; relative paths in it are relative to its folder.
+
+    Returns:
+        One dict per image: image, base, finetuned, path (absolute image file).
+    """
+    yaml_dir = yaml_path.parent
+    problems = [
+        f"{yaml_path}: {key} is required (a captions JSONL from `altcap caption`)"
+        for key in ("base_captions", "finetuned_captions")
+        if getattr(config, key) is None
+    ]
+    if problems:
+        raise StudySetupError("\n".join(problems))
+    base = {r.image: r.caption for r in read_captions(_resolve(yaml_dir, config.base_captions))}
+    tuned = {r.image: r.caption for r in read_captions(_resolve(yaml_dir, config.finetuned_captions))}
+    images = config.images or [image for image in base if image in tuned]
+    missing = [image for image in images if image not in base or image not in tuned]
+    if missing:
+        raise StudySetupError(
+            f"{yaml_path}: images {missing[:5]} lack a base or fine-tuned caption; "
+            "caption them with both models or remove them from `images`"
+        )
+    if not images:
+        raise StudySetupError(f"{yaml_path}: no image has both a base and a fine-tuned caption")
+    folder = _image_folder(config, yaml_dir)
+    stimuli = [
+        {
+            "image": image,
+            "base": base[image],
+            "finetuned": tuned[image],
+            "path": str(_resolve(folder, Path(image)).resolve()),
+        }
+        for image in images
+    ]
+    absent = [s["image"] for s in stimuli if not Path(s["path"]).is_file()]
+    if config.show_image and absent:
+        raise StudySetupError(
+            f"{yaml_path}: image_root={config.image_root}: {len(absent)} images not found, "
+            f"e.g. {absent[:3]} under {folder}; fix image_root or set show_image: false"
+        )
+    return stimuli
+
+
+def load_questions_for(config: StudyConfig, yaml_path: Path, images: list[str]) -> list[TaskQuestion]:
+    """The design's task questions, checked to refer to study images."""
+    if config.questions is None:
+        return []
+    path = _resolve(yaml_path.parent, config.questions)
+    questions = load_task_questions(path)
+    unknown = [q.question_id for q in questions if q.image not in images]
+    if unknown:
+        raise StudySetupError(f"{path}: questions {unknown[:5]} name images that are not in the study")
+    return questions
+
+
+def write_admin_secret(run_dir: Path) -> str:
+    """Create run_dir/admin_secret.txt (owner-only) and return the secret."""
+    secret = secrets.token_urlsafe(24)
+    path = run_dir / "admin_secret.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+def freeze_study(db: Session, config: StudyConfig, yaml_path: Path, run_dir: Path) -> Study:
+    """Store the design (yaml text + sha256), captions and questions; write frozen copies to run_dir.
+
+    Args:
+        db: session on an upgraded database.
+        config: the validated design.
+        yaml_path: the study.yaml it came from (copied verbatim).
+        run_dir: run folder; gets study.frozen.yaml, study.json and admin_secret.txt.
+
+    Returns:
+        The stored Study row.
+    """
+    existing = db.scalars(select(Study)).first()
+    if existing is not None:
+        raise StudySetupError(
+            f"{run_dir}: database already holds study {existing.study_id!r} frozen at "
+            f"{existing.frozen_at}; use a new --run-dir (or --db) for a new design"
+        )
+    stimuli = load_stimuli(config, yaml_path)
+    questions = load_questions_for(config, yaml_path, [s["image"] for s in stimuli])
+    text = yaml_path.read_text(encoding="utf-8")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "admin_secret.txt").exists():
+        raise StudySetupError(f"{run_dir}/admin_secret.txt exists from another study; use a new --run-dir")
+    study = Study(
+        study_id=config.study_id,
+        design_yaml=text,
+        design_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        frozen_at=utc_now(),
+        stimuli_json=json.dumps(stimuli),
+        questions_json=json.dumps([q.model_dump() for q in questions]),
+        secret_key=secrets.token_urlsafe(32),
+        admin_secret_sha256="",
+    )
+    secret = write_admin_secret(run_dir)
+    study.admin_secret_sha256 = hashlib.sha256(secret.encode()).hexdigest()
+    db.add(study)
+    db.commit()
+    (run_dir / "study.frozen.yaml").write_text(text, encoding="utf-8")
+    (run_dir / "study.json").write_text(json.dumps(describe_design(study), indent=2), encoding="utf-8")
+    return study
+
+
+def describe_design(study: Study) -> dict:
+    """study.json content: the design, its sha256 and when it was frozen."""
+    return {
+        **(yaml.safe_load(study.design_yaml) or {}),
+        "design_sha256": study.design_sha256,
+        "frozen_at": study.frozen_at,
+    }
+
+
+def plan_inputs(study: Study) -> StudyPlanInputs:
+    """The assignment inputs of a frozen study."""
+    config = StudyConfig.model_validate(yaml.safe_load(study.design_yaml) or {})
+    questions = [TaskQuestion.model_validate(q) for q in json.loads(study.questions_json)]
+    return StudyPlanInputs(
+        images=[s["image"] for s in json.loads(study.stimuli_json)],
+        question_ids=[q.question_id for q in questions],
+        question_images={q.question_id: q.image for q in questions},
+        n_practice_trials=config.n_practice_trials,
+        attention_checks=config.attention_checks,
+        has_ratings=bool(config.likert_items),
+        seed=config.seed,
+    )
+
+
+def create_invitations(db: Session, n: int, base_url: str, valid_days: int = 90) -> list[Invitation]:
+    """Create n participants with their seeded trial plans; return their links.
+
+    Args:
+        db: session on an initialised database.
+        n: number of invitations.
+        base_url: URL prefix of the links (no trailing slash).
+        valid_days: days until a link expires.
+
+    Returns:
+        The invitations in creation order.
+    """
+    study = db.scalars(select(Study)).first()
+    if study is None:
+        raise StudySetupError("no study in this database; run `altcap study init study.yaml` first")
+    config = StudyConfig.model_validate(yaml.safe_load(study.design_yaml) or {})
+    inputs = plan_inputs(study)
+    start = db.scalar(select(func.count()).select_from(Participant)) or 0
+    expires = (datetime.now(UTC) + timedelta(days=valid_days)).isoformat(timespec="milliseconds")
+    invitations = []
+    for index in range(start, start + n):
+        token = secrets.token_urlsafe(24)
+        participant = Participant(
+            study_id=study.study_id,
+            participant_index=index,
+            public_id=f"P{index + 1:03d}",
+            token_sha256=hash_token(token),
+            status="active",
+            latin_square_row=index % count_latin_rows(inputs),
+            invited_at=utc_now(),
+            expires_at=expires,
+            completion_code=config.completion_code or "",
+        )
+        db.add(participant)
+        db.flush()
+        _add_trials(db, participant.id, inputs, index)
+        invitations.append(Invitation(participant.public_id, token, f"{base_url}/p/{token}"))
+    db.commit()
+    return invitations
+
+
+def _add_trials(db: Session, participant_id: int, inputs: StudyPlanInputs, participant_index: int) -> None:
+    for trial_index, plan in enumerate(plan_participant(inputs, participant_index)):
+        db.add(
+            Trial(
+                participant_id=participant_id,
+                trial_index=trial_index,
+                kind=plan.kind,
+                image=plan.image,
+                question_id=plan.question_id,
+                base_position=plan.base_position,
+                task_system=plan.task_system,
+                attention_index=plan.attention_index,
+            )
+        )
+
+
+def hash_token(token: str) -> str:
+    """sha256 of an invitation token (what the database stores)."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,162 @@
+"""Researcher pages behind the admin secret: progress per participant and withdrawal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import exists, func, select
+
+from altcap.study.db import Participant, Submission, Trial, utc_now
+from altcap.study.deps import AdminDep, DbDep, PageError, StateDep, render
+from altcap.study.security import (
+    ADMIN_COOKIE,
+    ADMIN_SESSION_SECONDS,
+    check_admin_secret,
+    issue_form_token,
+    make_admin_cookie,
+    verify_form_token,
+)
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+MAX_REASON_CHARS = 2000
+
+
+def _login_page(request: Request, state: StateDep, errors: list | None = None, status: int = 200) -> Response:
+    nonce, csrf = issue_form_token(state.study.secret_key, "login", 0)
+    return render(request, "admin_login.html", {"nonce": nonce, "csrf": csrf, "errors": errors or []}, status)
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/login", response_class=HTMLResponse)
+def show_login(request: Request, state: StateDep) -> Response:
+    """The sign-in form (the admin secret is in run_dir/admin_secret.txt)."""
+    return _login_page(request, state)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    state: StateDep,
+    secret: Annotated[str, Form()] = "",
+    nonce: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Check the admin secret and set the signed session cookie."""
+    if verify_form_token(state.study.secret_key, "login", 0, nonce, csrf) is None:
+        return _login_page(
+            request, state, [("secret", "secret", "The form expired; please sign in again.")], 400
+        )
+    if not check_admin_secret(state.study.admin_secret_sha256, secret):
+        return _login_page(
+            request, state, [("secret", "secret", "Admin secret: that secret is not correct.")], 401
+        )
+    response = RedirectResponse("/admin/participants", status_code=303)
+    response.set_cookie(
+        ADMIN_COOKIE,
+        make_admin_cookie(state.study.secret_key),
+        max_age=ADMIN_SESSION_SECONDS,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(
+    session_id: AdminDep,
+    state: StateDep,
+    nonce: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """End the admin session."""
+    if verify_form_token(state.study.secret_key, session_id, 0, nonce, csrf) is None:
+        raise PageError(
+            400, "This form could not be sent", "The page was out of date; reload it and try again."
+        )
+    response = RedirectResponse("/admin", status_code=303)
+    response.delete_cookie(ADMIN_COOKIE)
+    return response
+
+
+def _progress_rows(db: DbDep) -> list[dict]:
+    answered = exists().where(Submission.trial_id == Trial.id)
+    counts = dict(
+        db.execute(
+            select(Trial.participant_id, func.count())
+            .where(Trial.kind != "practice")
+            .group_by(Trial.participant_id)
+        ).all()
+    )
+    done = dict(
+        db.execute(
+            select(Trial.participant_id, func.count())
+            .where(Trial.kind != "practice", answered)
+            .group_by(Trial.participant_id)
+        ).all()
+    )
+    participants = db.scalars(select(Participant).order_by(Participant.participant_index))
+    return [{"p": p, "total": counts.get(p.id, 0), "done": done.get(p.id, 0)} for p in participants]
+
+
+@router.get("/participants", response_class=HTMLResponse)
+def participants(
+    request: Request, session_id: AdminDep, db: DbDep, state: StateDep, saved: str = ""
+) -> Response:
+    """Progress of every participant, with a withdraw form each."""
+    nonce, csrf = issue_form_token(state.study.secret_key, session_id, 0)
+    message = f"Participant {saved} withdrawn." if saved else ""
+    return render(
+        request,
+        "admin_participants.html",
+        {"rows": _progress_rows(db), "nonce": nonce, "csrf": csrf, "status_message": message},
+    )
+
+
+@router.post("/participants/{public_id}/withdraw")
+def withdraw(
+    request: Request,
+    public_id: str,
+    session_id: AdminDep,
+    db: DbDep,
+    state: StateDep,
+    reason: Annotated[str, Form()] = "",
+    nonce: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Withdraw a participant: data kept and marked, their link closed, excluded from analysis."""
+    if verify_form_token(state.study.secret_key, session_id, 0, nonce, csrf) is None:
+        raise PageError(
+            400, "This form could not be sent", "The page was out of date; reload it and try again."
+        )
+    participant = db.scalars(select(Participant).where(Participant.public_id == public_id)).first()
+    if participant is None:
+        raise PageError(
+            404, "No such participant", "No participant has that id. Go back to the participant list."
+        )
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON_CHARS:
+        rows = _progress_rows(db)
+        errors = [
+            (
+                f"reason-{public_id}",
+                f"reason-{public_id}",
+                f"Reason for withdrawing {public_id}: give a reason (at most {MAX_REASON_CHARS} characters).",
+            )
+        ]
+        return render(
+            request,
+            "admin_participants.html",
+            {"rows": rows, "nonce": nonce, "csrf": csrf, "errors": errors},
+            422,
+        )
+    if participant.status != "withdrawn":
+        participant.status, participant.withdrawn_at, participant.withdraw_reason = (
+            "withdrawn",
+            utc_now(),
+            reason,
+        )
+        db.commit()
+    return RedirectResponse(f"/admin/participants?saved={public_id}", status_code=303)

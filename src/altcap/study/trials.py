@@ -1,0 +1,262 @@
+"""What a trial page shows, how its form is checked, and how its answers are stored (once)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import yaml
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from altcap.study.config import NOT_STATED, LikertItem, StudyConfig, TaskQuestion
+from altcap.study.db import Answer, Participant, Study, Submission, Trial, serialize_writes, utc_now
+from altcap.study.scoring import AnswerKey, score_answer
+
+SYSTEMS = ("base", "finetuned")
+CONFIDENCE_ITEM = LikertItem(
+    id="confidence",
+    question="How confident are you in your answer?",
+    scale_max=5,
+    anchors={1: "Not at all confident", 5: "Completely confident"},
+)
+MAX_COMMENT_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    """The frozen design, decoded once at start-up."""
+
+    study_id: str
+    config: StudyConfig
+    stimuli: dict[str, dict[str, str]]
+    questions: dict[str, TaskQuestion]
+    secret_key: str
+    admin_secret_sha256: str
+
+
+@dataclass
+class FormResult:
+    """Parsed answers (rows for the Answer table) or the errors to show, plus what was entered."""
+
+    rows: list[dict] = field(default_factory=list)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # (field, first input id, message)
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def load_study(study: Study) -> LoadedStudy:
+    """Decode a Study row."""
+    config = StudyConfig.model_validate(yaml.safe_load(study.design_yaml) or {})
+    questions = [TaskQuestion.model_validate(q) for q in json.loads(study.questions_json)]
+    return LoadedStudy(
+        study.study_id,
+        config,
+        {s["image"]: s for s in json.loads(study.stimuli_json)},
+        {q.question_id: q for q in questions},
+        study.secret_key,
+        study.admin_secret_sha256,
+    )
+
+
+def system_at(trial: Trial, position: int) -> str:
+    """The system whose caption is shown at `position` (1 or 2) of a rating trial."""
+    return "base" if position == trial.base_position else "finetuned"
+
+
+def captions_in_order(study: LoadedStudy, trial: Trial) -> list[tuple[int, str]]:
+    """(position, caption) for Description 1 and 2 of a rating or practice trial."""
+    stimulus = study.stimuli[trial.image]
+    return [(pos, stimulus[system_at(trial, pos)]) for pos in (1, 2)]
+
+
+def _pick_scale(
+    form: Mapping[str, str], name: str, scale_max: int, label: str, result: FormResult
+) -> int | None:
+    raw = (form.get(name) or "").strip()
+    result.values[name] = raw
+    if raw.isdigit() and 1 <= int(raw) <= scale_max:
+        return int(raw)
+    result.errors.append((name, f"{name}-1", f"{label}: choose a number from 1 to {scale_max}."))
+    return None
+
+
+def parse_rating(study: LoadedStudy, trial: Trial, form: Mapping[str, str]) -> FormResult:
+    """Likert values per caption, the preference (decoded to a system) and the optional comment."""
+    result = FormResult()
+    for position in (1, 2):
+        system = system_at(trial, position)
+        for item in study.config.likert_items:
+            label = f"Description {position}, {item.question}"
+            value = _pick_scale(form, f"{item.id}-{position}", item.scale_max, label, result)
+            if value is not None:
+                result.rows.append(
+                    {"item": item.id, "position": position, "system": system, "value": str(value)}
+                )
+    choice = (form.get("preference") or "").strip()
+    result.values["preference"] = choice
+    if choice in ("1", "2", "none"):
+        chosen = int(choice) if choice != "none" else 0
+        preferred = system_at(trial, chosen) if chosen else "none"
+        result.rows.append({"item": "preference", "position": chosen, "system": "", "value": preferred})
+    else:
+        result.errors.append(
+            ("preference", "preference-1", "Preference: choose a description or No preference.")
+        )
+    comment = (form.get("comment") or "").strip()
+    result.values["comment"] = comment
+    if len(comment) > MAX_COMMENT_CHARS:
+        result.errors.append(
+            ("comment", "comment", f"Comment: please shorten it to {MAX_COMMENT_CHARS} characters.")
+        )
+    elif comment:
+        result.rows.append({"item": "comment", "position": 0, "system": "", "value": comment})
+    return result
+
+
+def _task_answer(question: TaskQuestion, form: Mapping[str, str], result: FormResult) -> str | None:
+    if question.kind == "choice":
+        answer = (form.get("answer") or "").strip()
+        result.values["answer"] = answer
+        if answer in [*question.choices, NOT_STATED]:
+            return answer
+        result.errors.append(
+            ("answer", "answer-1", "Question: choose an answer or The description does not say.")
+        )
+        return None
+    text, not_stated = (form.get("answer_text") or "").strip(), form.get("not_stated") == "1"
+    result.values.update(answer_text=text, not_stated="1" if not_stated else "")
+    if bool(text) != not_stated:
+        return NOT_STATED if not_stated else text
+    result.errors.append(
+        (
+            "answer",
+            "answer-text",
+            "Question: type an answer, or tick The description does not say (not both).",
+        )
+    )
+    return None
+
+
+def parse_task(study: LoadedStudy, trial: Trial, form: Mapping[str, str], response_ms: int) -> FormResult:
+    """The answer (scored against the key), its confidence and the response time."""
+    question = study.questions[trial.question_id]
+    result = FormResult()
+    answer = _task_answer(question, form, result)
+    confidence = _pick_scale(form, "confidence", 5, CONFIDENCE_ITEM.question, result)
+    if answer is None or confidence is None:
+        return result
+    key = AnswerKey(
+        question_id=question.question_id,
+        kind=question.kind,
+        answer=question.answer,
+        accepted=question.accepted,
+    )
+    shared = {"position": 1, "system": trial.task_system, "question_id": question.question_id}
+    result.rows = [
+        {
+            **shared,
+            "item": "task_answer",
+            "value": answer,
+            "correct": score_answer(answer, key),
+            "response_ms": response_ms,
+        },
+        {**shared, "item": "task_confidence", "value": str(confidence)},
+    ]
+    return result
+
+
+def parse_attention(study: LoadedStudy, trial: Trial, form: Mapping[str, str]) -> FormResult:
+    """The attention-check answer and whether it is the instructed one."""
+    check = study.config.attention_checks[trial.attention_index]
+    result = FormResult()
+    answer = (form.get("answer") or "").strip()
+    result.values["answer"] = answer
+    if answer not in check.choices:
+        result.errors.append(("answer", "answer-1", "Question: choose one of the answers."))
+    else:
+        result.rows.append(
+            {
+                "item": "attention",
+                "position": 0,
+                "system": "",
+                "value": answer,
+                "correct": answer == check.answer,
+            }
+        )
+    return result
+
+
+def next_open_trial(db: Session, participant: Participant) -> Trial | None:
+    """The first trial of this participant without a stored submission (None = finished)."""
+    submitted = exists().where(Submission.trial_id == Trial.id)
+    query = (
+        select(Trial)
+        .where(Trial.participant_id == participant.id, ~submitted)
+        .order_by(Trial.trial_index)
+        .limit(1)
+    )
+    return db.scalars(query).first()
+
+
+def count_trials(db: Session, participant: Participant) -> tuple[int, int]:
+    """(non-practice trials, non-practice trials submitted) for the progress display."""
+    base = (
+        select(func.count())
+        .select_from(Trial)
+        .where(Trial.participant_id == participant.id, Trial.kind != "practice")
+    )
+    total = db.scalar(base) or 0
+    done = db.scalar(base.where(exists().where(Submission.trial_id == Trial.id))) or 0
+    return total, done
+
+
+def record_submission(
+    db: Session, participant: Participant, trial: Trial, nonce: str, issued_ms: int, rows: list[dict]
+) -> bool:
+    """Store a trial's answers and its submission in one transaction, committed before returning.
+
+    Args:
+        db: session.
+        participant: who answered.
+        trial: the trial answered.
+        nonce: the form's nonce (primary key of the submission: a replay stores nothing).
+        issued_ms: when the form was rendered (the answers' started_at).
+        rows: parsed answer rows.
+
+    Returns:
+        True if stored now; False if this trial already had a submission (double submit / retry).
+    """
+    if db.scalar(select(Submission.nonce).where(Submission.trial_id == trial.id)) is not None:
+        return False
+    now = utc_now()
+    started = datetime.fromtimestamp(issued_ms / 1000, UTC).isoformat(timespec="milliseconds")
+    db.add(Submission(nonce=nonce, trial_id=trial.id, submitted_at=now))
+    for row in rows:
+        db.add(
+            Answer(
+                participant_id=participant.id,
+                trial_id=trial.id,
+                started_at=started,
+                submitted_at=now,
+                item=row["item"],
+                position=row.get("position", 0),
+                system=row.get("system", ""),
+                value=row["value"],
+                correct=row.get("correct"),
+                question_id=row.get("question_id", ""),
+                response_ms=row.get("response_ms"),
+            )
+        )
+    try:
+        with serialize_writes(db):
+            db.flush()
+            if next_open_trial(db, participant) is None and participant.status == "active":
+                participant.status, participant.completed_at = "completed", now
+            db.commit()
+    except IntegrityError:
+        db.rollback()
+        return False
+    return True
