@@ -4,17 +4,39 @@ Each family module (`blip.py`, `blip2.py`, `instructblip.py`, `llava_next.py`, `
 calls `register_family` at import; `get_family` imports them all on first use. No base classes:
 a family is data plus functions, so adding one never touches the others.
 
-Contract of the functions (all tensors on the model's device; images are RGB PIL images):
+Contract of the functions (images are RGB PIL images; `build_inputs` returns CPU tensors, and
+callers move them with `altcap.models.text_inputs.move_to_device(inputs, model.device, model.dtype)`
+before the other functions see them):
 
-- `load(spec) -> (model, processor)`: `from_pretrained` on `spec.model_id` (hub id or folder).
+- `load(spec) -> (model, processor)`: `from_pretrained` on `spec.model_id` (hub id or folder),
+  `spec` being an `altcap.models.loading.ModelConfig`. Users go through `load_model(spec)`, which
+  validates id, family and adapter first and returns `(model, processor, family)`.
 - `build_inputs(processor, images, prompts, captions) -> dict`: model inputs for a batch. With
   `captions`, also `labels` in which prompt, image-placeholder and padding positions are -100 so
-  the loss covers caption tokens only. Without, inputs ready for `generate`.
-- `encode_images(model, inputs) -> dict[str, Tensor]`: the frozen part's output (vision tower,
-  and the Q-Former for BLIP-2 / InstructBLIP) for a batch; this is what the feature cache stores.
+  the loss covers caption tokens (and the closing EOS) only; right-padded. Without, left-padded
+  inputs ready for `generate`. For encoder-decoder LMs (T5) labels are the caption tokens only.
+- `encode_images(model, inputs) -> dict[str, Tensor]`: the frozen part's output for a batch,
+  keys `feature_keys`; this is what the feature cache stores. BLIP: vision tower; BLIP-2: Q-Former
+  query outputs; InstructBLIP: vision tower only (its Q-Former reads the instruction, so its
+  output is prompt-dependent); LLaVA-NeXT: vision-tower features per tile. Split into per-image
+  rows and re-batch with `altcap.models.features` (rows may differ in length: LLaVA tiles).
 - `forward_from_features(model, features, inputs) -> Tensor`: the loss computed from cached
-  features and text inputs (must equal `model(**inputs).loss` when the frozen part is frozen).
-- `generate(model, processor, inputs, generation) -> list[str]`: decoded captions.
+  features and text inputs (equals `model(**inputs).loss` while `frozen_modules` stay frozen;
+  tested per family, also under LoRA).
+- `generate(model, processor, inputs, generation) -> list[str]`: decoded captions (new tokens
+  only); `generation` is a dict of `model.generate` keyword arguments (num_beams, max_new_tokens, ...).
+
+`prompts` are instructions (a record's `prompt`; a None entry, or prompts=None, means the family
+default: `DEFAULT_INSTRUCTION`, except BLIP, which is not instruction-tuned and gets no prefix).
+Each family turns them into its own text format (LLaVA's chat template, BLIP-2 OPT's
+"Question: ... Answer:"). `default_lora_targets` are leaf Linear names (a family lists those of
+all its decoders, e.g. OPT q_proj and T5 q; `apply_lora` keeps the ones the model has);
+`lora_scope` names the sub-module LoRA targets are looked for in (e.g. "language_model", so
+LLaVA's CLIP `q_proj` layers are left alone); "" means the whole model. `frozen_modules` are the
+attributes the feature cache assumes frozen, on the unwrapped model (`peft_model.get_base_model()`);
+they may be dotted (LLaVA: "model.vision_tower") or bare parameters (BLIP-2: "query_tokens"), so
+resolve them with `operator.attrgetter(name)(base)`, not `getattr`.
+`altcap.models.tiny.build_tiny_model` saves a tiny random checkpoint of any family for tests.
 """
 
 from __future__ import annotations
@@ -25,6 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _FAMILY_MODULES = ("blip", "blip2", "instructblip", "llava_next", "altcap_mini")
+
+DEFAULT_INSTRUCTION = "Provide a detailed caption for this photo."
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,10 @@ class ModelFamily:
     encode_images: Callable[..., dict[str, Any]] | None = None
     forward_from_features: Callable[..., Any] | None = None
     frozen_modules: tuple[str, ...] = field(default=())
+    lora_scope: str = ""
+    feature_keys: tuple[str, ...] = field(default=())
+    # Non-LoRA modules trained in full and saved with the adapter (altcap-mini's projector).
+    modules_to_save: tuple[str, ...] = field(default=())
 
 
 _REGISTRY: dict[str, ModelFamily] = {}

@@ -1,0 +1,313 @@
+"""`run_caption`: caption a manifest split or an image folder, resumably, in throughput-friendly batches.
+
+Resumable by construction: each finished batch is appended to the output and fsynced before the
+next starts, and a rerun skips every image already in the file. A file written with other
+model/adapter/generation settings is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from altcap.data.images import load_image_rgb
+from altcap.data.import_common import IMAGE_SUFFIXES
+from altcap.data.manifest import read_manifest, resolve_image
+from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
+from altcap.infer.config import CaptionConfig
+from altcap.provenance import build_provenance
+
+
+class CaptionError(ValueError):
+    """Bad input for `altcap caption`; the message names the file or field and the fix."""
+
+
+@dataclass(frozen=True)
+class CaptionItem:
+    """One image to caption: its join key, where it is, and its own prompt (None = default)."""
+
+    key: str
+    path: Path
+    prompt: str | None = None
+
+
+@dataclass
+class CaptionSummary:
+    """What a caption run did."""
+
+    out: Path
+    total_images: int
+    skipped_images: int
+    written_images: int
+    seconds: float
+
+
+def collect_items(cfg: CaptionConfig) -> list[CaptionItem]:
+    """The images to caption, from the manifest split or the folder; missing files are an error.
+
+    Args:
+        cfg: the caption config (exactly one of manifest / images is set).
+
+    Returns:
+        Items in source order, truncated to `cfg.limit`.
+    """
+    if cfg.manifest is not None:
+        records = read_manifest(cfg.manifest, cfg.split)
+        if not records:
+            raise CaptionError(f"{cfg.manifest}: no records with split={cfg.split!r}; check --split")
+        items = [CaptionItem(r.image, resolve_image(cfg.manifest, r), r.prompt) for r in records]
+    else:
+        folder = cfg.images
+        if not folder.is_dir():
+            raise CaptionError(f"images={str(folder)!r}: folder not found")
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not paths:
+            raise CaptionError(
+                f"images={str(folder)!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        items = [CaptionItem(p.relative_to(folder).as_posix(), p) for p in paths]
+    items = items[: cfg.limit] if cfg.limit else items
+    missing = [str(item.path) for item in items if not item.path.is_file()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise CaptionError(
+            f"{len(missing)} image(s) not found: {shown}; fix the paths or run `altcap data check`"
+        )
+    return items
+
+
+def _same_source(given: str | None, stored: str | None) -> bool:
+    if given == stored:
+        return True
+    if given is None or stored is None:
+        return False
+    # A folder given once relative and once absolute is the same model.
+    return Path(given).exists() and Path(given).resolve() == Path(stored).resolve()
+
+
+def drop_torn_last_line(path: Path) -> int:
+    """Cut a half-written last line (a run killed mid-write); returns the bytes removed.
+
+    Complete lines always end in a newline (append_captions writes whole lines), so an unterminated
+    tail that is not valid JSON can only be a torn write; everything before it is kept.
+    """
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[keep:])
+    except ValueError:
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+        warnings.warn(f"{path}: dropped a half-written last line ({len(data) - keep} bytes)", stacklevel=2)
+        return len(data) - keep
+    with path.open("ab") as handle:  # a complete record missing only its newline: end the line
+        handle.write(b"\n")
+    return 0
+
+
+def find_done_images(cfg: CaptionConfig) -> set[str]:
+    """Images already in `cfg.out` (empty if it does not exist); refuses a file made with other settings."""
+    if not cfg.out.exists():
+        return set()
+    drop_torn_last_line(cfg.out)
+    settings = cfg.record_settings()
+    done: set[str] = set()
+    for line_no, record in enumerate(read_captions(cfg.out), start=1):
+        differences = []
+        if not _same_source(cfg.model.model_id, record.model_id):
+            differences.append(f"model_id {record.model_id!r} (now {cfg.model.model_id!r})")
+        if not _same_source(cfg.model.adapter, record.adapter):
+            differences.append(f"adapter {record.adapter!r} (now {cfg.model.adapter!r})")
+        differences += [
+            f"generation.{key}={record.generation.get(key)!r} (now {settings.get(key)!r})"
+            for key in sorted(set(record.generation) | set(settings))
+            if record.generation.get(key) != settings.get(key)
+        ]
+        if differences:
+            raise CaptionError(
+                f"{cfg.out}: record {line_no} was made with {'; '.join(differences)}; captions from "
+                "different settings must not be mixed: pass another --out, or restore the original settings "
+                "to resume"
+            )
+        done.add(record.image)
+    return done
+
+
+def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:
+    """Group same-prompt, same-shape images so a batch needs no prompt padding and few image tiles.
+
+    Only the image header is read (Pillow opens lazily), so this costs far less than decoding.
+    """
+
+    def sort_key(item: CaptionItem) -> tuple[str, float, str]:
+        try:
+            with Image.open(item.path) as image:
+                width, height = image.size
+        except (OSError, UnidentifiedImageError) as err:
+            raise CaptionError(f"{item.path}: not a readable image ({err}); run `altcap data check`") from err
+        return (item.prompt or "", round(width / max(height, 1), 1), item.key)
+
+    return sorted(items, key=sort_key)
+
+
+def iter_batches(items: list[CaptionItem], batch_size: int) -> Iterator[list[CaptionItem]]:
+    """Consecutive batches of at most `batch_size`, never mixing prompts (some models cannot pad them)."""
+    batch: list[CaptionItem] = []
+    for item in items:
+        if batch and (len(batch) == batch_size or item.prompt != batch[0].prompt):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def _prepare_batch(family: Any, processor: Any, batch: list[CaptionItem], default_prompt: str | None) -> dict:
+    images = [load_image_rgb(item.path) for item in batch]
+    prompts = [item.prompt if item.prompt is not None else default_prompt for item in batch]
+    return family.build_inputs(processor, images, prompts)
+
+
+def iter_prepared_batches(
+    family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None, prefetch: bool = True
+) -> Iterator[tuple[list[CaptionItem], dict]]:
+    """(batch, CPU inputs) pairs; with `prefetch`, the next batch is prepared on a worker thread
+    while the caller generates the current one, so the accelerator does not wait on JPEG decoding."""
+    if not prefetch:
+        for batch in batches:
+            yield batch, _prepare_batch(family, processor, batch, prompt)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_prepare_batch, family, processor, batches[0], prompt) if batches else None
+        for index, batch in enumerate(batches):
+            inputs = pending.result()
+            if index + 1 < len(batches):
+                pending = pool.submit(_prepare_batch, family, processor, batches[index + 1], prompt)
+            yield batch, inputs
+
+
+def caption_items(
+    model: Any,
+    processor: Any,
+    family: Any,
+    items: list[CaptionItem],
+    cfg: CaptionConfig,
+    progress: bool = True,
+    prefetch: bool = True,
+) -> int:
+    """Generate and append captions for `items` (already ordered); the core loop, also benchmarked.
+
+    Args:
+        model, processor, family: from `load_model`.
+        items: images to caption.
+        cfg: settings (generation, batch size, prompt, out).
+        progress: show a tqdm progress bar.
+        prefetch: prepare the next batch on a worker thread during generation.
+
+    Returns:
+        Number of captions written.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from altcap.models.text_inputs import move_to_device
+
+    batches = list(iter_batches(items, cfg.batch_size))
+    settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
+    written = 0
+    with tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar:
+        for batch, inputs in iter_prepared_batches(family, processor, batches, cfg.prompt, prefetch):
+            inputs = move_to_device(inputs, model.device, model.dtype)
+            with torch.inference_mode():
+                captions = family.generate(model, processor, inputs, generate_kwargs)
+            records = [
+                CaptionRecord(
+                    image=item.key,
+                    caption=caption,
+                    model_id=cfg.model.model_id,
+                    adapter=cfg.model.adapter,
+                    generation=settings,
+                )
+                for item, caption in zip(batch, captions, strict=True)
+            ]
+            append_captions(cfg.out, records)
+            written += len(records)
+            bar.update(len(records))
+    return written
+
+
+def provenance_path(out: Path) -> Path:
+    """Where the provenance of a captions file lives: `<out>.provenance.json` beside it."""
+    return out.with_name(out.name + ".provenance.json")
+
+
+def write_provenance(cfg: CaptionConfig, family_name: str, run: dict[str, Any]) -> None:
+    """Write provenance beside the output; earlier runs that appended to the same file are kept."""
+    path = provenance_path(cfg.out)
+    runs: list[dict[str, Any]] = []
+    if path.is_file():
+        runs = [
+            r
+            for r in json.loads(path.read_text(encoding="utf-8")).get("runs", [])
+            if r.get("id") != run["id"]
+        ]
+    provenance = build_provenance(
+        cfg,
+        cfg.model.model_id,
+        cfg.manifest,
+        adapter=cfg.model.adapter,
+        family=family_name,
+        generation=cfg.record_settings(),
+        images_folder=str(cfg.images) if cfg.images else None,
+        runs=[*runs, run],
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_caption(cfg: CaptionConfig) -> CaptionSummary:
+    """Validate inputs, load the model, caption every image not yet in `cfg.out`, record provenance.
+
+    Args:
+        cfg: the resolved caption config.
+
+    Returns:
+        A summary (images total / skipped as already captioned / written, seconds).
+
+    Raises:
+        CaptionError, ModelLoadError: bad input, named before any model is loaded.
+    """
+    import torch
+
+    from altcap.models.loading import load_model, read_model_config, resolve_family
+
+    started = time.perf_counter()
+    items = collect_items(cfg)
+    done = find_done_images(cfg)
+    todo = [item for item in items if item.key not in done]
+    family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
+    run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": len(items) - len(todo)}
+    if todo:
+        torch.manual_seed(cfg.seed)
+        model, processor, family = load_model(cfg.model)
+        write_provenance(cfg, family.name, {**run, "status": "running"})
+        written = caption_items(model, processor, family, order_for_throughput(todo), cfg)
+    else:
+        written = 0
+    seconds = time.perf_counter() - started
+    write_provenance(
+        cfg, family.name, {**run, "status": "done", "written_images": written, "seconds": seconds}
+    )
+    return CaptionSummary(cfg.out, len(items), len(items) - len(todo), written, seconds)

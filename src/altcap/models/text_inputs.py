@@ -1,0 +1,105 @@
+"""Token-level helpers the family modules share: prompt/caption encoding, label masking, padding.
+
+Families build token sequences themselves instead of calling the processor on the joined text,
+because only then do they know exactly which positions are prompt (masked to -100) and which are
+caption (learned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+IGNORE_INDEX = -100
+
+
+def join_prompt_and_caption(prompt_text: str, caption: str) -> str:
+    """The text the model sees in training: prompt, one separating space when needed, caption."""
+    if not prompt_text or prompt_text.endswith((" ", "\n")):
+        return prompt_text + caption
+    return f"{prompt_text} {caption}"
+
+
+def encode_prompt_and_caption(tokenizer: Any, prompt_text: str, caption: str) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt and of the caption that follows it (no special tokens added).
+
+    The joined text is tokenized once so the caption tokens are exactly those the model would see
+    after the prompt; the prompt's own tokens must be a prefix of that.
+
+    Args:
+        tokenizer: a (fast) tokenizer.
+        prompt_text: the formatted prompt ("" for none).
+        caption: the target caption.
+
+    Returns:
+        (prompt_ids, caption_ids).
+
+    Raises:
+        ValueError: when the tokenizer merges the prompt's last token with the caption.
+    """
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"] if prompt_text else []
+    full_ids = tokenizer(join_prompt_and_caption(prompt_text, caption), add_special_tokens=False)["input_ids"]
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise ValueError(
+            f"prompt {prompt_text!r}: its tokens change when the caption {caption!r} follows it, so prompt "
+            "and caption cannot be separated for label masking; end the prompt with punctuation or a space"
+        )
+    return prompt_ids, full_ids[len(prompt_ids) :]
+
+
+def build_labeled_sequence(
+    prefix_ids: Sequence[int], target_ids: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """input ids = prefix + target; labels = -100 over the prefix, the target ids after it."""
+    return list(prefix_ids) + list(target_ids), [IGNORE_INDEX] * len(prefix_ids) + list(target_ids)
+
+
+def pad_sequences(
+    sequences: Sequence[Sequence[int]], pad_value: int, side: str = "right"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad id lists to one tensor.
+
+    Args:
+        sequences: one id list per example.
+        pad_value: filler id (use -100 for labels).
+        side: "right" for training, "left" for decoder-only generation (new tokens follow the prompt).
+
+    Returns:
+        (padded ids [batch, max_len], attention mask [batch, max_len] with 1 on real tokens).
+    """
+    max_len = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), max_len), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), max_len), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(max_len - len(seq), max_len) if side == "left" else slice(0, len(seq))
+        ids[row, span] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+def resolve_prompts(prompts: Sequence[str | None] | None, batch_size: int, default: str) -> list[str]:
+    """One instruction per example: None entries (or no list) get the family's default."""
+    if prompts is None:
+        return [default] * batch_size
+    if len(prompts) != batch_size:
+        raise ValueError(f"got {len(prompts)} prompts for {batch_size} images; pass one per image or None")
+    return [default if p is None else p for p in prompts]
+
+
+def decode_new_tokens(tokenizer: Any, sequences: torch.Tensor, prompt_length: int) -> list[str]:
+    """Decode generated ids after the first `prompt_length` positions, stripped of special tokens."""
+    texts = tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
+    return [text.strip() for text in texts]
+
+
+def move_to_device(inputs: dict[str, Any], device: Any, float_dtype: Any = None) -> dict[str, Any]:
+    """Move tensors to `device`; floating tensors (pixels, features) also to `float_dtype` if given."""
+    moved: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor):
+            dtype = float_dtype if float_dtype is not None and value.is_floating_point() else None
+            value = value.to(device=device, dtype=dtype)
+        moved[key] = value
+    return moved

@@ -1,0 +1,206 @@
+"""`altcap caption`: batched generation, resume after a crash, settings guard, CLI."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import altcap.infer.caption as caption_module
+from altcap.cli import app
+from altcap.config import field_paths
+from altcap.infer.caption import CaptionError, provenance_path, run_caption
+from altcap.infer.captions_file import read_captions
+from altcap.infer.commands import FLAG_FIELDS, caption_command
+from altcap.infer.config import CaptionConfig, GenerationConfig
+from altcap.models.loading import ModelConfig, ModelLoadError
+
+TEST_IMAGES = {f"imgs/im{i}.jpg" for i in range(5)}
+
+
+def make_config(model: Path, manifest: Path, out: Path, **changes) -> CaptionConfig:
+    generation = GenerationConfig(num_beams=2, max_new_tokens=5, min_new_tokens=5)
+    cfg = CaptionConfig(
+        model=ModelConfig(model_id=str(model), device="cpu"),
+        manifest=manifest,
+        out=out,
+        generation=generation,
+        batch_size=2,
+    )
+    return cfg.model_copy(update=changes)
+
+
+def test_captions_every_test_image_with_provenance(tiny_blip2, manifest, tmp_path) -> None:
+    out = tmp_path / "captions.jsonl"
+    summary = run_caption(make_config(tiny_blip2, manifest, out))
+    records = read_captions(out)
+    assert {r.image for r in records} == TEST_IMAGES and len(records) == 5
+    assert summary.written_images == 5 and summary.skipped_images == 0
+    assert all(r.caption and r.model_id == str(tiny_blip2) and r.adapter is None for r in records)
+    assert records[0].generation["num_beams"] == 2
+    provenance = json.loads(provenance_path(out).read_text())
+    assert provenance["family"] == "blip2" and provenance["manifest_sha256"]
+    assert provenance["runs"][-1]["status"] == "done" and provenance["runs"][-1]["written_images"] == 5
+
+
+def test_resume_after_crash_completes_without_duplicates(tiny_blip2, manifest, tmp_path, monkeypatch) -> None:
+    reference_out = tmp_path / "reference.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, reference_out))
+    out = tmp_path / "captions.jsonl"
+    real_append = caption_module.append_captions
+    calls = []
+
+    def append_then_crash(path, records):
+        real_append(path, records)
+        calls.append(len(records))
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # killed right after the first batch reached disk
+
+    monkeypatch.setattr(caption_module, "append_captions", append_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_caption(make_config(tiny_blip2, manifest, out))
+    first_batch = read_captions(out)
+    assert 0 < len(first_batch) < 5
+    monkeypatch.setattr(caption_module, "append_captions", real_append)
+    summary = run_caption(make_config(tiny_blip2, manifest, out))
+    records = read_captions(out)
+    assert summary.skipped_images == len(first_batch)
+    assert sorted(r.image for r in records) == sorted(TEST_IMAGES)
+    reference = {r.image: r.caption for r in read_captions(reference_out)}
+    assert {r.image: r.caption for r in records} == reference
+
+
+def test_resume_drops_a_torn_last_line(tiny_blip2, manifest, tmp_path) -> None:
+    out = tmp_path / "captions.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, out, limit=2))
+    with out.open("a", encoding="utf-8") as handle:
+        handle.write('{"image": "imgs/im4.jpg", "capt')
+    with pytest.warns(UserWarning, match="half-written"):
+        run_caption(make_config(tiny_blip2, manifest, out))
+    assert sorted(r.image for r in read_captions(out)) == sorted(TEST_IMAGES)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            {"generation": GenerationConfig(num_beams=4, max_new_tokens=5, min_new_tokens=5)},
+            "generation.num_beams",
+        ),
+        ({"prompt": "Describe."}, "generation.prompt"),
+        ({"model": ModelConfig(model_id="other/model")}, "model_id"),
+    ],
+)
+def test_refuses_to_mix_settings(tiny_blip2, manifest, tmp_path, change, named) -> None:
+    out = tmp_path / "captions.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, out, limit=2))
+    before = out.read_text()
+    with pytest.raises(CaptionError, match=rf"{out}.*{named}.*another --out"):
+        run_caption(make_config(tiny_blip2, manifest, out).model_copy(update=change))
+    assert out.read_text() == before
+
+
+def test_images_folder_source(tiny_blip2, manifest, tmp_path) -> None:
+    out = tmp_path / "folder.jsonl"
+    cfg = make_config(tiny_blip2, manifest, out).model_copy(
+        update={"manifest": None, "images": manifest.parent}
+    )
+    run_caption(cfg)
+    assert {r.image for r in read_captions(out)} == {f"imgs/im{i}.jpg" for i in range(7)}
+
+
+def test_bad_inputs_fail_before_loading_the_model(tiny_blip2, manifest, tmp_path) -> None:
+    (manifest.parent / "imgs" / "im1.jpg").unlink()
+    with pytest.raises(CaptionError, match=r"1 image\(s\) not found: .*im1\.jpg"):
+        run_caption(make_config(tiny_blip2, manifest, tmp_path / "a.jsonl"))
+    with pytest.raises(CaptionError, match="no records with split='val'"):
+        run_caption(make_config(tiny_blip2, manifest, tmp_path / "b.jsonl", split="val"))
+    with pytest.raises(ModelLoadError, match="folder not found"):
+        run_caption(make_config(tmp_path / "no-model", manifest, tmp_path / "c.jsonl", split="train"))
+    assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "c.jsonl").exists()
+
+
+def test_unreadable_image_is_named(tiny_blip2, manifest, tmp_path) -> None:
+    (manifest.parent / "imgs" / "im3.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(CaptionError, match=r"im3\.jpg: not a readable image"):
+        run_caption(make_config(tiny_blip2, manifest, tmp_path / "a.jsonl"))
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="exactly one of `manifest`"):
+        CaptionConfig()
+    with pytest.raises(ValueError, match="min_new_tokens=9 exceeds"):
+        GenerationConfig(min_new_tokens=9, max_new_tokens=5)
+    assert "temperature" not in GenerationConfig().generate_kwargs()
+    assert GenerationConfig(do_sample=True, temperature=0.7).generate_kwargs()["temperature"] == 0.7
+
+
+def test_every_flag_maps_to_one_field() -> None:
+    fields = set(field_paths(CaptionConfig))
+    assert set(FLAG_FIELDS.values()) <= fields
+    params = set(inspect.signature(caption_command).parameters) - {"config", "set_"}
+    assert params == set(FLAG_FIELDS)
+
+
+def test_cli_run_and_error(tiny_blip2, manifest, tmp_path) -> None:
+    out = tmp_path / "cli.jsonl"
+    args = [
+        "caption",
+        "--model-id",
+        str(tiny_blip2),
+        "--manifest",
+        str(manifest),
+        "--split",
+        "test",
+        "--out",
+        str(out),
+        "--num-beams",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--min-new-tokens",
+        "2",
+        "--batch-size",
+        "3",
+        "--device",
+        "cpu",
+        "--set",
+        "generation.no_repeat_ngram_size=0",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = read_captions(out)
+    assert len(records) == 5 and records[0].generation["no_repeat_ngram_size"] == 0
+    mixed = CliRunner().invoke(app, [*args[:-2], "--num-beams", "1"])
+    assert mixed.exit_code == 2 and "must not be mixed" in mixed.output
+    bad = CliRunner().invoke(
+        app, ["caption", "--model-id", "x", "--images", str(tmp_path), "--set", "nope=1"]
+    )
+    assert bad.exit_code == 2 and "unknown key 'nope'" in bad.output
+
+
+def test_adapter_captions_are_recorded_and_not_mixed_with_base(tiny_blip2, manifest, tmp_path) -> None:
+    import torch
+
+    from altcap.models.loading import apply_lora, load_model
+
+    model, _, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
+    torch.manual_seed(0)
+    tuned = apply_lora(model, family, None, r=4, alpha=8, dropout=0.0)
+    for name, param in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=1.0)
+    tuned.save_pretrained(tmp_path / "adapter")
+    base_out, tuned_out = tmp_path / "base.jsonl", tmp_path / "tuned.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, base_out))
+    adapter_model = ModelConfig(model_id=str(tiny_blip2), adapter=str(tmp_path / "adapter"), device="cpu")
+    run_caption(make_config(tiny_blip2, manifest, tuned_out).model_copy(update={"model": adapter_model}))
+    tuned_records = read_captions(tuned_out)
+    assert {r.adapter for r in tuned_records} == {str(tmp_path / "adapter")}
+    base = {r.image: r.caption for r in read_captions(base_out)}
+    assert any(base[r.image] != r.caption for r in tuned_records)
+    with pytest.raises(CaptionError, match="adapter"):
+        run_caption(make_config(tiny_blip2, manifest, tuned_out))
