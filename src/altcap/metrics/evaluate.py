@@ -1,0 +1,217 @@
+"""`run_evaluate`: score every system against the references, bootstrap CIs, paired comparisons.
+
+Order: read and check inputs -> PTB-tokenise everything in one Java call -> COCO metrics per
+reference mode (multi, single) and system -> FGD -> one shared resampling of images for every CI
+and comparison -> write metrics.json, per_image.jsonl, metrics.md and the bar chart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from altcap.metrics.accessibility import summarise_accessibility
+from altcap.metrics.bootstrap import Statistic, compare_paired, compute_percentile_ci, draw_weights
+from altcap.metrics.coco import CocoResult, find_spice_problem, score_coco, tokenize_captions
+from altcap.metrics.config import EvaluateConfig
+from altcap.metrics.fgd import FgdStatistic, embed_sentences, load_encoder
+from altcap.metrics.inputs import EvalInputs, load_inputs
+from altcap.metrics.outputs import write_outputs
+
+log = logging.getLogger(__name__)
+METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "FGD")
+MODES = ("multi", "single")
+
+
+@dataclass
+class Scored:
+    """Everything computed for one run, before it is written."""
+
+    inputs: EvalInputs
+    results: dict[str, dict[str, CocoResult]] = field(default_factory=dict)  # mode -> system -> result
+    replicates: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (mode, sys, metric)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def select_references(references: list[list[str]], mode: str) -> list[list[str]]:
+    """All references (multi) or only the first of each image (single)."""
+    return references if mode == "multi" else [refs[:1] for refs in references]
+
+
+def score_coco_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+    """COCO metrics for every mode and system (one tokeniser call, one METEOR JVM)."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    inputs = scored.inputs
+    spice_problem = find_spice_problem() if cfg.spice else "disabled by config (spice: false)"
+    if spice_problem:
+        scored.missing["SPICE"] = spice_problem
+        log.warning("SPICE not computed: %s", spice_problem)
+    groups = [inputs.references] + [[[c] for c in s.captions] for s in inputs.systems]
+    refs_tok, *preds_tok = tokenize_captions(groups)
+    meteor = Meteor()
+    modes = MODES if cfg.single_ref else MODES[:1]
+    task = progress.add_task("COCO metrics", total=len(modes) * len(inputs.systems))
+    for mode in modes:
+        scored.results[mode] = {}
+        for system, tokens in zip(inputs.systems, preds_tok, strict=True):
+            predictions = [t[0] for t in tokens]
+            result, problem = score_coco(
+                select_references(refs_tok, mode), predictions, meteor, spice=spice_problem is None
+            )
+            if problem:
+                scored.missing["SPICE"] = problem
+            scored.results[mode][system.name] = result
+            progress.advance(task)
+
+
+def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+    """Embed references once and each system's captions, then FGD per mode and system."""
+    inputs = scored.inputs
+    if not cfg.fgd:
+        scored.missing["FGD"] = "disabled by config (fgd: false)"
+        return
+    if len(inputs.images) < 2:
+        scored.missing["FGD"] = "needs at least 2 images (a covariance of one embedding is undefined)"
+        return
+    task = progress.add_task("FGD embeddings", total=1 + len(inputs.systems))
+    encoder = load_encoder(cfg.embedding_model)
+    flat_refs = [c for refs in inputs.references for c in refs]
+    ref_image = np.repeat(np.arange(len(inputs.references)), [len(r) for r in inputs.references])
+    first_ref = np.concatenate([[0], np.cumsum([len(r) for r in inputs.references])[:-1]])
+    ref_vectors = embed_sentences(encoder, flat_refs, cfg.embedding_batch_size)
+    progress.advance(task)
+    for system in inputs.systems:
+        pred_vectors = embed_sentences(encoder, system.captions, cfg.embedding_batch_size)
+        for mode, results in scored.results.items():
+            keep = slice(None) if mode == "multi" else first_ref
+            statistic = FgdStatistic(pred_vectors, ref_vectors[keep], ref_image[keep])
+            results[system.name].corpus["FGD"] = statistic.value()
+            results[system.name].statistics["FGD"] = statistic
+        progress.advance(task)
+
+
+def bootstrap_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+    """Replicates of every (mode, system, metric) on one shared resampling of the images."""
+    weights = draw_weights(len(scored.inputs.images), cfg.bootstrap_samples, cfg.seed)
+    jobs = [
+        (mode, name, metric, statistic)
+        for mode, results in scored.results.items()
+        for name, result in results.items()
+        for metric, statistic in result.statistics.items()
+    ]
+    task = progress.add_task("bootstrap", total=len(jobs))
+    for mode, name, metric, statistic in jobs:
+        rows = weights[: cfg.fgd_bootstrap_samples] if metric == "FGD" else weights
+        if len(rows):
+            scored.replicates[(mode, name, metric)] = replicate_statistic(statistic, rows)
+        progress.advance(task)
+
+
+def replicate_statistic(statistic: Statistic, weights: np.ndarray) -> np.ndarray:
+    """Replicates of one statistic (a seam for tests and timing)."""
+    return statistic.replicate(weights)
+
+
+def summarise_mode(cfg: EvaluateConfig, scored: Scored, mode: str, name: str) -> dict[str, Any]:
+    """{metric: {value, ci_low, ci_high}} for one system and reference mode."""
+    corpus = scored.results[mode][name].corpus
+    summary = {}
+    for metric in METRIC_ORDER:
+        if metric not in corpus:
+            continue
+        replicates = scored.replicates.get((mode, name, metric))
+        if replicates is not None and metric == "FGD":
+            # Resamples repeat images, which inflates FGD (like FID's small-sample bias); centre the
+            # replicates on the reported value so the CI shows its spread, not that bias.
+            replicates = replicates - (np.nanmean(replicates) - corpus[metric])
+        low, high = (None, None) if replicates is None else compute_percentile_ci(replicates, cfg.ci_level)
+        summary[metric] = {"value": corpus[metric], "ci_low": low, "ci_high": high}
+    return summary
+
+
+def compare_systems(cfg: EvaluateConfig, scored: Scored) -> list[dict[str, Any]]:
+    """Paired bootstrap of b - a for every pair of systems and every multi-reference metric."""
+    comparisons = []
+    names = [s.name for s in scored.inputs.systems]
+    results = scored.results["multi"]
+    for a, b in itertools.combinations(names, 2):
+        for metric in METRIC_ORDER:
+            rep_a, rep_b = (scored.replicates.get(("multi", n, metric)) for n in (a, b))
+            if rep_a is None or rep_b is None:
+                continue
+            paired = compare_paired(
+                results[a].corpus[metric], results[b].corpus[metric], rep_a, rep_b, cfg.ci_level
+            )
+            comparisons.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "metric": metric,
+                    "diff": paired.diff,
+                    "ci_low": paired.ci_low,
+                    "ci_high": paired.ci_high,
+                    "p_value": paired.p_value,
+                    "test": f"paired bootstrap (n={len(rep_a)})",
+                }
+            )
+    return comparisons
+
+
+def build_systems_block(cfg: EvaluateConfig, scored: Scored) -> dict[str, Any]:
+    """The `systems` block of metrics.json."""
+    systems = {}
+    for system in scored.inputs.systems:
+        block: dict[str, Any] = {
+            "pred": str(system.pred_path),
+            "corpus": summarise_mode(cfg, scored, "multi", system.name),
+        }
+        if "single" in scored.results:
+            block["single_ref"] = summarise_mode(cfg, scored, "single", system.name)
+        block["accessibility"] = summarise_accessibility(system.captions, scored.inputs.metadata)
+        systems[system.name] = block
+    return systems
+
+
+def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Evaluate one or more captions files against a manifest's references.
+
+    Args:
+        cfg: resolved config (refs, pred, out, ...).
+
+    Returns:
+        The metrics.json content (also written to `cfg.out` with per_image.jsonl, metrics.md and
+        metrics_bar.png/.svg).
+
+    Raises:
+        EvaluateInputError: for missing/duplicate images, unreadable files or a missing --out.
+    """
+    from altcap.metrics.inputs import EvaluateInputError
+
+    if cfg.out is None:
+        raise EvaluateInputError(["--out is required: the folder for metrics.json and friends"])
+    scored = Scored(inputs=load_inputs(cfg))
+    with Progress(transient=True) as progress:
+        score_coco_all(cfg, scored, progress)
+        score_fgd_all(cfg, scored, progress)
+        bootstrap_all(cfg, scored, progress)
+    if cfg.fgd and cfg.fgd_bootstrap_samples == 0:
+        scored.missing["FGD CI"] = "fgd_bootstrap_samples is 0, so FGD has no CI or paired test"
+    metrics = {
+        "refs": str(cfg.refs),
+        "split": cfg.split,
+        "n_images": len(scored.inputs.images),
+        "reference_mode": "multi",
+        "missing": scored.missing,
+        "systems": build_systems_block(cfg, scored),
+        "comparisons": compare_systems(cfg, scored),
+        "warnings": scored.inputs.warnings,
+        "dropped_images": scored.inputs.dropped,
+    }
+    write_outputs(cfg, metrics, scored)
+    return metrics

@@ -1,0 +1,108 @@
+"""End to end: `altcap evaluate` in tmp_path, checking the exact output files."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from altcap.cli import app
+
+OUTPUTS = {"metrics.json", "per_image.jsonl", "metrics.md", "metrics_bar.png", "metrics_bar.svg"}
+SCHEMA_METRICS = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "FGD"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory):
+    from metrics_fixtures import GOOD, WORSE, write_captions, write_manifest
+
+    root = tmp_path_factory.mktemp("evaluate")
+    refs = write_manifest(root / "manifest.jsonl")
+    preds = [write_captions(root / "base.jsonl", WORSE), write_captions(root / "ft.jsonl", GOOD)]
+    args = [
+        "evaluate",
+        "--refs",
+        str(refs),
+        "--pred",
+        str(preds[0]),
+        "--pred",
+        str(preds[1]),
+        "--name",
+        "base",
+        "--name",
+        "finetuned",
+        "--out",
+        str(root / "out"),
+        "--set",
+        "bootstrap_samples=200",
+        "--set",
+        "fgd_bootstrap_samples=20",
+    ]
+    result = CliRunner().invoke(app, args)
+    return result, root / "out"
+
+
+def test_cli_writes_exact_files_and_schema(run) -> None:
+    result, out = run
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == OUTPUTS
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_images"] == 6 and metrics["split"] == "test" and metrics["reference_mode"] == "multi"
+    assert metrics["provenance"]["manifest_sha256"] and metrics["provenance"]["config"]["seed"] == 0
+    assert set(metrics["systems"]) == {"base", "finetuned"}
+    finetuned = metrics["systems"]["finetuned"]
+    assert set(finetuned["corpus"]) >= SCHEMA_METRICS and set(finetuned["single_ref"]) >= SCHEMA_METRICS
+    for entry in finetuned["corpus"].values():
+        assert set(entry) == {"value", "ci_low", "ci_high"} and entry["ci_low"] <= entry["ci_high"]
+    assert ("SPICE" in metrics["missing"]) != ("SPICE" in finetuned["corpus"])
+    assert finetuned["accessibility"]["mentions_text_rate"] == 1.0  # "a stop sign that says STOP"
+    assert metrics["systems"]["base"]["accessibility"]["redundant_opener_rate"] == 1.0
+
+
+def test_cli_comparisons_and_per_image(run) -> None:
+    _, out = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    cider = next(c for c in metrics["comparisons"] if c["metric"] == "CIDEr-D")
+    assert (cider["a"], cider["b"]) == ("base", "finetuned")
+    base, ft = (metrics["systems"][n]["corpus"]["CIDEr-D"]["value"] for n in ("base", "finetuned"))
+    assert cider["diff"] == pytest.approx(ft - base) and cider["diff"] > 0
+    assert cider["test"] == "paired bootstrap (n=200)" and 0 < cider["p_value"] <= 1
+    rows = [json.loads(line) for line in (out / "per_image.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+    assert set(rows[0]) == {
+        "system",
+        "image",
+        "caption",
+        "BLEU-4",
+        "METEOR",
+        "ROUGE-L",
+        "CIDEr-D",
+        "SPICE",
+        "length_words",
+    }
+    table = (out / "metrics.md").read_text()
+    assert "| CIDEr-D |" in table and "finetuned - base [CI]" in table
+
+
+def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
+    from metrics_fixtures import write_captions, write_manifest
+
+    refs = write_manifest(tmp_path / "manifest.jsonl")
+    partial = write_captions(tmp_path / "partial.jsonl", {"img/dog.jpg": "a dog"})
+    result = CliRunner().invoke(
+        app, ["evaluate", "--refs", str(refs), "--pred", str(partial), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 2
+    assert "no caption for 'img/kids.jpg'" in result.output and not (tmp_path / "out").exists()
+    bad = CliRunner().invoke(app, ["evaluate", "--set", "bootstrap_samples=-1"])
+    assert bad.exit_code == 2 and "bootstrap_samples" in bad.output
+
+
+def test_every_flag_is_a_config_field() -> None:
+    import inspect
+
+    from altcap.metrics.commands import evaluate_command
+    from altcap.metrics.config import EvaluateConfig
+
+    flags = set(inspect.signature(evaluate_command).parameters) - {"config", "set_"}
+    assert flags <= set(EvaluateConfig.model_fields), flags - set(EvaluateConfig.model_fields)
