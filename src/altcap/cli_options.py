@@ -30,11 +30,11 @@ def resolve_config(cls: type[T], path: Path | None, flags: dict[str, Any], sets:
     try:
         return load_config(cls, path, flags, sets or [])
     except ConfigError as err:
-        error_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        error_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from err
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a user-facing error (no traceback) and return the Exit to raise."""
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=code)

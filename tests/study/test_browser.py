@@ -190,3 +190,38 @@ def test_reflow_of_a_rating_trial_at_320_px(live, browser, tmp_path: Path) -> No
     page.screenshot(path=str(tmp_path / "rating-320.png"), full_page=True)
     assert_rendered(tmp_path / "rating-320.png")
     context.close()
+
+
+def test_verifier_keyboard_session_pages_pass_axe(live, browser, tmp_path: Path) -> None:
+    from altcap.study.db import make_engine, make_session_factory
+    from altcap.study.freeze import create_invitations
+
+    study, base_url = live
+    with make_session_factory(make_engine(study.db_url))() as db:
+        token = create_invitations(db, 1, base_url, role="verifier")[0].token
+    found: dict[str, list[str]] = {}
+    for scheme in ("light", "dark"):
+        context = browser.new_context(
+            bypass_csp=True, color_scheme=scheme, viewport={"width": 320, "height": 800}
+        )
+        page = context.new_page()
+        page.goto(f"{base_url}/p/{token}")
+        for step in range(3 if scheme == "light" else 1):  # consent, instructions, first check
+            kind = "check" if page.locator("#correctness").count() else page.title().split(" ")[0].lower()
+            found[f"{kind}-{scheme}"] = axe_violations(page)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 320, f"{kind}: scrolls"
+            page.screenshot(path=str(tmp_path / f"verifier-{scheme}-{step}.png"), full_page=True)
+            assert_rendered(tmp_path / f"verifier-{scheme}-{step}.png")
+            if kind != "check":
+                keyboard_fill_page(page)
+        assert page.locator("img").count() == 1 and page.locator("p.caption").count() == 1
+        assert page.evaluate("document.querySelector('img').naturalWidth") == 64  # the image really loads
+        page.click("button[type=submit]")  # nothing chosen: error summary tied to the fieldsets
+        assert page.locator(".error-summary a[href='#hallucination-1']").count() == 1
+        found[f"check-errors-{scheme}"] = axe_violations(page)
+        keyboard_fill_page(page)
+        assert "Answer saved" in page.locator("[role=status]").inner_text()
+        found[f"check-saved-{scheme}"] = axe_violations(page)
+        context.close()
+    assert {"consent-light", "instructions-light", "check-light", "check-dark"} <= set(found)
+    assert {k: v for k, v in found.items() if v} == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -50,3 +51,25 @@ def test_task_block_first_systems_alternate_and_attention_inserted() -> None:
         assert Counter(t.task_system for t in tasks) == {"base": 2, "finetuned": 2}
         systems.update((t.question_id, t.task_system) for t in tasks)
     assert set(systems.values()) == {2}  # every question shown with each system equally often
+
+
+@pytest.mark.parametrize("n_images", [1, 4, 7])
+def test_verifier_plan_shows_each_caption_once_and_never_an_image_twice_in_a_row(n_images: int) -> None:
+    from altcap.study.design import plan_verifier
+
+    inputs = StudyPlanInputs(images=[f"img{i}" for i in range(n_images)], seed=3)
+    plans = [plan_verifier(inputs, v) for v in range(6)]
+    for plan in plans:
+        assert all(t.kind == "verify" for t in plan)
+        assert sorted((t.image, t.task_system) for t in plan) == sorted(
+            (f"img{i}", s) for i in range(n_images) for s in ("base", "finetuned")
+        )
+        assert sorted(t.image for t in plan[:n_images]) == sorted(inputs.images)  # first block
+        first_system = {t.image: t.task_system for t in plan[:n_images]}
+        assert all(first_system[t.image] == ("base" if t.base_position == 1 else "finetuned") for t in plan)
+        base_first = sum(s == "base" for s in first_system.values())
+        assert abs(2 * base_first - n_images) <= 1  # balanced within the verifier
+        assert all(a.image != b.image for a, b in itertools.pairwise(plan)) or n_images == 1
+    assert plan_verifier(inputs, 2) == plans[2]  # seeded: reproducible
+    if n_images > 3:
+        assert len({tuple(t.image for t in p) for p in plans}) > 1  # orders differ across verifiers

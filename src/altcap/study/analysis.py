@@ -76,9 +76,13 @@ def find_exclusions(
         for p, s in zip(responses["participant_id"], responses["participant_status"], strict=True)
         if s == "withdrawn"
     }
-    main = responses[responses["trial_kind"].isin(["rating", "task"])]
+    # Verifiers answer only "verify" trials: their completion is measured against other verifiers.
+    main = responses[responses["trial_kind"].isin(["rating", "task", "verify"])]
     done = main.groupby("participant_id")["trial_index"].nunique()
-    expected = int(done.max()) if len(done) else 0
+    role = main.groupby("participant_id")["trial_kind"].agg(
+        lambda kinds: "verify" if (kinds == "verify").any() else "main"
+    )
+    expected_by_role = done.groupby(role).max().to_dict()
     attention = responses[responses["trial_kind"] == "attention"]
     failures = attention[attention["correct"].str.lower() == "false"].groupby("participant_id").size()
     excluded = []
@@ -90,6 +94,7 @@ def find_exclusions(
             reasons.append(
                 f"failed {int(failures[pid])} attention check(s) (allowed {max_attention_failures})"
             )
+        expected = int(expected_by_role.get(role.get(pid, "main"), 0))
         share = done.get(pid, 0) / expected if expected else 0.0
         if share < min_completion:
             reasons.append(f"incomplete: {int(done.get(pid, 0))} of {expected} main trials ({share:.0%})")

@@ -111,14 +111,17 @@ def analyze_export(cfg: AnalysisConfig) -> dict[str, Any]:
         halluc["increase"] if halluc else None,
         tasks["accuracy_drop"] if tasks else None,
     )
-    n_all = responses["participant_id"].nunique()
+    verifiers = set(responses.loc[responses["trial_kind"] == "verify", "participant_id"])
+    n_all = responses["participant_id"].nunique() - len(verifiers)
+    excluded_participants = [e for e in excluded if e["participant_id"] not in verifiers]
     return {
         "simulated": simulated,
         "study_id": study.get("study_id"),
         "design_sha256": study.get("design_sha256"),
         "n_participants": n_all,
-        "n_included": n_all - len(excluded),
-        "n_excluded": len(excluded),
+        "n_included": n_all - len(excluded_participants),
+        "n_excluded": len(excluded_participants),
+        "n_verifiers": len(verifiers),
         "exclusions": excluded,
         "ci_percent": 95,
         "scale_max": scale_max,

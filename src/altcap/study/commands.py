@@ -89,6 +89,12 @@ def invite_command(
     run_dir: RunDir = None,
     db: DbUrl = None,
     base_url: Annotated[str | None, typer.Option(help="Public URL of the server.")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="participant (BLV rater, ids P001...) or verifier (sighted fact checker, ids V001...)."
+        ),
+    ] = "participant",
 ) -> None:
     """Create N invitation links (printed, or written to --csv; the tokens are not stored in clear)."""
     from altcap.study.db import make_engine, make_session_factory, upgrade_database
@@ -101,7 +107,7 @@ def invite_command(
     upgrade_database(engine)
     with make_session_factory(engine)() as session:
         try:
-            invitations = create_invitations(session, n, site.resolve_base_url(), valid_days)
+            invitations = create_invitations(session, n, site.resolve_base_url(), valid_days, role)
         except StudySetupError as err:
             raise fail(str(err)) from err
     if csv_path is None:
@@ -113,7 +119,7 @@ def invite_command(
         writer = csv.writer(handle)
         writer.writerow(["participant_id", "url"])
         writer.writerows([(i.public_id, i.url) for i in invitations])
-    typer.echo(f"wrote {len(invitations)} invitation links to {csv_path}")
+    typer.echo(f"wrote {len(invitations)} {role} invitation links to {csv_path}")
 
 
 @app.command("export")

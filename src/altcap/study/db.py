@@ -50,7 +50,11 @@ class Study(Base):
 
 
 class Participant(Base):
-    """One invitation; only the token's hash is stored, so a copied DB does not hand out links."""
+    """One invitation; only the token's hash is stored, so a copied DB does not hand out links.
+
+    `role` is "participant" (BLV rater) or "verifier" (sighted fact checker, issue #6); each role
+    numbers its own `participant_index` from 0.
+    """
 
     __tablename__ = "participant"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -68,6 +72,8 @@ class Participant(Base):
     withdrawn_at: Mapped[str] = mapped_column(String(40), default="")
     withdraw_reason: Mapped[str] = mapped_column(Text, default="")
     completion_code: Mapped[str] = mapped_column(String(100), default="")
+    # server_default fills the column for rows invited before revision 0002 added verifiers.
+    role: Mapped[str] = mapped_column(String(20), default="participant", server_default="participant")
 
 
 class Trial(Base):

@@ -17,7 +17,10 @@ from altcap.study.config import AttentionCheck
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """One step a participant sees; `base_position` is 1 or 2 for rating trials, else 0."""
+    """One step a participant sees; `base_position` is 1 or 2 for rating and verify trials, else 0.
+
+    `task_system` is the system whose caption a single-caption trial (task or verify) shows.
+    """
 
     kind: str
     image: str = ""
@@ -111,3 +114,40 @@ def plan_participant(inputs: StudyPlanInputs, participant_index: int) -> list[Tr
             image = inputs.images[(inputs.seed + p) % len(inputs.images)]
             practice.append(TrialPlan("practice", image, base_position=rng.choice([1, 2])))
     return practice + main
+
+
+def plan_verifier(inputs: StudyPlanInputs, verifier_index: int) -> list[TrialPlan]:
+    """The ordered verify trials of a sighted verifier: every caption once, next to its image.
+
+    Each page shows one caption, so a verifier judges it on its own rather than against the other
+    system's caption. All images' first captions come before any second caption (a repeat image is
+    never the next page), each block in its own seeded random order; which system comes first is
+    balanced within the verifier, as for participants' caption positions.
+
+    Args:
+        inputs: the frozen design.
+        verifier_index: 0-based order of the verifier's invitation (selects the RNG stream).
+
+    Returns:
+        2 x n_images verify trials; `base_position` = 1 when the base caption is shown first.
+    """
+    rng = random.Random(f"{inputs.seed}:verifier:{verifier_index}")
+    base_first = draw_balanced_positions(len(inputs.images), rng)
+    blocks: list[list[TrialPlan]] = []
+    for shown in (1, 2):
+        block = [
+            TrialPlan(
+                "verify",
+                image,
+                base_position=position,
+                task_system="base" if position == shown else "finetuned",
+            )
+            for image, position in zip(inputs.images, base_first, strict=True)
+        ]
+        rng.shuffle(block)
+        blocks.append(block)
+    second = blocks[1]
+    if len(second) > 1 and second[0].image == blocks[0][-1].image:
+        # Same image on consecutive pages invites a direct comparison of the two captions.
+        second[0], second[1] = second[1], second[0]
+    return blocks[0] + second

@@ -42,11 +42,21 @@ PARTICIPANT_COLUMNS = [
     "withdraw_reason",
     "latin_square_row",
     "completion_code",
+    "role",  # appended last (issue #6) so readers that index the older columns keep working
 ]
 NUMERIC_ITEMS = frozenset({"task_confidence"})
+VERIFY_NUMERIC_ITEMS = frozenset({"correctness"})
+VERIFY_BOOLEAN_ITEMS = frozenset({"hallucination"})
 
 
-def _json_value(answer: Answer, likert_ids: set[str]) -> Any:
+def _json_value(answer: Answer, trial_kind: str, likert_ids: set[str]) -> Any:
+    if trial_kind == "verify":
+        # A design's Likert item may share an id with a verifier item; the trial kind decides.
+        if answer.item in VERIFY_NUMERIC_ITEMS:
+            return int(answer.value)
+        if answer.item in VERIFY_BOOLEAN_ITEMS:
+            return answer.value == "true"
+        return answer.value
     if answer.item in likert_ids or answer.item in NUMERIC_ITEMS:
         return int(answer.value)
     return answer.value
@@ -54,6 +64,9 @@ def _json_value(answer: Answer, likert_ids: set[str]) -> Any:
 
 def build_response_rows(db: Session, likert_ids: set[str]) -> list[dict[str, Any]]:
     """One row per stored answer, in participant then trial order (JSON-typed values).
+
+    Participants come first, then sighted verifiers (trial_kind "verify": items "correctness" 1..5,
+    "hallucination" true/false and an optional "comment", each with system and position filled).
 
     Args:
         db: session.
@@ -67,7 +80,9 @@ def build_response_rows(db: Session, likert_ids: set[str]) -> list[dict[str, Any
         select(Answer, Trial, Participant)
         .join(Trial, Answer.trial_id == Trial.id)
         .join(Participant, Answer.participant_id == Participant.id)
-        .order_by(Participant.participant_index, Trial.trial_index, Answer.position, Answer.id)
+        .order_by(
+            Participant.role, Participant.participant_index, Trial.trial_index, Answer.position, Answer.id
+        )
     )
     rows = []
     for answer, trial, participant in db.execute(query):
@@ -82,7 +97,7 @@ def build_response_rows(db: Session, likert_ids: set[str]) -> list[dict[str, Any
                 "system": answer.system,
                 "position": answer.position or "",
                 "item": answer.item,
-                "value": _json_value(answer, likert_ids),
+                "value": _json_value(answer, trial.kind, likert_ids),
                 "correct": "" if answer.correct is None else bool(answer.correct),
                 "question_id": answer.question_id,
                 "response_ms": "" if answer.response_ms is None else answer.response_ms,
@@ -94,8 +109,8 @@ def build_response_rows(db: Session, likert_ids: set[str]) -> list[dict[str, Any
 
 
 def build_participant_rows(db: Session) -> list[dict[str, Any]]:
-    """One row per invited participant (withdrawn ones included and marked)."""
-    participants = db.scalars(select(Participant).order_by(Participant.participant_index))
+    """One row per invited participant, then per verifier (withdrawn ones included and marked)."""
+    participants = db.scalars(select(Participant).order_by(Participant.role, Participant.participant_index))
     return [
         {
             "participant_id": p.public_id,
@@ -105,8 +120,9 @@ def build_participant_rows(db: Session) -> list[dict[str, Any]]:
             "completed_at": p.completed_at,
             "withdrawn_at": p.withdrawn_at,
             "withdraw_reason": p.withdraw_reason,
-            "latin_square_row": p.latin_square_row,
+            "latin_square_row": "" if p.latin_square_row < 0 else p.latin_square_row,
             "completion_code": p.completion_code,
+            "role": p.role,
         }
         for p in participants
     ]

@@ -17,7 +17,11 @@ from sqlalchemy.orm import Session
 from altcap.infer.captions_file import read_captions
 from altcap.study.config import StudyConfig, TaskQuestion, load_task_questions
 from altcap.study.db import Participant, Study, Trial, utc_now
-from altcap.study.design import StudyPlanInputs, count_latin_rows, plan_participant
+from altcap.study.design import StudyPlanInputs, TrialPlan, count_latin_rows, plan_participant, plan_verifier
+from altcap.study.trials import describe_verifier_items
+
+ROLES = ("participant", "verifier")
+ROLE_ID_PREFIX = {"participant": "P", "verifier": "V"}
 
 
 class StudySetupError(ValueError):
@@ -159,11 +163,18 @@ def freeze_study(db: Session, config: StudyConfig, yaml_path: Path, run_dir: Pat
 
 
 def describe_design(study: Study) -> dict:
-    """study.json content: the design, its sha256 and when it was frozen."""
+    """study.json content: the design, its sha256, when it was frozen, and the frozen answer keys.
+
+    `task_questions` (the questions with their answer keys, as frozen) lets the analysis tell a
+    question the image cannot answer (key `not_stated`) from one the caption failed to answer;
+    `verifier_items` documents the sighted verifiers' questions and scale.
+    """
     return {
         **(yaml.safe_load(study.design_yaml) or {}),
         "design_sha256": study.design_sha256,
         "frozen_at": study.frozen_at,
+        "task_questions": json.loads(study.questions_json),
+        "verifier_items": describe_verifier_items(),
     }
 
 
@@ -182,24 +193,32 @@ def plan_inputs(study: Study) -> StudyPlanInputs:
     )
 
 
-def create_invitations(db: Session, n: int, base_url: str, valid_days: int = 90) -> list[Invitation]:
-    """Create n participants with their seeded trial plans; return their links.
+def create_invitations(
+    db: Session, n: int, base_url: str, valid_days: int = 90, role: str = "participant"
+) -> list[Invitation]:
+    """Create n participants (or sighted verifiers) with their seeded trial plans; return their links.
 
     Args:
         db: session on an initialised database.
         n: number of invitations.
         base_url: URL prefix of the links (no trailing slash).
         valid_days: days until a link expires.
+        role: "participant" (ids P001..., Latin-square trials) or "verifier" (ids V001..., one verify
+            trial per caption).
 
     Returns:
         The invitations in creation order.
     """
+    if role not in ROLES:
+        raise StudySetupError(f"role={role!r} is not known; use one of {', '.join(ROLES)}")
     study = db.scalars(select(Study)).first()
     if study is None:
         raise StudySetupError("no study in this database; run `altcap study init study.yaml` first")
     config = StudyConfig.model_validate(yaml.safe_load(study.design_yaml) or {})
+    if role == "verifier":
+        check_verifier_images(study)
     inputs = plan_inputs(study)
-    start = db.scalar(select(func.count()).select_from(Participant)) or 0
+    start = db.scalar(select(func.count()).select_from(Participant).where(Participant.role == role)) or 0
     expires = (datetime.now(UTC) + timedelta(days=valid_days)).isoformat(timespec="milliseconds")
     invitations = []
     for index in range(start, start + n):
@@ -207,24 +226,37 @@ def create_invitations(db: Session, n: int, base_url: str, valid_days: int = 90)
         participant = Participant(
             study_id=study.study_id,
             participant_index=index,
-            public_id=f"P{index + 1:03d}",
+            public_id=f"{ROLE_ID_PREFIX[role]}{index + 1:03d}",
             token_sha256=hash_token(token),
             status="active",
-            latin_square_row=index % count_latin_rows(inputs),
+            # Verifiers' order is a seeded shuffle, not a Latin-square row (-1 = none; exported empty).
+            latin_square_row=index % count_latin_rows(inputs) if role == "participant" else -1,
             invited_at=utc_now(),
             expires_at=expires,
             completion_code=config.completion_code or "",
+            role=role,
         )
         db.add(participant)
         db.flush()
-        _add_trials(db, participant.id, inputs, index)
+        plans = plan_participant(inputs, index) if role == "participant" else plan_verifier(inputs, index)
+        _add_trials(db, participant.id, plans)
         invitations.append(Invitation(participant.public_id, token, f"{base_url}/p/{token}"))
     db.commit()
     return invitations
 
 
-def _add_trials(db: Session, participant_id: int, inputs: StudyPlanInputs, participant_index: int) -> None:
-    for trial_index, plan in enumerate(plan_participant(inputs, participant_index)):
+def check_verifier_images(study: Study) -> None:
+    """Verifiers judge captions against the image, so every image file must exist on this server."""
+    absent = [s["image"] for s in json.loads(study.stimuli_json) if not Path(s["path"]).is_file()]
+    if absent:
+        raise StudySetupError(
+            f"{len(absent)} study images are not on this server, e.g. {absent[:3]} (looked at the paths "
+            "frozen from image_root); verifiers must see the images: put them back, then invite again"
+        )
+
+
+def _add_trials(db: Session, participant_id: int, plans: list[TrialPlan]) -> None:
+    for trial_index, plan in enumerate(plans):
         db.add(
             Trial(
                 participant_id=participant_id,

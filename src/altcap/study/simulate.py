@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance
@@ -102,11 +102,24 @@ class SimulationConfig(StageConfig):
     metric_coupling: float = Field(default=0.3, description="CIDEr-D difference per unit of image effect.")
     seed: int = Field(default=0, description="Random seed.")
     out: Path = Field(default=Path("study_sim"), description="Output folder (must be new or empty).")
+    images: list[str] = Field(
+        default_factory=list,
+        description="Real image paths to simulate ratings for (e.g. a run's test images, so the analysis "
+        "can join real per-image metrics); empty = n_images synthetic names sim/img_NNN.jpg.",
+    )
+
+    @model_validator(mode="after")
+    def _images_set_count(self) -> SimulationConfig:
+        if self.images and len(self.images) < 2:
+            raise ValueError(f"images: {len(self.images)} given; a study needs at least 2")
+        if self.images:
+            object.__setattr__(self, "n_images", len(self.images))
+        return self
 
 
-def image_name(j: int) -> str:
+def image_name(cfg: SimulationConfig, j: int) -> str:
     """Manifest-style image path of simulated image j."""
-    return f"sim/img_{j:03d}.jpg"
+    return cfg.images[j] if cfg.images else f"sim/img_{j:03d}.jpg"
 
 
 def draw_ratings(rng: np.random.Generator, eta: np.ndarray, scale_max: int) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +193,7 @@ def simulate_participant(
         stamp = {
             "trial_index": t,
             "trial_kind": kind,
-            "image": "" if kind == "attention" else image_name(j),
+            "image": "" if kind == "attention" else image_name(cfg, j),
             "started_at": (start + timedelta(seconds=30 * t)).isoformat(),
             "submitted_at": (start + timedelta(seconds=30 * t + 25)).isoformat(),
         }
@@ -290,7 +303,8 @@ def simulate_metrics(cfg: SimulationConfig, fx: dict[str, np.ndarray], out_dir: 
     for system, scale in (("base", 0.0), ("finetuned", 1.0)):
         lengths = rng.integers(8, 14, m) + int(4 * scale)
         for j in range(m):
-            row = {"system": system, "image": image_name(j), "caption": f"simulated {system} caption {j}"}
+            caption = f"simulated {system} caption {j}"
+            row = {"system": system, "image": image_name(cfg, j), "caption": caption}
             rows.append(
                 row
                 | {k: round(float(base[k][j] + scale * shift[k][j]), 4) for k in base}

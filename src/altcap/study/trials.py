@@ -24,6 +24,21 @@ CONFIDENCE_ITEM = LikertItem(
     anchors={1: "Not at all confident", 5: "Completely confident"},
 )
 MAX_COMMENT_CHARS = 5000
+# Sighted verifiers (issue #6): factual correctness and a hallucination flag per caption.
+CORRECTNESS_ITEM = LikertItem(
+    id="correctness",
+    question="Is this description factually correct?",
+    scale_max=5,
+    anchors={
+        1: "Not at all correct",
+        2: "Mostly incorrect",
+        3: "Partly correct",
+        4: "Mostly correct",
+        5: "Completely correct",
+    },
+)
+HALLUCINATION_QUESTION = "Does it mention anything that is not in the image?"
+HALLUCINATION_CHOICES = (("yes", "Yes, it mentions something that is not in the image"), ("no", "No"))
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,46 @@ def parse_rating(study: LoadedStudy, trial: Trial, form: Mapping[str, str]) -> F
         )
     elif comment:
         result.rows.append({"item": "comment", "position": 0, "system": "", "value": comment})
+    return result
+
+
+def describe_verifier_items() -> list[dict]:
+    """The verifier questions as frozen into study.json (export item ids, wording, scale)."""
+    return [
+        {"id": "correctness", **CORRECTNESS_ITEM.model_dump(exclude={"id"})},
+        {"id": "hallucination", "question": HALLUCINATION_QUESTION, "values": ["true", "false"]},
+        {"id": "comment", "question": "Note (optional)", "values": "free text"},
+    ]
+
+
+def verify_position(trial: Trial) -> int:
+    """Whether a verify trial shows its image's first (1) or second (2) caption for this verifier."""
+    return trial.base_position if trial.task_system == "base" else 3 - trial.base_position
+
+
+def parse_verify(trial: Trial, form: Mapping[str, str]) -> FormResult:
+    """A verifier's correctness rating, hallucination flag and optional note on one caption."""
+    result = FormResult()
+    shared = {"position": verify_position(trial), "system": trial.task_system}
+    correctness = _pick_scale(form, "correctness", 5, CORRECTNESS_ITEM.question, result)
+    if correctness is not None:
+        result.rows.append({**shared, "item": "correctness", "value": str(correctness)})
+    flag = (form.get("hallucination") or "").strip()
+    result.values["hallucination"] = flag
+    if flag in ("yes", "no"):
+        value = "true" if flag == "yes" else "false"
+        result.rows.append({**shared, "item": "hallucination", "value": value})
+    else:
+        message = f"{HALLUCINATION_QUESTION} Choose Yes or No."
+        result.errors.append(("hallucination", "hallucination-1", message))
+    comment = (form.get("comment") or "").strip()
+    result.values["comment"] = comment
+    if len(comment) > MAX_COMMENT_CHARS:
+        result.errors.append(
+            ("comment", "comment", f"Note: please shorten it to {MAX_COMMENT_CHARS} characters.")
+        )
+    elif comment:
+        result.rows.append({**shared, "item": "comment", "value": comment})
     return result
 
 

@@ -97,7 +97,8 @@ def _progress_rows(db: DbDep) -> list[dict]:
             .group_by(Trial.participant_id)
         ).all()
     )
-    participants = db.scalars(select(Participant).order_by(Participant.participant_index))
+    # "participant" sorts before "verifier", so BLV participants are listed first.
+    participants = db.scalars(select(Participant).order_by(Participant.role, Participant.participant_index))
     return [{"p": p, "total": counts.get(p.id, 0), "done": done.get(p.id, 0)} for p in participants]
 
 

@@ -16,6 +16,9 @@ from altcap.study.deps import DbDep, PageError, ParticipantDep, StateDep, find_p
 from altcap.study.security import issue_form_token, verify_form_token
 from altcap.study.trials import (
     CONFIDENCE_ITEM,
+    CORRECTNESS_ITEM,
+    HALLUCINATION_CHOICES,
+    HALLUCINATION_QUESTION,
     FormResult,
     captions_in_order,
     count_trials,
@@ -23,6 +26,7 @@ from altcap.study.trials import (
     parse_attention,
     parse_rating,
     parse_task,
+    parse_verify,
     record_submission,
 )
 
@@ -178,6 +182,13 @@ def _trial_context(request: Request, db: Session, participant: Participant, tria
     elif trial.kind == "task":
         context["question"] = study.questions[trial.question_id]
         context["caption"] = study.stimuli[trial.image][trial.task_system]
+    elif trial.kind == "verify":
+        context["caption"] = study.stimuli[trial.image][trial.task_system]
+        context.update(
+            correctness_item=CORRECTNESS_ITEM,
+            hallucination_question=HALLUCINATION_QUESTION,
+            hallucination_choices=HALLUCINATION_CHOICES,
+        )
     else:
         context["check"] = study.config.attention_checks[trial.attention_index]
     return context
@@ -198,13 +209,20 @@ def show_trial(
     nonce, csrf = issue_form_token(state.study.secret_key, str(participant.id), trial.id)
     context = _trial_context(request, db, participant, trial, token)
     context.update(nonce=nonce, csrf=csrf, status_message="Answer saved." if saved else "")
-    return render(request, f"trial_{'rating' if trial.kind == 'practice' else trial.kind}.html", context)
+    return render(request, template_for(trial), context)
+
+
+def template_for(trial: Trial) -> str:
+    """The page template of a trial kind (practice trials look like rating trials)."""
+    return f"trial_{'rating' if trial.kind == 'practice' else trial.kind}.html"
 
 
 def _parse_form(request: Request, trial: Trial, form: dict, issued_ms: int) -> FormResult:
     study = get_state(request).study
     if trial.kind in ("rating", "practice"):
         return parse_rating(study, trial, form)
+    if trial.kind == "verify":
+        return parse_verify(trial, form)
     if trial.kind == "task":
         return parse_task(study, trial, form, int(time.time() * 1000) - issued_ms)
     return parse_attention(study, trial, form)
@@ -227,9 +245,7 @@ def _submit_trial(request: Request, token: str, trial_index: int, form: dict) ->
         if result.errors:
             context = _trial_context(request, db, participant, trial, token)
             context.update(nonce=nonce, csrf=csrf, errors=result.errors, values=result.values)
-            return render(
-                request, f"trial_{'rating' if trial.kind == 'practice' else trial.kind}.html", context, 422
-            )
+            return render(request, template_for(trial), context, 422)
         record_submission(db, participant, trial, nonce, issued_ms, result.rows)
         return _see_other(current_step_url(db, participant, token, saved=True))
 
@@ -243,10 +259,11 @@ async def submit_trial(request: Request, token: str, trial_index: int) -> Respon
 
 @router.get("/trial/{trial_index}/image")
 def trial_image(request: Request, trial_index: int, participant: ParticipantDep, db: DbDep) -> FileResponse:
-    """The image of one of this participant's rating trials (named neutrally in the URL)."""
+    """The image of a rating trial, or of a verify trial (verifiers always see it; named neutrally)."""
     trial = _load_trial(db, participant, trial_index)
     state = get_state(request)
-    if trial.kind not in ("rating", "practice") or not state.study.config.show_image:
+    shown = trial.kind == "verify" or (trial.kind in ("rating", "practice") and state.study.config.show_image)
+    if not shown:
         raise PageError(404, "Page not found", "This trial has no image.")
     return FileResponse(
         state.study.stimuli[trial.image]["path"], headers={"Cache-Control": "private, max-age=3600"}
