@@ -10,6 +10,14 @@ import typer
 
 from altcap import __version__
 from altcap.data.commands import app as data_app
+from altcap.infer.commands import caption_command
+from altcap.infer.demo_ui import demo_ui_command
+from altcap.metrics.commands import evaluate_command
+from altcap.pipeline.commands import run_command
+from altcap.report.commands import memo_command
+from altcap.study.analysis_commands import register as register_study_analysis
+from altcap.study.commands import app as study_app
+from altcap.train.commands import train_command
 
 app = typer.Typer(
     help="altcap: fine-tune image captioners for blind and low-vision users, and prove it.",
@@ -18,6 +26,14 @@ app = typer.Typer(
 )
 
 app.add_typer(data_app, name="data", help="Import, check and split captioning datasets.")
+register_study_analysis(study_app)
+app.add_typer(study_app, name="study", help="Run the blinded, accessible user study.")
+app.command("evaluate")(evaluate_command)
+app.command("train")(train_command)
+app.command("caption")(caption_command)
+app.command("demo-ui")(demo_ui_command)
+app.command("memo")(memo_command)
+app.command("run")(run_command)
 
 
 @app.command()
