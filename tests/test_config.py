@@ -53,3 +53,13 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
 
 def test_field_paths_expand_nested() -> None:
     assert field_paths(Demo) == ["name", "optim.lr", "optim.warmup_steps"]
+
+
+def test_set_null_overrides_yaml_value(tmp_path: Path) -> None:
+    class Nullable(StageConfig):
+        limit: int | None = Field(default=5, description="a limit")
+
+    path = tmp_path / "c.yaml"
+    path.write_text("limit: 3\n")
+    assert load_config(Nullable, path, {"limit": None}).limit == 3
+    assert load_config(Nullable, path, sets=["limit=null"]).limit is None

@@ -125,11 +125,14 @@ def load_config(
     source_of: dict[str, str] = {}
     valid = field_paths(cls)
     problems = [_describe_unknown(k, str(path), valid) for k in _unknown_keys(cls, data)]
-    overrides = [(k, v, f"--{k.replace('.', '-').replace('_', '-')}") for k, v in (flags or {}).items()]
+    # A flag left at None was not given; `--set key=null` is an explicit None and is kept.
+    overrides = [
+        (k, v, f"--{k.replace('.', '-').replace('_', '-')}")
+        for k, v in (flags or {}).items()
+        if v is not None
+    ]
     overrides += [(k, v, f"--set {k}") for k, v in parse_set_options(sets).items()]
     for key, value, source in overrides:
-        if value is None:
-            continue
         if key not in valid and not any(p.startswith(key + ".") for p in valid):
             problems.append(_describe_unknown(key, source, valid))
             continue

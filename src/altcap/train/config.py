@@ -1,0 +1,174 @@
+"""`TrainConfig`: every knob of `altcap train`, one nested pydantic model per concern.
+
+Defaults follow issue #4 (BLIP-2 Flan-T5-XL LoRA recipe): r=128, alpha=128, AdamW lr 3e-5 with a
+cosine schedule, batch 32 x accumulation 2, 4 epochs, bf16.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from altcap.config import StageConfig
+from altcap.models.loading import ModelConfig
+from altcap.models.registry import DEFAULT_INSTRUCTION
+
+
+class DataConfig(StageConfig):
+    """Which manifest records to train and validate on, and how to turn them into text."""
+
+    manifest: Path | None = Field(default=None, description="JSONL manifest written by `altcap data`.")
+    prompt: str | None = Field(
+        default=None,
+        description=f"Instruction given with every image; a record's own `prompt` overrides it. None = the "
+        f"family's default ({DEFAULT_INSTRUCTION!r}; BLIP, not instruction-tuned, gets no prefix).",
+    )
+    train_split: str = Field(default="train", description="Manifest split used for training.")
+    val_split: str | None = Field(
+        default="val", description="Manifest split used for validation loss; None = no validation."
+    )
+    max_caption_tokens: int = Field(
+        default=128, gt=0, description="Captions are truncated to this many tokens."
+    )
+    max_train_records: int | None = Field(
+        default=None, gt=0, description="Use only the first N training records (smoke runs); None = all."
+    )
+    max_val_records: int | None = Field(
+        default=None, gt=0, description="Use only the first N validation records; None = all."
+    )
+
+
+class LoraSettings(StageConfig):
+    """LoRA adapter shape; PEFT field names."""
+
+    r: int = Field(default=128, gt=0, description="LoRA rank.")
+    alpha: int = Field(default=128, gt=0, description="LoRA alpha; the update is scaled by alpha / r.")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | None = Field(
+        default=None,
+        description="Leaf layer names to adapt, e.g. [q_proj, v_proj]; None = the family default.",
+    )
+    include_qformer: bool = Field(
+        default=False,
+        description="Also adapt the Q-Former (BLIP-2 / InstructBLIP); disables the frozen feature cache.",
+    )
+
+
+class OptimConfig(StageConfig):
+    """AdamW settings."""
+
+    lr: float = Field(default=3e-5, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW decoupled weight decay.")
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="AdamW (beta1, beta2).")
+    eps: float = Field(default=1e-8, gt=0, description="AdamW epsilon.")
+    max_grad_norm: float | None = Field(
+        default=1.0, gt=0, description="Clip the gradient norm to this at every step; None = no clipping."
+    )
+    fused: bool | None = Field(
+        default=None, description="Fused AdamW kernel; None = on when training on CUDA, off otherwise."
+    )
+
+
+class ScheduleConfig(StageConfig):
+    """Learning-rate schedule (transformers `get_scheduler` names)."""
+
+    name: Literal["cosine", "linear", "constant_with_warmup"] = Field(
+        default="cosine", description="Decay shape after warm-up."
+    )
+    warmup_ratio: float = Field(
+        default=0.03, ge=0, lt=1, description="Warm-up length as a fraction of all optimizer steps."
+    )
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="Warm-up length in optimizer steps; overrides warmup_ratio when set."
+    )
+
+
+class EarlyStoppingConfig(StageConfig):
+    """Stop when validation loss stops improving."""
+
+    patience: int | None = Field(
+        default=3,
+        ge=1,
+        description="Evaluations without improvement before stopping; None = never stop early.",
+    )
+    min_delta: float = Field(
+        default=0.0, ge=0, description="A val loss must drop by more than this to count."
+    )
+
+
+class FeatureCacheConfig(StageConfig):
+    """On-disk cache of the frozen vision part's outputs, computed once per image."""
+
+    enabled: bool | None = Field(
+        default=None,
+        description="None = on whenever the family can split off a frozen part and it stays frozen.",
+    )
+    dir: Path | None = Field(
+        default=None, description="Cache folder (shared across runs); None = ~/.cache/altcap/features."
+    )
+
+
+class TrainConfig(StageConfig):
+    """`altcap train`: LoRA / QLoRA fine-tuning of a captioning model on a manifest."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model to fine-tune.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and validation data.")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapter shape.")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="Optimizer.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig, description="Early stopping on validation loss."
+    )
+    feature_cache: FeatureCacheConfig = Field(
+        default_factory=FeatureCacheConfig, description="Frozen vision feature cache."
+    )
+    batch_size: int = Field(default=32, gt=0, description="Examples per micro-batch per device.")
+    grad_accum_steps: int = Field(default=2, gt=0, description="Micro-batches per optimizer step.")
+    epochs: int = Field(default=4, gt=0, description="Passes over the training split.")
+    max_steps: int | None = Field(
+        default=None,
+        gt=0,
+        description="Stop after this many optimizer steps (overrides epochs when smaller).",
+    )
+    precision: Literal["bf16", "fp16", "fp32"] = Field(
+        default="bf16", description="Autocast precision; bf16/fp16 fall back to fp32 on CPU (logged)."
+    )
+    eval_every_n_steps: int | None = Field(
+        default=None, gt=0, description="Validate every N optimizer steps; None = at the end of each epoch."
+    )
+    save_every_n_steps: int = Field(
+        default=500, gt=0, description="Write a resumable checkpoint every N optimizer steps."
+    )
+    log_every_n_steps: int = Field(default=10, gt=0, description="Log loss, lr and throughput every N steps.")
+    keep_best: bool = Field(default=True, description="Keep the adapter with the lowest val loss in `best/`.")
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations in backward to save memory (slower)."
+    )
+    qlora: bool = Field(
+        default=False, description="Load the base model in 4-bit NF4 (needs CUDA + bitsandbytes)."
+    )
+    seed: int = Field(default=0, description="Seed for weights init, data order and dropout.")
+    report_to: Literal["tensorboard", "wandb", "mlflow", "none"] = Field(
+        default="tensorboard", description="Metrics backend besides train_log.jsonl."
+    )
+    output_dir: Path = Field(
+        default=Path("runs/train"), description="Run folder (adapter, logs, checkpoints)."
+    )
+    resume: bool | None = Field(
+        default=None, description="Resume from output_dir's checkpoint; None = resume when one exists."
+    )
+    merge: bool = Field(
+        default=False, description="Also save the adapter merged into a full model in `merged/`."
+    )
+    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+
+    @model_validator(mode="after")
+    def _check_cache_vs_qformer(self) -> TrainConfig:
+        if self.lora.include_qformer and self.feature_cache.enabled:
+            raise ValueError(
+                "lora.include_qformer=true trains the Q-Former, so its outputs cannot be cached; "
+                "set feature_cache.enabled=false (or leave it unset)"
+            )
+        return self

@@ -1,0 +1,172 @@
+"""Training examples from a manifest: one (image, prompt, caption) per reference caption.
+
+Batches are built by the family's `build_inputs`, so prompt templates and label masking live in
+one place per family. The sampler's order depends only on (seed, epoch), which is what makes a
+resumed run see exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from altcap.data.manifest import ManifestRecord, read_manifest, resolve_image
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training pair; `image` is an absolute path."""
+
+    image: Path
+    prompt: str | None
+    caption: str
+
+
+def expand_examples(
+    manifest: Path, records: list[ManifestRecord], default_prompt: str | None
+) -> list[Example]:
+    """One example per (record, caption); records without captions are skipped.
+
+    Args:
+        manifest: the manifest file (relative image paths resolve against its folder).
+        records: manifest records of one split.
+        default_prompt: instruction used where a record has no `prompt` (None = family default).
+
+    Returns:
+        Examples in manifest order.
+    """
+    examples: list[Example] = []
+    for record in records:
+        image = resolve_image(manifest, record)
+        prompt = record.prompt or default_prompt
+        examples.extend(Example(image, prompt, caption) for caption in record.captions if caption.strip())
+    return examples
+
+
+def read_split_examples(
+    manifest: Path, split: str, default_prompt: str | None, max_records: int | None = None
+) -> list[Example]:
+    """Read one split of a manifest as training examples.
+
+    Args:
+        manifest: the JSONL manifest.
+        split: split name to keep.
+        default_prompt: instruction used where a record has no `prompt`.
+        max_records: keep only the first N records of the split.
+
+    Returns:
+        The split's examples (possibly empty).
+    """
+    records = read_manifest(manifest, split)
+    return expand_examples(manifest, records[:max_records] if max_records else records, default_prompt)
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image as RGB (palette, grey and alpha images all become 3-channel)."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class ExampleDataset(Dataset):
+    """Map-style dataset over examples; items are the examples themselves (images load in collate)."""
+
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> Example:
+        return self.examples[index]
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation that depends only on (seed, epoch), so any epoch's order can be rebuilt on resume."""
+
+    def __init__(self, num_examples: int, seed: int, shuffle: bool = True):
+        self.num_examples = num_examples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def select_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation `__iter__` yields next.
+
+        Deliberately not named `set_epoch`: accelerate calls that with its own iteration counter,
+        which restarts at 0 on the loader `skip_first_batches` builds for a resumed run.
+        """
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.num_examples))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_examples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_examples
+
+
+def truncate_caption(tokenizer: Any, caption: str, max_tokens: int) -> str:
+    """Cut a caption to `max_tokens` tokens (unchanged when already short enough)."""
+    ids = tokenizer(caption, add_special_tokens=False)["input_ids"]
+    return caption if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens]).strip()
+
+
+def make_collate(family: Any, processor: Any, max_caption_tokens: int) -> Callable[[list[Example]], dict]:
+    """A collate function that loads images and builds model inputs with labels.
+
+    Args:
+        family: the model family (its `build_inputs` masks prompt, image and padding labels).
+        processor: the model's processor.
+        max_caption_tokens: longer captions are cut to this many tokens.
+
+    Returns:
+        collate(examples) -> {"inputs": dict of tensors, "examples": the examples}.
+    """
+    tokenizer = processor.tokenizer
+
+    def collate(examples: list[Example]) -> dict[str, Any]:
+        images = [load_rgb(e.image) for e in examples]
+        captions = [truncate_caption(tokenizer, e.caption, max_caption_tokens) for e in examples]
+        inputs = family.build_inputs(processor, images, [e.prompt for e in examples], captions)
+        return {"inputs": dict(inputs), "examples": examples}
+
+    return collate
+
+
+def build_loader(
+    examples: list[Example], collate: Callable, batch_size: int, seed: int, num_workers: int, shuffle: bool
+) -> tuple[DataLoader, EpochShuffleSampler]:
+    """A DataLoader over examples with a resumable sampler.
+
+    Args:
+        examples: the split's examples.
+        collate: from `make_collate`.
+        batch_size: examples per micro-batch.
+        seed: data-order seed.
+        num_workers: DataLoader worker processes.
+        shuffle: shuffle per epoch (training) or keep file order (validation).
+
+    Returns:
+        (loader, sampler); call `sampler.select_epoch` before each epoch.
+    """
+    sampler = EpochShuffleSampler(len(examples), seed, shuffle)
+    loader = DataLoader(
+        ExampleDataset(examples),
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        # A private generator keeps DataLoader from drawing on the global torch RNG, whose state
+        # is part of the checkpoint and must advance identically in resumed and uninterrupted runs.
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+    return loader, sampler

@@ -1,0 +1,112 @@
+"""Training logs: `train_log.jsonl`, a progress bar, and TensorBoard / W&B / MLflow via accelerate.
+
+The JSONL file is the record of truth (tests and plots read it); the trackers are for humans.
+Trackers go through `Accelerator(log_with=...)` so the main-process-only logic is accelerate's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+TRAIN_LOG = "train_log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+# report_to value -> (module to import, pip package that provides it)
+_TRACKER_PACKAGES = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+}
+
+
+def check_tracker_available(report_to: str) -> str | None:
+    """A problem message when the requested tracker's package is missing, else None.
+
+    Args:
+        report_to: "tensorboard", "wandb", "mlflow" or "none".
+
+    Returns:
+        None when usable; otherwise a sentence naming the field, value and fix.
+    """
+    if report_to == "none":
+        return None
+    module, package = _TRACKER_PACKAGES[report_to]
+    if importlib.util.find_spec(module) is None:
+        return (
+            f"report_to={report_to!r} but the {package!r} package is not installed; "
+            f"run `pip install {package}` or set report_to=tensorboard / none"
+        )
+    return None
+
+
+def read_log_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a train_log.jsonl (empty when the file does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_log(path: Path, max_step: int) -> None:
+    """Drop rows after `max_step`, so a resumed run's log matches an uninterrupted one."""
+    rows = [r for r in read_log_rows(path) if r["step"] <= max_step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+class TrainLogger:
+    """Writes log rows to JSONL and the accelerate trackers, and drives the progress bar."""
+
+    def __init__(self, accelerator: Any, output_dir: Path, total_steps: int, start_step: int):
+        self.accelerator = accelerator
+        self.path = output_dir / TRAIN_LOG
+        self.is_main = accelerator.is_main_process
+        self.bar = tqdm(
+            total=total_steps,
+            initial=start_step,
+            desc="train",
+            unit="step",
+            disable=not self.is_main,
+            dynamic_ncols=True,
+        )
+        self._last_time = time.perf_counter()
+        self._samples_since = 0
+
+    def count_samples(self, num_samples: int) -> None:
+        """Add samples processed since the last log row (for samples/s)."""
+        self._samples_since += num_samples
+
+    def advance(self, loss: float, lr: float) -> None:
+        """Move the progress bar one optimizer step and show loss and lr."""
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        """Append one row (with samples/s since the previous row) to JSONL and the trackers."""
+        now = time.perf_counter()
+        elapsed_s = max(now - self._last_time, 1e-9)
+        row = {
+            **row,
+            "samples_per_s": round(self._samples_since * self.accelerator.num_processes / elapsed_s, 3),
+        }
+        self._last_time, self._samples_since = now, 0
+        if not self.is_main:
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        metrics = {f"train/{k}": v for k, v in row.items() if isinstance(v, int | float) and k != "step"}
+        self.accelerator.log(metrics, step=row["step"])
+        self.bar.set_postfix(
+            loss=f"{row.get('loss', float('nan')):.4f}",
+            lr=f"{row.get('lr', 0):.2e}",
+            samples_s=f"{row['samples_per_s']:.1f}",
+        )
+
+    def close(self) -> None:
+        """Close the progress bar and flush trackers."""
+        self.bar.close()
+        self.accelerator.end_training()

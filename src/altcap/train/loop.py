@@ -1,0 +1,221 @@
+"""The training loop: `fit()` plus the separate eval, save and log steps it calls.
+
+Shape (nanoGPT / litgpt): batch -> forward under autocast -> loss / accumulation -> backward ->
+at each accumulation boundary clip, step, schedule, zero_grad -> log every N -> eval / save
+every M -> stop. One code path for CPU, one GPU and N GPUs through `accelerate`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from altcap.train.checkpoint import TrainState, restore_rng_state, save_checkpoint
+from altcap.train.logs import TrainLogger
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the checkpoint kept."""
+
+
+@dataclass
+class TrainRun:
+    """Everything `fit` needs, built by `run.py` (accelerate-prepared where it matters)."""
+
+    accelerator: Any
+    loss_module: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    train_loader: Any
+    train_sampler: Any
+    val_loader: Any | None
+    load_features: Callable[[list[Any]], dict[str, torch.Tensor]] | None
+    state: TrainState
+    logger: TrainLogger
+    output_dir: Path
+    total_steps: int
+    grad_accum_steps: int
+    max_grad_norm: float | None
+    log_every_n_steps: int
+    eval_every_n_steps: int | None
+    save_every_n_steps: int
+    patience: int | None
+    min_delta: float
+    save_best: Callable[[], None] | None = None
+    resume_rng: dict[str, Any] | None = None
+    frozen_modules: list[torch.nn.Module] = field(default_factory=list)
+
+
+def fit(run: TrainRun) -> TrainState:
+    """Train until total_steps, the epochs run out, or early stopping; returns the final state.
+
+    Raises:
+        TrainingDivergedError: on a NaN/inf loss (the last good checkpoint is kept).
+        CheckpointError: when a checkpoint cannot be written (disk full included).
+    """
+    state, acc = run.state, run.accelerator
+    set_train_mode(run)
+    while state.global_step < run.total_steps and not state.stopped_early:
+        run.train_sampler.select_epoch(state.epoch)
+        batches_per_epoch = len(run.train_loader)
+        loader = run.train_loader
+        if state.batches_in_epoch:
+            loader = acc.skip_first_batches(run.train_loader, state.batches_in_epoch)
+        step_loss = torch.zeros((), device=acc.device)
+        for batch in loader:
+            apply_pending_rng(run)
+            group_start = state.batches_in_epoch - state.batches_in_epoch % run.grad_accum_steps
+            group_size = min(run.grad_accum_steps, batches_per_epoch - group_start)
+            state.batches_in_epoch += 1
+            at_boundary = state.batches_in_epoch - group_start == group_size
+            with acc.no_sync(run.loss_module) if not at_boundary else nullcontext():
+                with acc.autocast():
+                    loss = compute_loss(run, batch) / group_size
+                acc.backward(loss)
+            step_loss += loss.detach()
+            state.samples_seen += len(batch["examples"])
+            run.logger.count_samples(len(batch["examples"]))
+            if not at_boundary:
+                continue
+            step_loss = acc.reduce(step_loss, "mean")
+            check_finite(run, step_loss)
+            lr = run.scheduler.get_last_lr()[0]  # the rate this step uses, before the schedule moves on
+            optimizer_step(run)
+            state.global_step += 1
+            loss_value = step_loss.item()
+            state.epoch_loss_sum += loss_value
+            state.epoch_loss_steps += 1
+            run.logger.advance(loss_value, lr)
+            end_of_epoch = state.batches_in_epoch == batches_per_epoch
+            row = {"step": state.global_step, "epoch": state.epoch, "loss": loss_value, "lr": lr}
+            finish_step(run, row, end_of_epoch)
+            step_loss = torch.zeros((), device=acc.device)
+            if state.global_step >= run.total_steps or state.stopped_early:
+                break
+    return state
+
+
+def apply_pending_rng(run: TrainRun) -> None:
+    """Restore a resumed run's RNG right before its first batch is used.
+
+    Not earlier: building the (skipping) loader iterator must not shift the RNG stream, or dropout
+    masks after a resume would differ from those of an uninterrupted run.
+    """
+    if run.resume_rng is not None:
+        restore_rng_state(run.resume_rng)
+        run.resume_rng = None
+
+
+def finish_step(run: TrainRun, row: dict[str, Any], end_of_epoch: bool) -> None:
+    """After an optimizer step: epoch bookkeeping, eval, early stopping, log and save, in that order."""
+    state = run.state
+    last_step = state.global_step >= run.total_steps
+    eval_now = run.val_loader is not None and (
+        (run.eval_every_n_steps is None and (end_of_epoch or last_step))
+        or (
+            run.eval_every_n_steps is not None
+            and (state.global_step % run.eval_every_n_steps == 0 or last_step)
+        )
+    )
+    if eval_now:
+        row["val_loss"] = evaluate(run)
+        update_early_stopping(run, row["val_loss"])
+    if end_of_epoch or last_step:
+        close_epoch(run, row.get("val_loss"), end_of_epoch)
+    if eval_now or end_of_epoch or last_step or state.global_step % run.log_every_n_steps == 0:
+        run.logger.write_row(row)
+    if state.global_step % run.save_every_n_steps == 0 or last_step or state.stopped_early:
+        save(run)
+
+
+def close_epoch(run: TrainRun, val_loss: float | None, end_of_epoch: bool) -> None:
+    """Record the epoch's mean train loss (and val loss) for the curves; advance the epoch counter."""
+    state = run.state
+    if state.epoch_loss_steps:
+        state.epoch_train_losses.append(state.epoch_loss_sum / state.epoch_loss_steps)
+        state.epoch_val_losses.append(val_loss)
+    state.epoch_loss_sum, state.epoch_loss_steps = 0.0, 0
+    if end_of_epoch:
+        state.epoch += 1
+        state.batches_in_epoch = 0
+
+
+def compute_loss(run: TrainRun, batch: dict[str, Any]) -> torch.Tensor:
+    """Caption-token loss of one batch, from cached features when a cache is in use."""
+    features = run.load_features(batch["examples"]) if run.load_features is not None else None
+    return run.loss_module(batch["inputs"], features)
+
+
+def optimizer_step(run: TrainRun) -> None:
+    """Clip, step, schedule, zero_grad."""
+    if run.max_grad_norm is not None:
+        run.accelerator.clip_grad_norm_(run.loss_module.parameters(), run.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+
+
+def check_finite(run: TrainRun, loss: torch.Tensor) -> None:
+    """Stop on NaN/inf before the optimizer applies it, so the last checkpoint stays good."""
+    # One host-device sync per optimizer step: the price of never stepping on a NaN.
+    if not torch.isfinite(loss).item():
+        from altcap.train.checkpoint import find_latest_checkpoint
+
+        last = find_latest_checkpoint(run.output_dir)
+        kept = f"last good checkpoint kept at {last}" if last else "no checkpoint was written yet"
+        raise TrainingDivergedError(
+            f"loss is {loss.item()} at optimizer step {run.state.global_step + 1} (epoch {run.state.epoch}); "
+            f"{kept}. Lower optim.lr, use precision=fp32 or bf16 instead of fp16, or check the data."
+        )
+
+
+@torch.no_grad()
+def evaluate(run: TrainRun) -> float:
+    """Mean validation loss over the validation split (all processes)."""
+    run.loss_module.eval()
+    total = torch.zeros((), device=run.accelerator.device)
+    count = torch.zeros((), device=run.accelerator.device)
+    for batch in run.val_loader:
+        with run.accelerator.autocast():
+            loss = compute_loss(run, batch)
+        total += loss.float() * len(batch["examples"])
+        count += len(batch["examples"])
+    set_train_mode(run)
+    total, count = run.accelerator.reduce(total, "sum"), run.accelerator.reduce(count, "sum")
+    return (total / count).item() if count.item() else math.nan
+
+
+def update_early_stopping(run: TrainRun, val_loss: float) -> None:
+    """Track the best val loss, save the best adapter, and stop after `patience` evals without gain."""
+    state = run.state
+    if state.best_val_loss is None or val_loss < state.best_val_loss - run.min_delta:
+        state.best_val_loss = val_loss
+        state.evals_without_improvement = 0
+        if run.save_best is not None:
+            run.save_best()
+        return
+    state.evals_without_improvement += 1
+    if run.patience is not None and state.evals_without_improvement >= run.patience:
+        state.stopped_early = True
+
+
+def save(run: TrainRun) -> None:
+    """Write a resumable checkpoint (main process) and wait for every process."""
+    acc = run.accelerator
+    if acc.is_main_process:
+        model = acc.unwrap_model(run.loss_module)
+        save_checkpoint(run.output_dir, model, run.optimizer, run.scheduler, run.state)
+    acc.wait_for_everyone()
+
+
+def set_train_mode(run: TrainRun) -> None:
+    """Train mode, except the frozen modules: no dropout there, so cached features stay exact."""
+    run.loss_module.train()
+    for module in run.frozen_modules:
+        module.eval()

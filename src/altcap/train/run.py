@@ -1,0 +1,365 @@
+"""`run_train(cfg)`: validate, load, cache features, train, and write the run folder.
+
+Run folder layout: `adapter/` (PEFT), `best/` (lowest val loss adapter), `config.yaml`,
+`provenance.json`, `train_log.jsonl`, `loss_curves.png`, `tensorboard/`, `checkpoints/` (the last
+resumable checkpoint) and, with `merge`, `merged/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from altcap.config import ConfigError, dump_config
+from altcap.models.loading import ModelLoadError, apply_lora, load_model
+from altcap.provenance import build_provenance
+from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, build_model_fingerprint
+from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
+from altcap.train.config import TrainConfig
+from altcap.train.data import build_loader, make_collate
+from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
+from altcap.train.loop import TrainRun, fit
+from altcap.train.plots import LOSS_CURVES, plot_loss_curves
+from altcap.train.validate import TrainPlan, lora_targets, validate_train_config
+
+logger = logging.getLogger(__name__)
+
+_MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
+_WEIGHT_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+class CaptionLoss(torch.nn.Module):
+    """Wraps the model so DDP/FSDP see one forward, whether features come from the cache or not."""
+
+    def __init__(self, model: torch.nn.Module, family: Any):
+        super().__init__()
+        self.model = model
+        self.family = family
+
+    def forward(
+        self, inputs: dict[str, Any], features: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Mean loss over caption tokens."""
+        if features is None:
+            return self.model(**inputs).loss
+        return self.family.forward_from_features(self.model, features, inputs)
+
+
+def build_accelerator(cfg: TrainConfig, plan: TrainPlan) -> Any:
+    """An Accelerator for the run's precision and tracker."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import ProjectConfiguration
+
+    # accelerate keeps its settings in a process-wide singleton that refuses a second, different
+    # mixed precision; run_train may be called several times in one process (notebooks, tests).
+    # The distributed part (PartialState) is kept.
+    AcceleratorState._reset_state()
+
+    project = ProjectConfiguration(
+        project_dir=str(cfg.output_dir), logging_dir=str(cfg.output_dir / TENSORBOARD_DIR)
+    )
+    return Accelerator(
+        mixed_precision=_MIXED_PRECISION[plan.precision],
+        log_with=None if cfg.report_to == "none" else cfg.report_to,
+        project_config=project,
+    )
+
+
+def load_quantized(cfg: TrainConfig, family: Any, device: str) -> tuple[Any, Any]:
+    """Base model in 4-bit NF4 (QLoRA) with bf16 compute, prepared for k-bit training."""
+    import transformers
+    from peft import prepare_model_for_kbit_training
+
+    quantization = transformers.BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_use_double_quant=True,
+    )
+    model_class = getattr(transformers, family.hf_class)
+    model = model_class.from_pretrained(
+        cfg.model.model_id, quantization_config=quantization, dtype=torch.bfloat16, device_map={"": device}
+    )
+    processor = transformers.AutoProcessor.from_pretrained(cfg.model.model_id)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    return model, processor
+
+
+def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[Any, Any]:
+    """Load the base model on this process's device and wrap it with fresh LoRA layers."""
+    update = {"dtype": cfg.model.dtype or _WEIGHT_DTYPE[plan.precision]}
+    if cfg.model.device == "auto":
+        update["device"] = device
+    model_cfg = cfg.model.model_copy(update=update)
+    if cfg.qlora:
+        model, processor = load_quantized(cfg, plan.family, device)
+    else:
+        model, processor, _ = load_model(model_cfg)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    targets, scope = lora_targets(cfg, plan.family, model)
+    try:
+        model = apply_lora(
+            model, plan.family, targets, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, scope=scope
+        )
+    except ModelLoadError as err:
+        raise ConfigError([str(err)]) from err
+    return model, processor
+
+
+def frozen_submodules(model: Any, family: Any) -> list[torch.nn.Module]:
+    """The family's frozen modules (vision tower, Q-Former) of a PEFT-wrapped model."""
+    base = model.get_base_model()
+    found = [getattr(base, name, None) for name in family.frozen_modules]
+    return [m for m in found if isinstance(m, torch.nn.Module)]
+
+
+def frozen_tensors(model: Any, family: Any) -> dict[str, torch.Tensor]:
+    """Weights of the frozen part by name (modules and bare parameters such as BLIP-2's query_tokens)."""
+    base = model.get_base_model()
+    tensors: dict[str, torch.Tensor] = {}
+    for name in family.frozen_modules:
+        part = getattr(base, name, None)
+        if isinstance(part, torch.nn.Module):
+            tensors.update({f"{name}.{k}": v for k, v in part.state_dict().items()})
+        elif isinstance(part, torch.Tensor):
+            tensors[name] = part
+    return tensors
+
+
+def fill_feature_cache(
+    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any
+) -> FeatureCache:
+    """Compute (main process) the frozen features of every train/val image not cached yet."""
+    family = plan.family
+    config = getattr(model.get_base_model(), "config", None)  # altcap-mini has none; its weights are hashed
+    tensors = frozen_tensors(model, family)
+    fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
+    cache = FeatureCache(cfg.feature_cache.dir or DEFAULT_CACHE_DIR, fingerprint)
+
+    @torch.no_grad()
+    def encode_batch(images: list[Any], prompts: list[str | None]) -> dict[str, torch.Tensor]:
+        inputs = family.build_inputs(processor, images, prompts, None)
+        inputs = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        with acc.autocast():
+            return family.encode_images(model, inputs)
+
+    if acc.is_main_process:
+        for module in frozen_submodules(model, family):
+            module.eval()
+        computed = cache.fill(plan.train_examples + plan.val_examples, encode_batch, cfg.batch_size, True)
+        logger.info("feature cache %s: %d entries computed", cache.folder, computed)
+    acc.wait_for_everyone()
+    return cache
+
+
+def build_optimizer(cfg: TrainConfig, module: torch.nn.Module, device: Any) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters (fused kernel on CUDA unless configured off)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    fused = cfg.optim.fused if cfg.optim.fused is not None else torch.device(device).type == "cuda"
+    return torch.optim.AdamW(
+        params,
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+        fused=fused,
+    )
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: Any, total_steps: int) -> Any:
+    """The configured warm-up + decay schedule over `total_steps` optimizer steps."""
+    from transformers import get_scheduler
+
+    warmup = cfg.schedule.warmup_steps
+    if warmup is None:
+        warmup = math.ceil(cfg.schedule.warmup_ratio * total_steps)
+    return get_scheduler(
+        cfg.schedule.name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
+    )
+
+
+def count_total_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    """Optimizer steps the run will take: epochs x ceil(batches / accumulation), capped by max_steps."""
+    total = cfg.epochs * math.ceil(batches_per_epoch / cfg.grad_accum_steps)
+    return min(total, cfg.max_steps) if cfg.max_steps else total
+
+
+def save_adapter(model: Any, folder: Path) -> None:
+    """Save a PEFT adapter through a temp folder + rename, replacing `folder` only once complete."""
+    tmp = folder.with_name(f".tmp-{folder.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    old = folder.with_name(f".old-{folder.name}")
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
+    """Load the checkpoint when resuming (RNG applied at the first batch); else clear a stale log."""
+    log_path = cfg.output_dir / TRAIN_LOG
+    if plan.resume_from is None:
+        if run.accelerator.is_main_process:
+            truncate_log(log_path, 0)
+        return
+    unwrapped = run.accelerator.unwrap_model(run.loss_module)
+    run.state = load_checkpoint(plan.resume_from, unwrapped, run.optimizer, run.scheduler)
+    run.resume_rng = read_rng_state(plan.resume_from)
+    if run.accelerator.is_main_process:
+        truncate_log(log_path, run.state.global_step)
+    logger.warning(
+        "resuming from %s (step %d, epoch %d)", plan.resume_from, run.state.global_step, run.state.epoch
+    )
+
+
+def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, processor: Any) -> TrainRun:
+    """Cache, loaders, optimizer and scheduler, prepared by accelerate, bundled for `fit`."""
+    cache = fill_feature_cache(cfg, plan, model, processor, acc) if plan.use_cache else None
+    collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens)
+    train_loader, sampler = build_loader(
+        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True
+    )
+    val_loader = None
+    if plan.val_examples:
+        val_loader, _ = build_loader(
+            plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False
+        )
+    loss_module = CaptionLoss(model, plan.family)
+    optimizer = build_optimizer(cfg, loss_module, acc.device)
+    loss_module, optimizer, train_loader = acc.prepare(loss_module, optimizer, train_loader)
+    val_loader = acc.prepare(val_loader) if val_loader is not None else None
+    total_steps = count_total_steps(cfg, len(train_loader))
+    # The scheduler is stepped by hand once per optimizer step (not prepared): accelerate's wrapper
+    # would step it once per process, which needs total steps scaled by the world size.
+    scheduler = build_scheduler(cfg, optimizer.optimizer, total_steps)
+    acc.init_trackers("altcap-train", config=flatten_for_trackers(cfg.model_dump(mode="json")))
+    run = TrainRun(
+        accelerator=acc,
+        loss_module=loss_module,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_loader=train_loader,
+        train_sampler=sampler,
+        val_loader=val_loader,
+        load_features=(lambda examples: cache.load_batch(examples, acc.device)) if cache else None,
+        state=TrainState(seed=cfg.seed),
+        logger=None,
+        output_dir=cfg.output_dir,
+        total_steps=total_steps,
+        grad_accum_steps=cfg.grad_accum_steps,
+        max_grad_norm=cfg.optim.max_grad_norm,
+        log_every_n_steps=cfg.log_every_n_steps,
+        eval_every_n_steps=cfg.eval_every_n_steps,
+        save_every_n_steps=cfg.save_every_n_steps,
+        patience=cfg.early_stopping.patience,
+        min_delta=cfg.early_stopping.min_delta,
+        frozen_modules=frozen_submodules(model, plan.family),
+    )
+    if cfg.keep_best:
+        run.save_best = lambda: (
+            acc.is_main_process and save_adapter(unwrap_peft(run), cfg.output_dir / "best")
+        )
+    restore_or_start(cfg, plan, run)
+    run.logger = TrainLogger(acc, cfg.output_dir, total_steps, run.state.global_step)
+    return run
+
+
+def flatten_for_trackers(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted scalar hyper-parameters (TensorBoard's hparams take only scalars and strings)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten_for_trackers(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
+
+
+def save_best_adapter(run: TrainRun) -> None:
+    """Copy the current adapter to `best/` (main process)."""
+    if run.accelerator.is_main_process:
+        save_adapter(unwrap_peft(run), run.output_dir / "best")
+
+
+def unwrap_peft(run: TrainRun) -> Any:
+    """The PEFT model inside the (possibly DDP-wrapped) loss module."""
+    return run.accelerator.unwrap_model(run.loss_module).model
+
+
+def write_outputs(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: Any) -> None:
+    """adapter/, config.yaml, provenance.json, loss_curves.png and optionally merged/ (main process)."""
+    state, out = run.state, cfg.output_dir
+    model = unwrap_peft(run)
+    save_adapter(model, out / "adapter")
+    dump_config(cfg, out / "config.yaml")
+    plot_loss_curves(state.epoch_train_losses, state.epoch_val_losses, out / LOSS_CURVES)
+    provenance = build_provenance(
+        cfg,
+        cfg.model.model_id,
+        cfg.data.manifest,
+        family=plan.family.name,
+        adapter=str(out / "adapter"),
+        precision_used=plan.precision,
+        feature_cache_used=plan.use_cache,
+        total_steps=run.total_steps,
+        final_step=state.global_step,
+        epochs_completed=state.epoch,
+        best_val_loss=state.best_val_loss,
+        stopped_early=state.stopped_early,
+        train_examples=len(plan.train_examples),
+        val_examples=len(plan.val_examples),
+        lora_targets=sorted(model.peft_config["default"].target_modules)
+        if isinstance(model.peft_config["default"].target_modules, set)
+        else model.peft_config["default"].target_modules,
+    )
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+    if cfg.merge:
+        # Merging folds LoRA into the base weights in place, so it runs last.
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        processor.save_pretrained(out / "merged")
+
+
+def run_train(cfg: TrainConfig) -> Path:
+    """Validate the config, train, and write the run folder.
+
+    Args:
+        cfg: the resolved training config.
+
+    Returns:
+        The run folder (`cfg.output_dir`).
+
+    Raises:
+        ConfigError: every config / data / model problem, found before any training.
+        TrainingDivergedError: NaN or inf loss (last good checkpoint kept).
+        CheckpointError: a checkpoint could not be written, e.g. disk full (last good one kept).
+    """
+    from accelerate.utils import set_seed
+
+    plan = validate_train_config(cfg)
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    acc = build_accelerator(cfg, plan)
+    for note in plan.notes:
+        logger.warning(note)
+    set_seed(cfg.seed)
+    model, processor = load_train_model(cfg, plan, str(acc.device))
+    run = build_train_run(cfg, plan, acc, model, processor)
+    try:
+        fit(run)
+        if acc.is_main_process:
+            write_outputs(cfg, plan, run, processor)
+        acc.wait_for_everyone()
+    finally:
+        # Last: accelerate's end_training also tears down the process group of a multi-process run.
+        run.logger.close()
+    return cfg.output_dir

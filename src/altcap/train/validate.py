@@ -1,0 +1,219 @@
+"""Check a `TrainConfig` before any work starts, and report every problem at once.
+
+Nothing here loads model weights: the model id and family come from the checkpoint's config, the
+LoRA targets are matched on a weightless (meta-device) copy of the model, and the first training
+batch is pushed through the real processor. A bad run therefore fails in seconds, listing all
+of its problems, instead of after the weights (or an epoch) have loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from altcap.config import ConfigError
+from altcap.data.manifest import ManifestError, read_manifest
+from altcap.models.loading import (
+    ModelLoadError,
+    apply_lora,
+    linear_layer_names,
+    read_model_config,
+    resolve_family,
+)
+from altcap.models.registry import ModelFamily
+from altcap.train.checkpoint import find_latest_checkpoint
+from altcap.train.config import TrainConfig
+from altcap.train.data import Example, load_rgb, read_split_examples
+from altcap.train.logs import check_tracker_available
+
+# Leaf names of the Q-Former's attention layers (BLIP-2 and InstructBLIP share the BERT layout).
+QFORMER_LORA_TARGETS = ("query", "value")
+
+
+@dataclass
+class TrainPlan:
+    """What validation found out, reused by `run_train` so nothing is read twice."""
+
+    family: ModelFamily | None = None
+    train_examples: list[Example] = field(default_factory=list)
+    val_examples: list[Example] = field(default_factory=list)
+    use_cache: bool = False
+    resume_from: Path | None = None
+    precision: str = "fp32"
+    notes: list[str] = field(default_factory=list)
+
+
+def cuda_available() -> bool:
+    """Whether a CUDA device can be used (imported lazily so the CLI stays light)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_model(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> Any:
+    """Resolve model id and family; returns the transformers config (None on failure)."""
+    try:
+        hf_config = read_model_config(cfg.model)
+        plan.family = resolve_family(cfg.model, hf_config.model_type)
+    except ModelLoadError as err:
+        problems.append(f"model: {err}")
+        return None
+    return hf_config
+
+
+def check_data(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
+    """The manifest exists, has training examples, and their images exist."""
+    manifest = cfg.data.manifest
+    if manifest is None:
+        problems.append("data.manifest is not set; pass --manifest PATH (a manifest from `altcap data`)")
+        return
+    try:
+        plan.train_examples = read_split_examples(
+            manifest, cfg.data.train_split, cfg.data.prompt, cfg.data.max_train_records
+        )
+        if cfg.data.val_split:
+            plan.val_examples = read_split_examples(
+                manifest, cfg.data.val_split, cfg.data.prompt, cfg.data.max_val_records
+            )
+    except ManifestError as err:
+        problems.append(f"data.manifest: {err}")
+        return
+    if not plan.train_examples:
+        splits = sorted({str(r.split) for r in read_manifest(manifest)})
+        problems.append(
+            f"{manifest}: no training records (with captions) in split {cfg.data.train_split!r}; "
+            f"splits present: {', '.join(splits) or 'none'}. Run `altcap data split` or set data.train_split"
+        )
+    elif cfg.data.val_split and not plan.val_examples:
+        plan.notes.append(f"{manifest}: no records in split {cfg.data.val_split!r}; no validation")
+    missing = sorted({str(e.image) for e in plan.train_examples + plan.val_examples if not e.image.is_file()})
+    if missing:
+        problems.append(f"{manifest}: {len(missing)} image file(s) not found, e.g. {', '.join(missing[:3])}")
+
+
+def lora_targets(cfg: TrainConfig, family: ModelFamily, model: Any) -> tuple[list[str], str | None]:
+    """The LoRA target leaf names and scope the config asks for (Q-Former added when requested).
+
+    A family's defaults may list several spellings (OPT's q_proj, T5's q); only those the model
+    has are kept, while user-given targets are passed through so a typo is still an error.
+    """
+    if cfg.lora.target_modules:
+        targets = list(cfg.lora.target_modules)
+    else:
+        present = {name.rsplit(".", 1)[-1] for name in linear_layer_names(model, family.lora_scope)}
+        defaults = list(family.default_lora_targets)
+        targets = [t for t in defaults if t in present] or defaults
+    if not cfg.lora.include_qformer:
+        return targets, None
+    return [*targets, *QFORMER_LORA_TARGETS], ""
+
+
+def is_transformers_family(family: ModelFamily) -> bool:
+    """Whether the family's model class is a transformers class (altcap-mini is not)."""
+    import transformers
+
+    return hasattr(transformers, family.hf_class)
+
+
+def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, problems: list[str]) -> None:
+    """Match the LoRA targets on a weightless copy of the model."""
+    import torch
+    import transformers
+
+    if cfg.lora.include_qformer and "qformer" not in family.frozen_modules:
+        problems.append(f"lora.include_qformer=true: family {family.name!r} has no Q-Former; set it to false")
+        return
+    model_class = getattr(transformers, family.hf_class, None)
+    if model_class is None:
+        return  # not a transformers class (e.g. altcap-mini): the real apply_lora checks it later
+    try:
+        with torch.device("meta"):
+            meta_model = model_class._from_config(hf_config)
+            targets, scope = lora_targets(cfg, family, meta_model)
+            apply_lora(meta_model, family, targets, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, scope=scope)
+    except ModelLoadError as err:
+        problems.append(str(err))
+
+
+def check_first_batch(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
+    """Open the first batch's images and push them through the model's own processor."""
+    from transformers import AutoProcessor
+
+    batch = plan.train_examples[: cfg.batch_size]
+    images = []
+    for example in batch:
+        try:
+            images.append(load_rgb(example.image))
+        except OSError as err:
+            problems.append(f"{example.image}: cannot be opened as an image ({err}); fix or remove it")
+    if len(images) != len(batch) or not is_transformers_family(plan.family):
+        return  # a non-transformers family's processor comes with its weights: checked when training starts
+    try:
+        processor = AutoProcessor.from_pretrained(cfg.model.model_id)
+        plan.family.build_inputs(processor, images, [e.prompt for e in batch], [e.caption for e in batch])
+    except Exception as err:  # any processor failure here is a data problem to report, not a crash
+        problems.append(
+            f"{cfg.data.manifest}: the first training batch cannot be processed by {cfg.model.model_id!r}'s "
+            f"processor ({type(err).__name__}: {err}); images: {', '.join(str(e.image) for e in batch[:3])}"
+        )
+
+
+def check_runtime(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
+    """Tracker package, QLoRA prerequisites, precision on CPU, resume state, feature cache."""
+    if message := check_tracker_available(cfg.report_to):
+        problems.append(message)
+    has_cuda = cuda_available()
+    if cfg.qlora and not has_cuda:
+        problems.append("qlora=true needs a CUDA GPU (bitsandbytes 4-bit); none found. Set qlora=false")
+    if cfg.qlora and importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("qlora=true needs bitsandbytes; `pip install bitsandbytes` or set qlora=false")
+    plan.precision = cfg.precision if has_cuda else "fp32"
+    if plan.precision != cfg.precision:
+        plan.notes.append(f"precision={cfg.precision} needs a GPU; training in fp32 on CPU")
+    plan.resume_from = find_latest_checkpoint(cfg.output_dir)
+    if cfg.resume is True and plan.resume_from is None:
+        problems.append(f"resume=true but {cfg.output_dir} has no checkpoint; drop --resume to start fresh")
+    if cfg.resume is False and plan.resume_from is not None:
+        problems.append(
+            f"resume=false but {cfg.output_dir} already holds a run ({plan.resume_from}); choose a new "
+            "output_dir, or resume it"
+        )
+        plan.resume_from = None
+
+
+def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
+    """Use the feature cache when asked, or by default when the family can split off its frozen part."""
+    family = plan.family
+    can_cache = family is not None and None not in (family.encode_images, family.forward_from_features)
+    if cfg.feature_cache.enabled and family is not None and not can_cache:
+        problems.append(f"feature_cache.enabled=true: family {family.name!r} cannot cache; set it to false")
+    requested = cfg.feature_cache.enabled
+    plan.use_cache = can_cache and not cfg.lora.include_qformer and requested is not False
+
+
+def validate_train_config(cfg: TrainConfig) -> TrainPlan:
+    """Run every check and raise one `ConfigError` listing all problems.
+
+    Args:
+        cfg: the resolved training config.
+
+    Returns:
+        The plan (family, examples, cache and resume decisions, notes to log).
+
+    Raises:
+        ConfigError: one line per problem, each naming the field or file, the value and the fix.
+    """
+    plan, problems = TrainPlan(), []
+    hf_config = check_model(cfg, plan, problems)
+    check_data(cfg, plan, problems)
+    check_runtime(cfg, plan, problems)
+    decide_cache(cfg, plan, problems)
+    if plan.family is not None and hf_config is not None:
+        check_lora_targets(cfg, plan.family, hf_config, problems)
+        if plan.train_examples:
+            check_first_batch(cfg, plan, problems)
+    if problems:
+        raise ConfigError(problems)
+    return plan

@@ -1,0 +1,21 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "train_throughput.py"
+
+
+@pytest.mark.slow
+def test_tiny_cpu_benchmark_reports_all_three_variants(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--tiny", "--steps", "2", "--num-images", "16", "--out", str(tmp_path / "bench.json")])
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"A_tutorial_fp32", "B_peft_bf16", "altcap", "altcap_no_cache"}
+    for result in report["results"].values():
+        assert result["samples_per_s"] > 0 and result["tokens_per_s"] > 0 and result["peak_memory_mb"] > 0
+    assert report["speedup_vs_A"]["A_tutorial_fp32"] == 1.0
+    assert report["versions"]["torch"]

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from train_fixtures import make_config, read_log, write_manifest
+
+from altcap.train.cache import FeatureCache, hash_frozen_weights
+from altcap.train.data import Example
+from altcap.train.run import run_train
+
+
+@pytest.mark.parametrize(("family", "variant"), [("blip2", "opt"), ("blip", None)])
+def test_training_from_cache_gives_the_same_loss_curve(
+    family: str, variant, tiny_model, tmp_path: Path
+) -> None:
+    manifest = write_manifest(tmp_path / "data", n_train=6, n_val=2, captions_per_image=2)
+    runs = {}
+    for enabled in ("true", "false"):
+        out = tmp_path / f"cache-{enabled}"
+        cfg = make_config(
+            tiny_model(family, variant),
+            manifest,
+            out,
+            f"feature_cache.enabled={enabled}",
+            "optim.lr=5e-3",
+            "eval_every_n_steps=2",
+            f"feature_cache.dir={tmp_path / 'features'}",
+        )
+        run_train(cfg)
+        runs[enabled] = read_log(out)
+    assert len(runs["true"]) == 6 and "val_loss" in runs["true"][1]
+    for cached, direct in zip(runs["true"], runs["false"], strict=True):
+        assert cached["step"] == direct["step"]
+        assert cached["loss"] == pytest.approx(direct["loss"], abs=1e-5)
+        assert cached.get("val_loss", 0.0) == pytest.approx(direct.get("val_loss", 0.0), abs=1e-5)
+    # One entry per image (captions of the same image share it).
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 8
+
+
+def test_cache_is_filled_once_and_keys_follow_image_and_prompt(tmp_path: Path) -> None:
+    image = tmp_path / "a.png"
+    Image.new("RGB", (4, 4), (1, 2, 3)).save(image)
+    cache = FeatureCache(tmp_path / "cache", fingerprint="model-a")
+    calls = []
+
+    def encode(images, prompts):
+        calls.append(len(images))
+        return {"feat": torch.arange(len(images) * 3, dtype=torch.float32).reshape(len(images), 3)}
+
+    examples = [Example(image, None, "x"), Example(image, None, "y"), Example(image, "Say.", "z")]
+    assert cache.fill(examples, encode, batch_size=8, show_progress=False) == 2
+    assert cache.fill(examples, encode, batch_size=8, show_progress=False) == 0
+    assert calls == [2]
+    assert cache.load_batch(examples[:2], "cpu")["feat"].shape == (2, 3)
+    other_model = FeatureCache(tmp_path / "cache", fingerprint="model-b")
+    assert other_model.key_for(examples[0]) != cache.key_for(examples[0])
+    changed = tmp_path / "b.png"
+    Image.new("RGB", (4, 4), (9, 2, 3)).save(changed)
+    assert cache.key_for(Example(changed, None, "x")) != cache.key_for(examples[0])
+
+
+def test_weight_hash_sees_values_not_just_shapes() -> None:
+    weights = {"w": torch.zeros(3, 2)}
+    assert hash_frozen_weights(weights) == hash_frozen_weights({"w": torch.zeros(3, 2)})
+    assert hash_frozen_weights(weights) != hash_frozen_weights({"w": torch.ones(3, 2)})

@@ -1,0 +1,72 @@
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from train_fixtures import make_config, write_manifest
+
+from altcap.config import ConfigError
+from altcap.train.run import run_train
+from altcap.train.validate import validate_train_config
+
+
+def test_every_problem_is_reported_at_once(tiny_model, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data", n_train=0, n_val=2)
+    cfg = make_config(
+        tiny_model("blip2", "opt"),
+        manifest,
+        tmp_path / "run",
+        "lora.target_modules=[qkv_typo]",
+        "report_to=wandb",
+        "resume=true",
+    )
+    with pytest.raises(ConfigError) as err:
+        validate_train_config(cfg)
+    problems = err.value.problems
+    text = "\n".join(problems)
+    assert f"{manifest}: no training records (with captions) in split 'train'; splits present: val" in text
+    assert "lora.target_modules=['qkv_typo']" in text and "q_proj" in text  # lists the real layer names
+    if importlib.util.find_spec("wandb") is None:
+        assert "report_to='wandb' but the 'wandb' package is not installed; run `pip install wandb`" in text
+    assert "resume=true" in text
+    assert len(problems) >= 3
+
+
+def test_unknown_model_folder_and_family(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data")
+    cfg = make_config(tmp_path / "no-such-model", manifest, tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"model: model_id=.*no-such-model.*folder not found"):
+        validate_train_config(cfg)
+
+
+def test_unsupported_family_is_named(tiny_model, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data")
+    cfg = make_config(tiny_model("blip"), manifest, tmp_path / "run", "model.family=gpt2")
+    with pytest.raises(ConfigError, match=r"family='gpt2' is not supported; supported families: .*blip2"):
+        validate_train_config(cfg)
+
+
+def test_unreadable_and_missing_images_fail_before_loading(tiny_model, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data", n_train=3, n_val=0)
+    (tmp_path / "data" / "images" / "0.png").write_bytes(b"not a png")
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows.append({"image": "images/missing.jpg", "captions": ["a cat"], "split": "train"})
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = make_config(tiny_model("blip"), manifest, tmp_path / "run")
+    with pytest.raises(ConfigError) as err:
+        run_train(cfg)
+    text = str(err.value)
+    assert "0.png: cannot be opened as an image" in text and "missing.jpg" in text
+    assert not (tmp_path / "run" / "train_log.jsonl").exists()
+
+
+def test_qlora_without_gpu_is_a_clear_error(tiny_model, tmp_path: Path) -> None:
+    cfg = make_config(tiny_model("blip"), write_manifest(tmp_path / "data"), tmp_path / "run", "qlora=true")
+    with pytest.raises(ConfigError, match="qlora=true needs a CUDA GPU"):
+        validate_train_config(cfg)
+
+
+def test_missing_manifest_setting(tiny_model, tmp_path: Path) -> None:
+    cfg = make_config(tiny_model("blip"), tmp_path / "m.jsonl", tmp_path / "run", "data.manifest=null")
+    with pytest.raises(ConfigError, match=r"data\.manifest is not set"):
+        validate_train_config(cfg)
