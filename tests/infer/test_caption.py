@@ -34,7 +34,7 @@ def make_config(model: Path, manifest: Path, out: Path, **changes) -> CaptionCon
 
 
 def test_captions_every_test_image_with_provenance(tiny_blip2, manifest, tmp_path) -> None:
-    out = tmp_path / "captions.jsonl"
+    out = tmp_path / "new_folder" / "captions.jsonl"  # a folder that does not exist yet
     summary = run_caption(make_config(tiny_blip2, manifest, out))
     records = read_captions(out)
     assert {r.image for r in records} == TEST_IMAGES and len(records) == 5

@@ -229,3 +229,27 @@ def test_real_altcap_mini_loss_cache_and_generate(real) -> None:
     texts = mini.generate(model, processor, mini.build_inputs(processor, photos, [None, None]),
                           {"max_new_tokens": 8, "num_beams": 2})
     assert len(texts) == 2 and all(isinstance(t, str) and t for t in texts)
+
+
+def test_caption_stage_runs_altcap_mini_with_a_trained_adapter(tiny_folder: Path, tmp_path: Path) -> None:
+    """`altcap caption` drives altcap-mini + a LoRA adapter whose projector PEFT wraps (modules_to_save)."""
+    from altcap.data.sample import sample_manifest
+    from altcap.infer.caption import run_caption
+    from altcap.infer.captions_file import read_captions
+    from altcap.infer.config import CaptionConfig
+    from altcap.models.loading import ModelConfig, apply_lora, load_model
+
+    model, _, family = load_model(ModelConfig(model_id=str(tiny_folder)))
+    peft_model = apply_lora(model, family, r=4, alpha=8)
+    trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("projector" in name for name in trainable), "the projector must train with the adapter"
+    peft_model.save_pretrained(tmp_path / "adapter")
+    out = tmp_path / "captions.jsonl"
+    cfg = CaptionConfig(
+        model=ModelConfig(model_id=str(tiny_folder), adapter=str(tmp_path / "adapter")),
+        manifest=sample_manifest(), split="test", out=out, limit=4, batch_size=2,
+    )
+    summary = run_caption(cfg)
+    records = read_captions(out)
+    assert summary.written_images == 4 and len(records) == 4
+    assert all(r.adapter == str(tmp_path / "adapter") for r in records)

@@ -255,6 +255,7 @@ def provenance_path(out: Path) -> Path:
 def write_provenance(cfg: CaptionConfig, family_name: str, run: dict[str, Any]) -> None:
     """Write provenance beside the output; earlier runs that appended to the same file are kept."""
     path = provenance_path(cfg.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     if path.is_file():
         runs = [

@@ -97,6 +97,16 @@ class AltcapMini(nn.Module):
         self.language_model = language_model
         self.image_token_id = image_token_id
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live (transformers models have this; the caption loop relies on it)."""
+        return next(self.projector.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype float inputs are cast to: pixel values are the only ones, and they feed the vision tower."""
+        return self.vision._conv_stem.weight.dtype
+
     def train(self, mode: bool = True) -> AltcapMini:
         super().train(mode)
         self.vision.eval()  # batch-norm statistics must not drift: cached features assume a fixed tower
@@ -166,6 +176,9 @@ def build_processor(config: AltcapMiniConfig, tokenizer: Any) -> AltcapMiniProce
     if tokenizer.convert_tokens_to_ids(config.image_token) in (None, tokenizer.unk_token_id):
         tokenizer.add_special_tokens({"additional_special_tokens": [config.image_token]})
     tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        # transformers before 5.24 reads no pad token from the GGUF; padding is masked, so EOS serves.
+        tokenizer.pad_token = tokenizer.eos_token
     image_processor = effnet.build_image_processor(config.image_size_px, config.image_mean, config.image_std)
     return AltcapMiniProcessor(image_processor, tokenizer, config.image_token, config.num_image_tokens)
 
