@@ -104,7 +104,7 @@ class AltcapMini(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype float inputs are cast to: pixel values are the only ones, and they feed the vision tower."""
+        """Dtype float inputs are cast to: pixel values are the only ones, and they feed the vision tower."""
         return self.vision._conv_stem.weight.dtype
 
     def train(self, mode: bool = True) -> AltcapMini:
