@@ -8,6 +8,7 @@ placeholders in the chat-formatted instruction. Only the projector and LoRA on t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -162,6 +163,27 @@ class AltcapMiniProcessor:
 
 
 
+def caption_end_id(tokenizer: Any) -> int:
+    """The token that ends a caption: the chat turn's end marker when the tokenizer has one.
+
+    transformers versions read SmolLM2's GGUF with different `eos_token`s (<|endoftext|> or
+    <|im_end|>), so a checkpoint trained on one would not stop on the other; fixing the end token to
+    the chat template's own marker makes training and captioning agree everywhere.
+    """
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return im_end if im_end not in (None, tokenizer.unk_token_id) else tokenizer.eos_token_id
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """Every id that ends a caption, so checkpoints trained under any GGUF reading stop cleanly.
+
+    transformers 5.17 took <|im_start|> as SmolLM2's EOS, so checkpoints trained there end captions
+    with it; it opens a new chat turn and can never belong inside a caption, so stopping on it is safe.
+    """
+    ids = {caption_end_id(tokenizer), tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_start|>")}
+    return sorted(i for i in ids if i is not None and i != tokenizer.unk_token_id)
+
+
 def build_processor(config: AltcapMiniConfig, tokenizer: Any) -> AltcapMiniProcessor:
     """A processor for `config`; adds the image placeholder to `tokenizer` and pads on the left, so
     batched generation continues every row from its own end.
@@ -205,7 +227,7 @@ def build_inputs(processor: AltcapMiniProcessor, images: Sequence[Any], prompts:
         if len(captions) != len(texts):
             raise ValueError(f"got {len(captions)} captions for {len(texts)} images; give 1 per image")
         pairs = [encode_prompt_and_caption(tokenizer, t, c) for t, c in zip(texts, captions, strict=True)]
-        rows, labels = zip(*(build_labeled_sequence(p, [*c, tokenizer.eos_token_id]) for p, c in pairs),
+        rows, labels = zip(*(build_labeled_sequence(p, [*c, caption_end_id(tokenizer)]) for p, c in pairs),
                            strict=True)
     input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id, side="left")
     pixels = processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
@@ -257,7 +279,7 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
         # With only inputs_embeds, decoder-only generate returns the new tokens alone.
         output_ids = model.language_model.generate(
             inputs_embeds=embeds, attention_mask=inputs["attention_mask"].to(device),
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **settings,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer), **settings,
         )
     return [text.strip() for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
 
@@ -306,11 +328,15 @@ def _load_vision(config: AltcapMiniConfig, folder: Path) -> effnet.EfficientNetL
 
 def _load_trained_parts(model: AltcapMini, folder: Path) -> AltcapMini:
     projector_path = folder / PROJECTOR_FILE
+    adapter_config = folder / BASE_ADAPTER_DIR / "adapter_config.json"
+    adapter_has_projector = adapter_config.is_file() and "projector" in (
+        json.loads(adapter_config.read_text(encoding="utf-8")).get("modules_to_save") or []
+    )
     if projector_path.is_file():
         model.projector.load_state_dict(load_file(projector_path), strict=True)
-    else:
+    elif not adapter_has_projector:
         logger.warning("%s: no trained projector; captions mean nothing until one is trained", projector_path)
-    if (folder / BASE_ADAPTER_DIR / "adapter_config.json").is_file():
+    if adapter_config.is_file():
         from peft import PeftModel
 
         # Merged, so a later fine-tune adds its own LoRA on top of the shipped captioner.
