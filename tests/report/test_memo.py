@@ -13,11 +13,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 import typer
+from PIL import Image
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from altcap.report.commands import MemoConfig, memo_command, run_memo
-from altcap.report.memo import SAMPLE_RULE, pick_samples
+from altcap.report.memo import SAMPLE_RULE, describe_validity, pick_samples
+from altcap.report.samples import CASE_LABELS, THUMBNAIL_PX, build_samples
+from altcap.report.training import describe_training, read_train_run
 from altcap.study.analysis_commands import AnalysisConfig, run_analyze, run_simulate
 from altcap.study.simulate import SimulationConfig
 
@@ -25,10 +28,58 @@ from altcap.study.simulate import SimulationConfig
 NUMBER = re.compile(r"(?<![\w.\-])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.]|-\d)")
 
 
+def write_images(folder: Path, n_images: int) -> list[str]:
+    """Small distinct JPEGs (absolute paths), standing in for a run's test images."""
+    folder.mkdir()
+    paths = []
+    for j in range(n_images):
+        path = folder / f"photo_{j:02d}.jpg"
+        Image.new("RGB", (320, 240), (10 * j, 200 - 8 * j, 90)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def write_train_run(train: Path) -> None:
+    """A training run folder as `altcap train` writes it, inside an `altcap run` folder."""
+    train.mkdir(parents=True)
+    provenance = {
+        "model_id": "tiny/blip",
+        "family": "blip",
+        "manifest": "data/manifest.jsonl",
+        "manifest_sha256": "ab" * 32,
+        "versions": {"torch": "2.13.0+cpu"},
+        "train_examples": 640,
+        "val_examples": 80,
+        "total_steps": 120,
+        "final_step": 120,
+        "epochs_completed": 3,
+        "best_val_loss": 1.8734,
+        "precision_used": "fp32",
+        "lora_targets": ["query", "value"],
+        "config": {
+            "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+            "optim": {"lr": 3e-05},
+            "batch_size": 8,
+            "grad_accum_steps": 4,
+            "model": {"device": "cpu"},
+        },
+    }
+    (train / "provenance.json").write_text(json.dumps(provenance))
+    rows = [{"step": 110, "loss": 2.25, "samples_per_s": 41.5}, {"step": 120, "loss": 2.125, "val_loss": 1.9}]
+    (train / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (train.parent / ".stages").mkdir()
+    (train.parent / ".stages" / "train.json").write_text(json.dumps({"fingerprint": "x", "seconds": 73.25}))
+    fig, ax = plt.subplots()
+    ax.plot([3, 2, 1])
+    fig.savefig(train / "loss_curves.png")
+    plt.close(fig)
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("memo")
-    run_simulate(SimulationConfig(n_participants=20, effect=0.8, seed=2, out=root / "sim"))
+    images = write_images(root / "images", 12)
+    run_simulate(SimulationConfig(n_participants=20, effect=0.8, seed=2, images=images, out=root / "sim"))
     run_analyze(
         AnalysisConfig(
             export_dir=root / "sim",
@@ -37,26 +88,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
             n_boot=200,
         )
     )
-    train = root / "run"
-    train.mkdir()
-    provenance = {
-        "model_id": "tiny/blip",
-        "family": "blip",
-        "manifest": "data/manifest.jsonl",
-        "train_examples": 640,
-        "val_examples": 80,
-        "final_step": 120,
-        "epochs_completed": 3,
-        "best_val_loss": 1.8734,
-        "precision_used": "fp32",
-        "lora_targets": ["query", "value"],
-        "config": {"lora": {"r": 16, "alpha": 32, "dropout": 0.05}},
-    }
-    (train / "provenance.json").write_text(json.dumps(provenance))
-    fig, ax = plt.subplots()
-    ax.plot([3, 2, 1])
-    fig.savefig(train / "loss_curves.png")
-    plt.close(fig)
+    write_train_run(root / "run" / "03_train")
     return root
 
 
@@ -65,7 +97,7 @@ def memo(study: Path) -> Path:
     cfg = MemoConfig(
         analysis=study / "analysis" / "analysis.json",
         metrics=study / "sim" / "metrics" / "metrics.json",
-        train_dir=study / "run",
+        train_dir=study / "run" / "03_train",
         out=study / "memo",
     )
     return run_memo(cfg).parent
@@ -94,10 +126,18 @@ def test_memo_files_and_page_limit(memo: Path) -> None:
         "memo.md",
         "memo.pdf",
         "provenance.json",
+        "sample_1.jpg",
+        "sample_2.jpg",
+        "sample_3.jpg",
         "validity.png",
     ]
+    assert max(Image.open(memo / "sample_1.jpg").size) == THUMBNAIL_PX
     pages = PdfReader(memo / "memo.pdf").pages
     assert 1 <= len(pages) <= 4
+    # likert, validity and loss charts plus the three sample thumbnails are embedded in the PDF
+    # WeasyPrint shares one resource dictionary between pages, so count distinct images
+    sizes = sorted({(image.name, image.image.size) for page in pages for image in page.images})
+    assert len(sizes) == 6 and sum(size == (THUMBNAIL_PX, 120) for _, size in sizes) == 3
     assert all("SIMULATED" in page.extract_text() for page in pages)
     assert json.loads((memo / "provenance.json").read_text())["pdf_engine"] == "weasyprint"
 
@@ -105,23 +145,52 @@ def test_memo_files_and_page_limit(memo: Path) -> None:
 def test_memo_content(memo: Path) -> None:
     text = (memo / "memo.md").read_text()
     assert text.startswith("> **SIMULATED DATA")
-    assert (
-        "## Recommendation: " in text
-        and "r=16" in text
-        and "![Training and validation loss](loss.png)" in text
-    )
+    assert "## Recommendation: " in text and "![Training and validation loss](loss.png)" in text
     assert SAMPLE_RULE in text
-    assert "tracked the per-image usefulness gain" in text
+    assert "per-image usefulness gain" in text and "Kendall tau" in text
     assert "SPICE not computed" in text
+    # issue #14: task accuracy is a decision criterion, shown with its number and margin
+    assert re.search(
+        r"\| task accuracy drop \(base - fine-tuned\) \| \*\*(met|not met|inconclusive)\*\* \| -?\d", text
+    )
+    assert (
+        "| hallucination rate rise (fine-tuned - base) | **not assessed** | not collected in this study |"
+        in text
+    )
+    assert "No power analysis was given" in text
+    assert "median per-participant gain of at least 0.5 points, CIDEr-D and SPICE improve" in text
 
 
-def test_every_number_in_memo_comes_from_inputs(memo: Path, study: Path) -> None:
-    inputs = [
-        study / "analysis" / "analysis.json",
-        study / "sim" / "metrics" / "metrics.json",
-        study / "sim" / "metrics" / "per_image.jsonl",
-        study / "run" / "provenance.json",
-    ]
+def test_memo_shows_what_was_trained(memo: Path) -> None:
+    text = (memo / "memo.md").read_text()
+    for expected in (
+        "**base model**: tiny/blip (family blip)",
+        "`data/manifest.jsonl` (sha256 `abababababab`)",
+        "r=16; alpha=32; dropout=0.05; targets query, value",
+        "120 optimizer steps of 120 planned, 3 epochs completed, batch 8 x 4 accumulation steps, lr 3.00e-05",
+        "best validation loss 1.87; last logged training loss 2.12 (step 120)",
+        "wall time 73.2 s (pipeline train stage",
+        "device cpu (torch 2.13.0+cpu), precision fp32, last logged throughput 41.5 samples/s",
+    ):
+        assert expected in text, expected
+
+
+def test_samples_show_the_evaluated_captions_and_thumbnails(memo: Path, study: Path) -> None:
+    text = (memo / "memo.md").read_text()
+    rows = [json.loads(line) for line in (study / "sim" / "metrics" / "per_image.jsonl").open()]
+    images, _ = pick_samples(rows)
+    assert len(images) == 3
+    for k, image in enumerate(images, start=1):
+        row = next(line for line in text.splitlines() if f"`{Path(image).name}`" in line)
+        assert f"](sample_{k}.jpg)" in row and CASE_LABELS[k - 1] in row
+        for system in ("base", "finetuned"):
+            caption = next(r["caption"] for r in rows if r["image"] == image and r["system"] == system)
+            assert f"| {caption} |" in row
+
+
+def test_every_number_in_memo_comes_from_inputs(memo: Path) -> None:
+    inputs = [Path(p) for p in json.loads((memo / "provenance.json").read_text())["inputs_sha256"]]
+    assert {p.name for p in inputs} >= {"analysis.json", "metrics.json", "per_image.jsonl", "train_log.jsonl"}
     raw, values = collect_input_numbers(inputs)
     tokens = NUMBER.findall((memo / "memo.md").read_text())
     assert len(tokens) > 40
@@ -130,7 +199,7 @@ def test_every_number_in_memo_comes_from_inputs(memo: Path, study: Path) -> None
 
 
 def test_number_check_catches_an_invented_number(study: Path) -> None:
-    raw, values = collect_input_numbers([study / "run" / "provenance.json"])
+    raw, values = collect_input_numbers([study / "run" / "03_train" / "provenance.json"])
     assert is_traceable("1.87", raw, values) and is_traceable("640", raw, values)
     assert not is_traceable("12345.678", raw, values)
     assert NUMBER.findall("BLEU-4 CIDEr-D sha 4bdeff8cf02b r=16 -0.05 and 3") == ["16", "-0.05", "3"]
@@ -155,6 +224,70 @@ def test_sample_rule_picks_deciles() -> None:
     images, rule = pick_samples(rows)
     assert images == ["im02", "im10", "im18"] and rule == SAMPLE_RULE
     assert pick_samples(rows[:4])[0] == []
+
+
+def test_validity_sentence_names_the_metric_and_says_how_sure() -> None:
+    def validity(ci_low: float) -> dict:
+        row = {"tau": 0.42, "ci_low": ci_low, "ci_high": 0.7, "n_images": 40}
+        return {"outcomes": {"usefulness": {"CIDEr-D": row}}, "best": {"usefulness": {"metric": "CIDEr-D"}}}
+
+    assert describe_validity(validity(0.15)) == (
+        "CIDEr-D tracked the per-image usefulness gain most closely of the automatic metrics, a moderate "
+        "relation (Kendall tau 0.42, 95% CI 0.15 to 0.7, 40 images)."
+    )
+    assert describe_validity(validity(-0.05)).startswith(
+        "No automatic metric clearly tracked the per-image usefulness gain: the highest Kendall tau, "
+        "CIDEr-D's, is moderate and its CI includes zero"
+    )
+    assert describe_validity(None).startswith("No metric-validity analysis was possible")
+
+
+def test_lora_targets_given_as_a_regex_are_quoted_whole(tmp_path: Path) -> None:
+    write_train_run(tmp_path / "run" / "03_train")
+    train = read_train_run(tmp_path / "run" / "03_train")
+    train.provenance["lora_targets"] = r"(.*\.)?language_model\.(.*\.)?(q_proj|v_proj)"
+    lora = dict(describe_training(train))["LoRA"]
+    assert (
+        lora
+        == r"r=16; alpha=32; dropout=0.05; targets matching `(.*\.)?language_model\.(.*\.)?(q_proj|v_proj)`"
+    )
+
+
+def test_missing_and_unreadable_images_get_a_note(tmp_path: Path) -> None:
+    (tmp_path / "manifest_dir" / "imgs").mkdir(parents=True)
+    Image.new("RGB", (400, 100)).save(tmp_path / "manifest_dir" / "imgs" / "ok.jpg")
+    (tmp_path / "broken.jpg").write_text("not an image")
+    images = ["imgs/ok.jpg", "imgs/gone.jpg", str(tmp_path / "broken.jpg")]
+    rows = [
+        {"system": s, "image": im, "caption": f"{s} {k}", "CIDEr-D": float(k) * (s == "finetuned")}
+        for k, im in enumerate(images)
+        for s in ("base", "finetuned")
+    ]
+    (tmp_path / "memo").mkdir()
+    samples, rule = build_samples(rows, {}, [tmp_path / "manifest_dir"], tmp_path / "memo")
+    assert rule == SAMPLE_RULE
+    by_image = {s["image"]: s for s in samples}
+    assert by_image["imgs/ok.jpg"]["thumbnail"] == "sample_1.jpg"
+    assert Image.open(tmp_path / "memo" / "sample_1.jpg").size == (THUMBNAIL_PX, 40)
+    assert by_image["imgs/gone.jpg"]["note"] == "image file not found"
+    assert by_image[str(tmp_path / "broken.jpg")]["note"].startswith("image not readable")
+    assert sorted(p.name for p in (tmp_path / "memo").iterdir()) == ["sample_1.jpg"]
+
+
+def test_power_analysis_is_reported(study: Path, tmp_path: Path) -> None:
+    power = {
+        "power": {"k": 412, "n": 500, "share": 0.824, "ci_low": 0.788, "ci_high": 0.855},
+        "alpha": 0.05,
+        "config": {"n_participants": 30, "effect": 0.5},
+    }
+    (tmp_path / "power.json").write_text(json.dumps(power))
+    cfg = MemoConfig(
+        analysis=study / "analysis" / "analysis.json", power=tmp_path / "power.json", out=tmp_path / "m"
+    )
+    run_memo(cfg)
+    text = (tmp_path / "m" / "memo.md").read_text()
+    assert "Planned power (simulation, run before the study): 0.824 (95% CI 0.788 to 0.855)" in text
+    assert "log-odds shift of 0.5 with 30 participants at one-sided alpha 0.05, from 500 simulated" in text
 
 
 def test_memo_command_errors_name_the_file(tmp_path: Path) -> None:

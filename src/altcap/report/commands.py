@@ -14,6 +14,7 @@ from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, sha256_file
 from altcap.report.memo import MemoInputs, read_json, render_memo_markdown
+from altcap.report.training import read_train_run
 
 
 class MemoConfig(StageConfig):
@@ -24,8 +25,10 @@ class MemoConfig(StageConfig):
     )
     metrics: Path | None = Field(default=None, description="metrics.json of `altcap evaluate`.")
     train_dir: Path | None = Field(
-        default=None, description="Training run folder (provenance.json, loss_curves.png)."
+        default=None,
+        description="Training run folder (provenance.json, config.yaml, train_log.jsonl, loss_curves.png).",
     )
+    power: Path | None = Field(default=None, description="power.json of `altcap study power --out`.")
     captions: list[str] = Field(
         default_factory=list,
         description="SYSTEM=captions.jsonl pairs, used when per_image.jsonl has no captions.",
@@ -35,30 +38,50 @@ class MemoConfig(StageConfig):
 
 def read_inputs(cfg: MemoConfig) -> MemoInputs:
     """Read every memo input; errors name the file."""
-    from altcap.infer.captions_file import read_captions
-
     inputs = MemoInputs(analysis=read_json(cfg.analysis, "analysis.json (run `altcap study analyze`)"))
     inputs.input_files.append(cfg.analysis)
     if cfg.metrics is not None:
-        inputs.metrics = read_json(cfg.metrics, "metrics.json (run `altcap evaluate`)")
-        inputs.input_files.append(cfg.metrics)
-        per_image = cfg.metrics.parent / "per_image.jsonl"
-        if per_image.is_file():
-            lines = per_image.read_text(encoding="utf-8").splitlines()
-            inputs.per_image = [json.loads(line) for line in lines if line.strip()]
-            inputs.input_files.append(per_image)
+        read_metrics_inputs(cfg.metrics, inputs)
     if cfg.train_dir is not None:
-        inputs.train = read_json(
-            cfg.train_dir / "provenance.json", "training provenance (run `altcap train`)"
-        )
-        inputs.input_files.append(cfg.train_dir / "provenance.json")
-    for pair in cfg.captions:
+        inputs.train = read_train_run(cfg.train_dir)
+        inputs.input_files += inputs.train.files
+    if cfg.power is not None:
+        inputs.power = read_json(cfg.power, "power analysis (run `altcap study power --out power.json`)")
+        if "power" not in inputs.power:
+            raise ValueError(f"{cfg.power}: no 'power' entry; write it with `altcap study power --out`")
+        inputs.input_files.append(cfg.power)
+    read_caption_inputs(cfg.captions, inputs)
+    inputs.image_dirs.append(Path.cwd())
+    return inputs
+
+
+def read_metrics_inputs(metrics_path: Path, inputs: MemoInputs) -> None:
+    """metrics.json and the per_image.jsonl beside it; relative image paths start at its manifest."""
+    inputs.metrics = read_json(metrics_path, "metrics.json (run `altcap evaluate`)")
+    inputs.input_files.append(metrics_path)
+    per_image = metrics_path.parent / "per_image.jsonl"
+    if per_image.is_file():
+        lines = per_image.read_text(encoding="utf-8").splitlines()
+        inputs.per_image = [json.loads(line) for line in lines if line.strip()]
+        inputs.input_files.append(per_image)
+    refs = inputs.metrics.get("refs")
+    if refs:
+        # the manifest's path is relative to where `altcap evaluate` ran; try both anchors
+        inputs.image_dirs += [Path(refs).parent, metrics_path.parent / Path(refs).parent]
+    inputs.image_dirs.append(metrics_path.parent)
+
+
+def read_caption_inputs(pairs: list[str], inputs: MemoInputs) -> None:
+    """--captions SYSTEM=PATH files (their captions win over per_image.jsonl's)."""
+    from altcap.infer.captions_file import read_captions
+
+    for pair in pairs:
         system, sep, path = pair.partition("=")
         if not sep:
             raise ValueError(f"--captions {pair!r}: expected SYSTEM=PATH, e.g. base=captions_base.jsonl")
         inputs.captions[system] = {r.image: r.caption for r in read_captions(Path(path))}
         inputs.input_files.append(Path(path))
-    return inputs
+        inputs.image_dirs.append(Path(path).parent)
 
 
 def copy_charts(cfg: MemoConfig) -> dict[str, str]:
@@ -97,7 +120,7 @@ def run_memo(cfg: MemoConfig) -> Path:
     charts = copy_charts(cfg)
     hashes = {str(p): sha256_file(p) for p in inputs.input_files}
     lines = [f"`{path}` (sha256 `{digest[:12]}`)" for path, digest in hashes.items()]
-    text = render_memo_markdown(inputs, charts, lines)
+    text = render_memo_markdown(inputs, charts, lines, cfg.out)
     (cfg.out / "memo.md").write_text(text, encoding="utf-8")
     engine = write_pdf(text, cfg.out / "memo.pdf", inputs.simulated)
     provenance = build_provenance(cfg, inputs_sha256=hashes, simulated=inputs.simulated, pdf_engine=engine)
@@ -109,6 +132,7 @@ def memo_command(
     analysis: Annotated[Path | None, typer.Option(help="analysis.json from `altcap study analyze`.")] = None,
     metrics: Annotated[Path | None, typer.Option(help="metrics.json from `altcap evaluate`.")] = None,
     train_dir: Annotated[Path | None, typer.Option(help="Training run folder.")] = None,
+    power: Annotated[Path | None, typer.Option(help="power.json from `altcap study power`.")] = None,
     captions: Annotated[list[str] | None, typer.Option(help="SYSTEM=captions.jsonl (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (new or empty).")] = None,
     config: ConfigPath = None,
@@ -119,6 +143,7 @@ def memo_command(
         "analysis": analysis,
         "metrics": metrics,
         "train_dir": train_dir,
+        "power": power,
         "captions": captions,
         "out": out,
     }

@@ -19,7 +19,9 @@ body { font: 8.6pt/1.3 "DejaVu Sans", sans-serif; color: #111; }
 h1 { font-size: 14pt; margin: 0 0 4pt; } h2 { font-size: 11pt; margin: 8pt 0 3pt; }
 table { border-collapse: collapse; width: 100%%; margin: 3pt 0; font-size: 7.6pt; }
 th, td { border: 0.5pt solid #999; padding: 1.5pt 3pt; text-align: left; vertical-align: top; }
-img { max-width: 100%%; max-height: 62mm; display: block; margin: 3pt auto; }
+img { max-width: 100%%; max-height: 55mm; display: block; margin: 3pt auto; }
+tr { break-inside: avoid; }
+td img { width: 26mm; max-height: 26mm; margin: 0 0 1pt; }
 .decision { border: 2pt solid #234; background: #eef3f8; padding: 4pt 8pt; margin: 4pt 0; }
 .decision h2 { margin-top: 2pt; }
 blockquote { color: #b00; font-weight: bold; margin: 2pt 0; }
