@@ -9,6 +9,8 @@ and peak memory, with ratios against baseline A, as JSON in benchmarks/results/.
   altcap: `run_train` (feature cache, bf16 where available, accelerate).
 
   python benchmarks/train_throughput.py --tiny                     # CPU smoke run (a test runs it)
+  python benchmarks/train_throughput.py --collate-only --model-id altcap-mini \
+      --images /work/shared/data/flickr8k --batch-size 64 --steps 5   # input pipeline alone (CPU)
   python benchmarks/train_throughput.py --model-id Salesforce/blip2-opt-2.7b --family blip2 \
       --images /work/shared/data/flickr8k --steps 30 --batch-size 16   # GPU
 """
@@ -32,7 +34,7 @@ from altcap.config import load_config
 from altcap.models.loading import ModelConfig, apply_lora, load_model
 from altcap.provenance import package_versions
 from altcap.train.config import TrainConfig
-from altcap.train.data import Example, load_rgb, read_split_examples
+from altcap.train.data import Example, load_rgb, make_collate, read_split_examples
 from altcap.train.logs import read_log_rows
 from altcap.train.run import run_train
 
@@ -222,12 +224,34 @@ def run_altcap(
     }
 
 
+def measure_collate(args: argparse.Namespace, examples: list[Example]) -> dict[str, dict[str, float]]:
+    """Milliseconds per batch of `altcap train`'s collate, with pixels (cache off) and text-only
+    (cache on: images never decoded), on the same first `batch_size` examples; warm-up excluded."""
+    _, processor, family = load_model(ModelConfig(model_id=args.model_id, family=args.family, device="cpu"))
+    batch = [examples[i % len(examples)] for i in range(args.batch_size)]
+    results: dict[str, dict[str, float]] = {}
+    for name, with_pixels in (("collate_with_pixels", True), ("collate_text_only", False)):
+        collate = make_collate(family, processor, max_caption_tokens=64, with_pixels=with_pixels)
+        collate(batch)
+        times_ms = []
+        for _ in range(args.steps):
+            start = time.perf_counter()
+            collate(batch)
+            times_ms.append((time.perf_counter() - start) * 1000)
+        times_ms.sort()
+        results[name] = {"min_ms": times_ms[0], "median_ms": times_ms[len(times_ms) // 2]}
+    return results
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tiny", action="store_true", help="tiny random BLIP-2 OPT on CPU (smoke mode)")
+    parser.add_argument(
+        "--collate-only", action="store_true", help="time only the training collate, with and without pixels"
+    )
     parser.add_argument("--model-id", help="hub id or folder (full-size runs)")
     parser.add_argument(
         "--random-blip2-opt-2.7b",
@@ -261,6 +285,28 @@ def describe_model(args: argparse.Namespace) -> str:
     return "blip2-opt-2.7b architecture, random weights" if args.random_fullsize else args.model_id
 
 
+def write_collate_report(args: argparse.Namespace, results: dict[str, dict[str, float]]) -> Path:
+    """Print and save the collate timings as JSON; returns its path."""
+    speedup = results["collate_with_pixels"]["median_ms"] / results["collate_text_only"]["median_ms"]
+    report = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": "cpu",
+        "model_id": describe_model(args),
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in {"out"}},
+        "results": results,
+        "text_only_speedup": speedup,
+        "versions": package_versions(),
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    out = args.out or RESULTS_DIR / f"train_collate-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    for name, figures in results.items():
+        print(f"{name:22s} median {figures['median_ms']:9.1f} ms  min {figures['min_ms']:9.1f} ms / batch")
+    print(f"text-only collate is {speedup:.1f}x faster")
+    return out
+
+
 def main(argv: list[str] | None = None) -> Path:
     """Run the three variants and write the JSON report; returns its path."""
     args = parse_args(argv)
@@ -279,6 +325,8 @@ def main(argv: list[str] | None = None) -> Path:
         else:
             manifest = write_tiny_manifest(work / "data", args.num_images)
         examples = read_split_examples(manifest, "train", None)
+        if args.collate_only:
+            return write_collate_report(args, measure_collate(args, examples))
         results: dict[str, dict[str, float]] = {}
         for name, tutorial in (("A_tutorial_fp32", True), ("B_peft_bf16", False)):
             release_memory()

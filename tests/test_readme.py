@@ -16,7 +16,8 @@ def test_readme_has_exactly_two_setup_commands() -> None:
     commands = read_setup_commands()
     assert len(commands) == 2
     install_and_run, install_and_test = commands
-    assert install_and_run.startswith("python -m pip install torch==") and install_and_run.endswith("altcap run")
+    assert install_and_run.startswith("python -m pip install torch==")
+    assert install_and_run.endswith("altcap run")
     assert install_and_test.endswith("python -m pytest")
 
 

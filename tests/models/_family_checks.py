@@ -145,3 +145,38 @@ def check_default_lora_targets(folder: Path) -> None:
     assert {name.rsplit(".", 1)[-1] for name in wrapped} <= set(family.default_lora_targets)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def check_text_only_inputs(folder: Path, tmp_path: Path) -> None:
+    """with_pixels=False gives exactly the full inputs minus pixel_values, from PIL images, from
+    image files (never decoded) and from (height, width) pairs; generation inputs too."""
+    _, processor, family = load(folder)
+    images = make_images()
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(tmp_path / f"{index}.png")
+        image.save(paths[-1])
+    sizes = [(image.height, image.width) for image in images]
+    for captions in (CAPTIONS, None):
+        full = family.build_inputs(processor, images, PROMPTS, captions)
+        expected = {k: v for k, v in full.items() if k != "pixel_values"}
+        assert "pixel_values" in full and "input_ids" in expected
+        for source in (images, paths, sizes):
+            text_only = family.build_inputs(processor, source, PROMPTS, captions, with_pixels=False)
+            assert set(text_only) == set(expected)
+            for key, value in expected.items():
+                assert torch.equal(text_only[key], value), key
+
+
+def check_text_only_cached_loss(folder: Path) -> None:
+    """Cached features + text-only inputs give the full forward's loss (what training with the cache runs)."""
+    model, processor, family = load(folder)
+    full_inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+    text_only = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS, with_pixels=False)
+    assert "pixel_values" not in text_only
+    with torch.no_grad():
+        full = model(**full_inputs).loss
+        features = family.encode_images(model, full_inputs)
+        cached = family.forward_from_features(model, features, text_only)
+    assert torch.isfinite(full)
+    torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)

@@ -122,6 +122,25 @@ def test_tiny_batched_loss_equals_single_example_loss(tiny) -> None:
     torch.testing.assert_close(batch_logits, single_logits, atol=1e-5, rtol=1e-4)
 
 
+def test_tiny_text_only_inputs_skip_pixels_and_give_the_full_loss(tiny, tmp_path: Path) -> None:
+    model, processor = tiny
+    images, prompts, captions = make_images(), ["Describe it.", None], ["a dog runs", "two children play"]
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for image, path in zip(images, paths, strict=True):
+        image.save(path)
+    for caps in (captions, None):
+        full = mini.build_inputs(processor, images, prompts, caps)
+        for source in (images, paths):
+            text_only = mini.build_inputs(processor, source, prompts, caps, with_pixels=False)
+            assert set(text_only) == set(full) - {"pixel_values"}
+            assert all(torch.equal(text_only[k], full[k]) for k in text_only)
+    full = mini.build_inputs(processor, images, prompts, captions)
+    text_only = mini.build_inputs(processor, paths, prompts, captions, with_pixels=False)
+    with torch.no_grad():
+        cached = mini.forward_from_features(model, mini.encode_images(model, full), text_only)
+        torch.testing.assert_close(cached, model(**full).loss)
+
+
 @pytest.mark.parametrize("settings", [{"max_new_tokens": 5}, {"max_new_tokens": 5, "num_beams": 3}])
 def test_tiny_generate_returns_one_string_per_image(tiny, settings) -> None:
     model, processor = tiny

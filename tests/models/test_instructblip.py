@@ -47,3 +47,13 @@ def test_generate_batch_with_beams(tiny_model_dir, variant: str | None) -> None:
 
 def test_default_lora_targets(tiny_model_dir) -> None:
     checks.check_default_lora_targets(tiny_model_dir("instructblip"))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_text_only_inputs_equal_the_text_part_of_full_inputs(tiny_model_dir, tmp_path, variant) -> None:
+    checks.check_text_only_inputs(tiny_model_dir("instructblip", variant), tmp_path)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_features_with_text_only_inputs_give_the_full_loss(tiny_model_dir, variant) -> None:
+    checks.check_text_only_cached_loss(tiny_model_dir("instructblip", variant))

@@ -19,3 +19,15 @@ def test_tiny_cpu_benchmark_reports_all_three_variants(tmp_path: Path) -> None:
         assert result["samples_per_s"] > 0 and result["tokens_per_s"] > 0 and result["peak_memory_mb"] > 0
     assert report["speedup_vs_A"]["A_tutorial_fp32"] == 1.0
     assert report["versions"]["torch"]
+
+
+def test_collate_only_mode_times_both_collates(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--tiny", "--collate-only", "--steps", "2", "--batch-size", "4"]
+    argv += ["--out", str(tmp_path / "c.json")]
+    report = json.loads(module.main(argv).read_text())
+    assert set(report["results"]) == {"collate_with_pixels", "collate_text_only"}
+    assert all(r["median_ms"] >= r["min_ms"] > 0 for r in report["results"].values())
+    assert report["text_only_speedup"] > 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +21,13 @@ from torch import nn
 
 from altcap.models import efficientnet_lite as effnet
 from altcap.models.loading import resolve_device, resolve_dtype
+from altcap.models.mini_tokens import (
+    TINY_CHAT_TEMPLATE,
+    AltcapMiniProcessor,
+    build_processor,
+    caption_end_id,
+    stop_token_ids,
+)
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
@@ -146,78 +152,22 @@ class AltcapMini(nn.Module):
         )
 
 
-@dataclass
-class AltcapMiniProcessor:
-    """Image preprocessing (resize, normalise as the vision weights need) plus the chat tokenizer."""
-
-    image_processor: Any
-    tokenizer: Any
-    image_token: str
-    num_image_tokens: int
-
-    def format_prompt(self, prompt: str) -> str:
-        """The instruction as chat text, placeholders first, ending where the caption starts."""
-        content = self.image_token * self.num_image_tokens + "\n" + prompt
-        messages = [{"role": "user", "content": content}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-
-def caption_end_id(tokenizer: Any) -> int:
-    """The token that ends a caption: the chat turn's end marker when the tokenizer has one.
-
-    transformers versions read SmolLM2's GGUF with different `eos_token`s (<|endoftext|> or
-    <|im_end|>), so a checkpoint trained on one would not stop on the other; fixing the end token to
-    the chat template's own marker makes training and captioning agree everywhere.
-    """
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    return im_end if im_end not in (None, tokenizer.unk_token_id) else tokenizer.eos_token_id
-
-
-def stop_token_ids(tokenizer: Any) -> list[int]:
-    """Every id that ends a caption, so checkpoints trained under any GGUF reading stop cleanly.
-
-    transformers 5.17 took <|im_start|> as SmolLM2's EOS, so checkpoints trained there end captions
-    with it; it opens a new chat turn and can never belong inside a caption, so stopping on it is safe.
-    """
-    ids = {caption_end_id(tokenizer), tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_start|>")}
-    return sorted(i for i in ids if i is not None and i != tokenizer.unk_token_id)
-
-
-def build_processor(config: AltcapMiniConfig, tokenizer: Any) -> AltcapMiniProcessor:
-    """A processor for `config`; adds the image placeholder to `tokenizer` and pads on the left, so
-    batched generation continues every row from its own end.
-
-    Args:
-        config: the model's config (image size, normalisation, placeholder token).
-        tokenizer: the LM's tokenizer, with a chat template.
-
-    Returns:
-        The processor.
-    """
-    if tokenizer.convert_tokens_to_ids(config.image_token) in (None, tokenizer.unk_token_id):
-        tokenizer.add_special_tokens({"additional_special_tokens": [config.image_token]})
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        # transformers before 5.24 reads no pad token from the GGUF; padding is masked, so EOS serves.
-        tokenizer.pad_token = tokenizer.eos_token
-    image_processor = effnet.build_image_processor(config.image_size_px, config.image_mean, config.image_std)
-    return AltcapMiniProcessor(image_processor, tokenizer, config.image_token, config.num_image_tokens)
-
-
 def build_inputs(processor: AltcapMiniProcessor, images: Sequence[Any], prompts: Sequence[str | None] | None,
-                 captions: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+                 captions: Sequence[str] | None = None, *, with_pixels: bool = True
+                 ) -> dict[str, torch.Tensor]:
     """Model inputs for a batch, left-padded; with captions also `labels` covering caption tokens only.
 
     Args:
         processor: from `load` or `build_processor`.
-        images: RGB PIL images.
+        images: RGB PIL images (with_pixels=False: anything, only their count is used, since every
+            image gets the same num_image_tokens placeholders).
         prompts: one instruction per image (None = DEFAULT_INSTRUCTION).
         captions: target captions for training; None builds generation inputs.
+        with_pixels: False skips the image processor (the loss then comes from cached features).
 
     Returns:
-        `pixel_values`, `input_ids`, `attention_mask` and, with captions, `labels` in which prompt,
-        placeholder and padding positions are -100 and each caption ends with the EOS token.
+        `pixel_values` (only with_pixels), `input_ids`, `attention_mask` and, with captions, `labels`
+        in which prompt, placeholder and padding positions are -100 and each caption ends with EOS.
     """
     tokenizer = processor.tokenizer
     texts = [processor.format_prompt(p) for p in resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)]
@@ -230,8 +180,10 @@ def build_inputs(processor: AltcapMiniProcessor, images: Sequence[Any], prompts:
         rows, labels = zip(*(build_labeled_sequence(p, [*c, caption_end_id(tokenizer)]) for p, c in pairs),
                            strict=True)
     input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id, side="left")
-    pixels = processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
-    inputs = {"pixel_values": pixels, "input_ids": input_ids, "attention_mask": attention_mask}
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if with_pixels:
+        pixels = processor.image_processor(images=list(images), return_tensors="pt")
+        inputs["pixel_values"] = pixels["pixel_values"]
     if labels is not None:
         inputs["labels"] = pad_sequences(labels, IGNORE_INDEX, side="left")[0]
     return inputs
@@ -282,12 +234,6 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
             pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer), **settings,
         )
     return [text.strip() for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
-
-
-_TINY_CHAT_TEMPLATE = (
-    "{% for message in messages %}<s>{{ message['role'] }}\n{{ message['content'] }}</s>\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-)
 
 
 def _read_config(model_id: str | Path) -> tuple[Path, AltcapMiniConfig]:
@@ -414,7 +360,7 @@ def build_tiny_altcap_mini(folder: Path, seed: int = 0) -> Path:
         text_hidden_size=32,
     )
     tokenizer = build_tiny_tokenizer("llama", (config.image_token,))
-    tokenizer.chat_template = _TINY_CHAT_TEMPLATE
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
     special_ids = {f"{n}_token_id": getattr(tokenizer, f"{n}_token_id") for n in ("pad", "bos", "eos")}
     language_model = LlamaForCausalLM(LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -49,25 +49,30 @@ def build_inputs(
     images: list[Any],
     prompts: list[str | None] | None = None,
     captions: list[str] | None = None,
+    *,
+    with_pixels: bool = True,
 ) -> dict[str, Any]:
     """Pixel values + token ids; with captions also labels (only caption tokens and [SEP] learned).
 
     Args:
         processor: the checkpoint's BlipProcessor.
-        images: RGB PIL images.
+        images: RGB PIL images (with_pixels=False: anything, only their count is used).
         prompts: text prefixes per image (None = no prefix).
         captions: target captions for training; None builds generation inputs.
+        with_pixels: False skips the image processor (the loss then comes from cached features).
 
     Returns:
-        Dict of CPU tensors: pixel_values, input_ids, attention_mask (+ labels).
+        Dict of CPU tensors: pixel_values (only with_pixels), input_ids, attention_mask (+ labels).
     """
     bos_id, sep_id, pad_id = _special_ids(processor)
     texts = resolve_prompts(prompts, len(images), BLIP_DEFAULT_PROMPT)
-    pixel_values = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    pixels = {}
+    if with_pixels:
+        pixels["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     if captions is None:
         rows = [[bos_id, *_encode_prompt(processor, t), sep_id] for t in texts]
         input_ids, attention_mask = pad_sequences(rows, pad_id, side="left")
-        return {"pixel_values": pixel_values, "input_ids": input_ids, "attention_mask": attention_mask}
+        return {**pixels, "input_ids": input_ids, "attention_mask": attention_mask}
     rows, label_rows = [], []
     for text, caption in zip(texts, captions, strict=True):
         prompt_ids, caption_ids = encode_prompt_and_caption(processor.tokenizer, text, caption)
@@ -77,7 +82,7 @@ def build_inputs(
     input_ids, attention_mask = pad_sequences(rows, pad_id)
     labels, _ = pad_sequences(label_rows, IGNORE_INDEX)
     return {
-        "pixel_values": pixel_values,
+        **pixels,
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "labels": labels,

@@ -112,22 +112,27 @@ def build_inputs(
     images: list[Any],
     prompts: list[str | None] | None = None,
     captions: list[str] | None = None,
+    *,
+    with_pixels: bool = True,
 ) -> dict[str, Any]:
     """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
 
     Args:
         processor: the checkpoint's Blip2Processor.
-        images: RGB PIL images.
+        images: RGB PIL images (with_pixels=False: anything, only their count is used, since the
+            number of image placeholders is the fixed num_query_tokens).
         prompts: instructions per image (None = DEFAULT_INSTRUCTION).
         captions: targets for training; None builds generation inputs.
+        with_pixels: False skips the image processor (the loss then comes from cached features).
 
     Returns:
-        Dict of CPU tensors: pixel_values, input_ids, attention_mask (+ labels).
+        Dict of CPU tensors: pixel_values (only with_pixels), input_ids, attention_mask (+ labels).
     """
     instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
     texts = [format_prompt(processor, instruction) for instruction in instructions]
     inputs = build_query_token_inputs(processor, texts, captions)
-    inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    if with_pixels:
+        inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     return inputs
 
 

@@ -41,25 +41,30 @@ def build_inputs(
     images: list[Any],
     prompts: list[str | None] | None = None,
     captions: list[str] | None = None,
+    *,
+    with_pixels: bool = True,
 ) -> dict[str, Any]:
     """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
 
     Args:
         processor: the checkpoint's InstructBlipProcessor.
-        images: RGB PIL images.
+        images: RGB PIL images (with_pixels=False: anything, only their count is used).
         prompts: instructions per image (None = DEFAULT_INSTRUCTION).
         captions: targets for training; None builds generation inputs.
+        with_pixels: False skips the image processor; the Q-Former tokens are still built, since
+            `forward_from_features` reruns the Q-Former on the instruction.
 
     Returns:
-        Dict of CPU tensors: pixel_values, qformer_input_ids, qformer_attention_mask, input_ids,
-        attention_mask (+ labels).
+        Dict of CPU tensors: pixel_values (only with_pixels), qformer_input_ids,
+        qformer_attention_mask, input_ids, attention_mask (+ labels).
     """
     instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
     inputs = build_query_token_inputs(processor, instructions, captions)
     qformer = processor.qformer_tokenizer(instructions, padding=True, return_tensors="pt")
     inputs["qformer_input_ids"] = qformer["input_ids"]
     inputs["qformer_attention_mask"] = qformer["attention_mask"]
-    inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    if with_pixels:
+        inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
     return inputs
 
 

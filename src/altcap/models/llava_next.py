@@ -17,6 +17,7 @@ from altcap.models.text_inputs import (
     IGNORE_INDEX,
     encode_prompt_and_caption,
     join_prompt_and_caption,
+    read_image_size,
     resolve_prompts,
 )
 
@@ -41,35 +42,81 @@ def build_inputs(
     images: list[Any],
     prompts: list[str | None] | None = None,
     captions: list[str] | None = None,
+    *,
+    with_pixels: bool = True,
 ) -> dict[str, Any]:
     """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
 
     Args:
         processor: the checkpoint's LlavaNextProcessor (with a chat template).
-        images: RGB PIL images (any size; tiled by the processor).
+        images: RGB PIL images (any size; tiled by the processor). With with_pixels=False also
+            image paths or (height, width) pairs: only the size is read, from the file header.
         prompts: instructions per image (None = DEFAULT_INSTRUCTION).
         captions: targets for training; None builds (left-padded) generation inputs.
+        with_pixels: False skips the image processor (the loss then comes from cached features).
 
     Returns:
-        Dict of CPU tensors: pixel_values, image_sizes, input_ids, attention_mask (+ labels).
+        Dict of CPU tensors: pixel_values (only with_pixels), image_sizes, input_ids,
+        attention_mask (+ labels).
     """
     instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
     texts = [format_prompt(processor, instruction) for instruction in instructions]
-    if captions is None:
-        inputs = processor(images=images, text=texts, padding=True, padding_side="left", return_tensors="pt")
-        return dict(inputs)
-    tokenizer = processor.tokenizer
-    target_lengths = [
-        len(encode_prompt_and_caption(tokenizer, t, c)[1]) + 1 for t, c in zip(texts, captions, strict=True)
-    ]
-    full_texts = [
-        join_prompt_and_caption(t, c) + tokenizer.eos_token for t, c in zip(texts, captions, strict=True)
-    ]
-    inputs = dict(
-        processor(images=images, text=full_texts, padding=True, padding_side="right", return_tensors="pt")
-    )
-    inputs["labels"] = mask_all_but_tail(inputs["input_ids"], inputs["attention_mask"], target_lengths)
+    side = "left" if captions is None else "right"
+    if captions is not None:
+        tokenizer = processor.tokenizer
+        pairs = list(zip(texts, captions, strict=True))
+        target_lengths = [len(encode_prompt_and_caption(tokenizer, t, c)[1]) + 1 for t, c in pairs]
+        texts = [join_prompt_and_caption(t, c) + tokenizer.eos_token for t, c in pairs]
+    if with_pixels:
+        inputs = processor(images=images, text=texts, padding=True, padding_side=side, return_tensors="pt")
+        inputs = dict(inputs)
+    else:
+        inputs = build_text_inputs(processor, [read_image_size(image) for image in images], texts, side)
+    if captions is not None:
+        inputs["labels"] = mask_all_but_tail(inputs["input_ids"], inputs["attention_mask"], target_lengths)
     return inputs
+
+
+def build_text_inputs(
+    processor: Any, image_sizes: list[tuple[int, int]], texts: list[str], padding_side: str
+) -> dict[str, torch.Tensor]:
+    """What the processor returns minus pixel_values, from image sizes alone.
+
+    An image's placeholder count depends only on its size and the tiling settings, so the
+    processor's own counting rule is applied to the size instead of to processed pixels.
+
+    Args:
+        processor: the LlavaNextProcessor.
+        image_sizes: (height, width) per image, as the processor's `image_sizes`.
+        texts: one prompt per image, each with one image token.
+        padding_side: "right" for training, "left" for generation.
+
+    Returns:
+        image_sizes, input_ids, attention_mask (CPU tensors).
+    """
+    tile_height, tile_width = _tile_size_px(processor.image_processor)
+    expanded = []
+    for (height, width), text in zip(image_sizes, texts, strict=True):
+        # The same count LlavaNextProcessor.replace_image_token computes from the processed pixels.
+        count = processor._get_number_of_features(height, width, tile_height, tile_width)
+        count -= processor.vision_feature_select_strategy == "default"
+        expanded.append(text.replace(processor.image_token, processor.image_token * count, 1))
+    tokens = processor.tokenizer(expanded, padding=True, padding_side=padding_side, return_tensors="pt")
+    return {
+        "input_ids": tokens["input_ids"],
+        "attention_mask": tokens["attention_mask"],
+        "image_sizes": torch.tensor(image_sizes, dtype=torch.long),
+    }
+
+
+def _tile_size_px(image_processor: Any) -> tuple[int, int]:
+    # Each tile is resized to `size`, then center-cropped to `crop_size` (LlavaNextImageProcessor).
+    crop, size = image_processor.crop_size, image_processor.size
+    if image_processor.do_center_crop and crop and crop.get("height"):
+        return crop["height"], crop["width"]
+    if size.get("height"):
+        return size["height"], size["width"]
+    return size["shortest_edge"], size["shortest_edge"]
 
 
 def mask_all_but_tail(

@@ -11,10 +11,15 @@ before the other functions see them):
 - `load(spec) -> (model, processor)`: `from_pretrained` on `spec.model_id` (hub id or folder),
   `spec` being an `altcap.models.loading.ModelConfig`. Users go through `load_model(spec)`, which
   validates id, family and adapter first and returns `(model, processor, family)`.
-- `build_inputs(processor, images, prompts, captions) -> dict`: model inputs for a batch. With
-  `captions`, also `labels` in which prompt, image-placeholder and padding positions are -100 so
-  the loss covers caption tokens (and the closing EOS) only; right-padded. Without, left-padded
-  inputs ready for `generate`. For encoder-decoder LMs (T5) labels are the caption tokens only.
+- `build_inputs(processor, images, prompts, captions=None, *, with_pixels=True) -> dict`: model
+  inputs for a batch. With `captions`, also `labels` in which prompt, image-placeholder and padding
+  positions are -100 so the loss covers caption tokens (and the closing EOS) only. Without, inputs
+  ready for `generate`. For encoder-decoder LMs (T5) labels are the caption tokens only.
+  `with_pixels=False` builds the text inputs only, for `forward_from_features`: the same tensors
+  as with pixels (input_ids, attention_mask, labels, and what else depends on the image's size,
+  not its pixels: LLaVA-NeXT's `image_sizes`) minus `pixel_values`, without decoding any image.
+  `images` may then also be file paths or (height, width) pairs; families whose placeholder
+  count is fixed use only their number, LLaVA-NeXT reads sizes from file headers.
 - `encode_images(model, inputs) -> dict[str, Tensor]`: the frozen part's output for a batch,
   keys `feature_keys`; this is what the feature cache stores. BLIP: vision tower; BLIP-2: Q-Former
   query outputs; InstructBLIP: vision tower only (its Q-Former reads the instruction, so its

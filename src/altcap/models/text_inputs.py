@@ -8,6 +8,7 @@ caption (learned).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -103,3 +104,28 @@ def move_to_device(inputs: dict[str, Any], device: Any, float_dtype: Any = None)
             value = value.to(device=device, dtype=dtype)
         moved[key] = value
     return moved
+
+
+def read_image_size(image: Any) -> tuple[int, int]:
+    """(height, width) of an image without decoding its pixels.
+
+    Text-only inputs (`build_inputs(..., with_pixels=False)`) need at most the size (LLaVA-NeXT's
+    placeholder count depends on it); opening a file reads only its header, so this costs
+    microseconds where a decode + resize costs milliseconds.
+
+    Args:
+        image: a PIL image, a path to an image file, or a (height, width) pair.
+
+    Returns:
+        (height, width) in pixels.
+    """
+    if isinstance(image, str | Path):
+        from PIL import Image
+
+        with Image.open(image) as opened:  # lazy: PIL decodes pixels only on load()
+            width, height = opened.size
+        return height, width
+    if isinstance(image, Sequence) and len(image) == 2:
+        return int(image[0]), int(image[1])
+    width, height = image.size
+    return height, width

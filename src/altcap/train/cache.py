@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from altcap.models.features import stack_feature_rows
 from altcap.provenance import sha256_file
 from altcap.train.data import Example, load_rgb
 
@@ -103,7 +104,8 @@ class FeatureCache:
     def load_batch(self, examples: list[Example], device: torch.device | str) -> dict[str, torch.Tensor]:
         """Stack the cached features of a batch, in batch order, on `device`."""
         loaded = [load_file(str(self.path_for(self.key_for(e)))) for e in examples]
-        return {name: torch.stack([item[name] for item in loaded]).to(device) for name in loaded[0]}
+        # LLaVA-NeXT rows differ in tile count; stack_feature_rows zero-pads them.
+        return {name: tensor.to(device) for name, tensor in stack_feature_rows(loaded).items()}
 
     def fill(
         self, examples: list[Example], encode_batch: Callable, batch_size: int, show_progress: bool

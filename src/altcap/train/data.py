@@ -119,13 +119,18 @@ def truncate_caption(tokenizer: Any, caption: str, max_tokens: int) -> str:
     return caption if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens]).strip()
 
 
-def make_collate(family: Any, processor: Any, max_caption_tokens: int) -> Callable[[list[Example]], dict]:
-    """A collate function that loads images and builds model inputs with labels.
+def make_collate(
+    family: Any, processor: Any, max_caption_tokens: int, with_pixels: bool = True
+) -> Callable[[list[Example]], dict]:
+    """A collate function that builds model inputs with labels (and loads images when needed).
 
     Args:
         family: the model family (its `build_inputs` masks prompt, image and padding labels).
         processor: the model's processor.
         max_caption_tokens: longer captions are cut to this many tokens.
+        with_pixels: False when features come from the feature cache: images are then never
+            decoded, only their paths go to `build_inputs(..., with_pixels=False)`; decoding and
+            resizing every image at every step is what starved the GPU (issue #13).
 
     Returns:
         collate(examples) -> {"inputs": dict of tensors, "examples": the examples}.
@@ -133,9 +138,10 @@ def make_collate(family: Any, processor: Any, max_caption_tokens: int) -> Callab
     tokenizer = processor.tokenizer
 
     def collate(examples: list[Example]) -> dict[str, Any]:
-        images = [load_rgb(e.image) for e in examples]
+        images = [load_rgb(e.image) for e in examples] if with_pixels else [e.image for e in examples]
         captions = [truncate_caption(tokenizer, e.caption, max_caption_tokens) for e in examples]
-        inputs = family.build_inputs(processor, images, [e.prompt for e in examples], captions)
+        prompts = [e.prompt for e in examples]
+        inputs = family.build_inputs(processor, images, prompts, captions, with_pixels=with_pixels)
         return {"inputs": dict(inputs), "examples": examples}
 
     return collate

@@ -225,7 +225,8 @@ def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
 def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, processor: Any) -> TrainRun:
     """Cache, loaders, optimizer and scheduler, prepared by accelerate, bundled for `fit`."""
     cache = fill_feature_cache(cfg, plan, model, processor, acc) if plan.use_cache else None
-    collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens)
+    # With the cache, the loss reads cached features, so the loaders never decode an image.
+    collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
     train_loader, sampler = build_loader(
         plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True
     )
