@@ -27,6 +27,7 @@ def test_every_family_trains_two_steps(family: str, variant: str | None, tiny_mo
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows) and "val_loss" in rows[-1]
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["family"] == family and provenance["final_step"] == 2
+    assert provenance["device"] == "1 x cpu" and provenance["wall_time_s"] > 0
 
 
 def test_a_few_steps_lower_the_loss(tiny_model, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,9 @@ def unwrap_peft(run: TrainRun) -> Any:
     return run.accelerator.unwrap_model(run.loss_module).model
 
 
-def write_outputs(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: Any) -> None:
+def write_outputs(
+    cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: Any, wall_time_s: float
+) -> None:
     """adapter/, config.yaml, provenance.json, loss_curves.png and optionally merged/ (main process)."""
     state, out = run.state, cfg.output_dir
     model = unwrap_peft(run)
@@ -317,6 +320,8 @@ def write_outputs(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: A
         epochs_completed=state.epoch,
         best_val_loss=state.best_val_loss,
         stopped_early=state.stopped_early,
+        wall_time_s=round(wall_time_s, 1),
+        device=describe_device(run.accelerator),
         train_examples=len(plan.train_examples),
         val_examples=len(plan.val_examples),
         lora_targets=sorted(model.peft_config["default"].target_modules)
@@ -329,6 +334,16 @@ def write_outputs(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: A
         merged = model.merge_and_unload()
         merged.save_pretrained(out / "merged")
         processor.save_pretrained(out / "merged")
+
+
+def describe_device(accelerator: Any) -> str:
+    """What trained, e.g. '1 x NVIDIA H100 80GB HBM3' or 'cpu' (the memo reports it as compute used)."""
+    import torch
+
+    device = accelerator.device
+    if device.type == "cuda":
+        return f"{accelerator.num_processes} x {torch.cuda.get_device_name(device)}"
+    return f"{accelerator.num_processes} x {device.type}"
 
 
 def run_train(cfg: TrainConfig) -> Path:
@@ -347,6 +362,7 @@ def run_train(cfg: TrainConfig) -> Path:
     """
     from accelerate.utils import set_seed
 
+    started = time.perf_counter()
     plan = validate_train_config(cfg)
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     acc = build_accelerator(cfg, plan)
@@ -358,7 +374,7 @@ def run_train(cfg: TrainConfig) -> Path:
     try:
         fit(run)
         if acc.is_main_process:
-            write_outputs(cfg, plan, run, processor)
+            write_outputs(cfg, plan, run, processor, time.perf_counter() - started)
         acc.wait_for_everyone()
     finally:
         # Last: accelerate's end_training also tears down the process group of a multi-process run.
