@@ -11,10 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from altcap.study.analysis_commands import register, run_simulate
+from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
 from altcap.study.scoring import AnswerKey, score_answer
 from altcap.study.simulate import (
-    PARTICIPANT_COLUMNS,
-    RESPONSE_COLUMNS,
     SimulationConfig,
     draw_ratings,
     simulate_study,

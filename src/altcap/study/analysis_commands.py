@@ -20,10 +20,9 @@ from pydantic import Field, ValidationError
 from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, sha256_file
+from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
 from altcap.study.decision import DecisionRule, apply_decision_rule
 from altcap.study.simulate import (
-    PARTICIPANT_COLUMNS,
-    RESPONSE_COLUMNS,
     SIM_EPOCH,
     SIMULATED_MARKER,
     SimulationConfig,

@@ -12,38 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from altcap.provenance import build_provenance
+from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
 from altcap.study.db import Answer, Participant, Study, Trial
 from altcap.study.freeze import describe_design
 
-RESPONSE_COLUMNS = [
-    "study_id",
-    "participant_id",
-    "participant_status",
-    "trial_index",
-    "trial_kind",
-    "image",
-    "system",
-    "position",
-    "item",
-    "value",
-    "correct",
-    "question_id",
-    "response_ms",
-    "started_at",
-    "submitted_at",
-]
-PARTICIPANT_COLUMNS = [
-    "participant_id",
-    "status",
-    "invited_at",
-    "started_at",
-    "completed_at",
-    "withdrawn_at",
-    "withdraw_reason",
-    "latin_square_row",
-    "completion_code",
-    "role",  # appended last (issue #6) so readers that index the older columns keep working
-]
 NUMERIC_ITEMS = frozenset({"task_confidence"})
 VERIFY_NUMERIC_ITEMS = frozenset({"correctness"})
 VERIFY_BOOLEAN_ITEMS = frozenset({"hallucination"})

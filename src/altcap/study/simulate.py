@@ -37,34 +37,6 @@ from altcap.config import StageConfig
 from altcap.provenance import build_provenance
 from altcap.study.scoring import NOT_STATED, AnswerKey, score_answer
 
-RESPONSE_COLUMNS = [
-    "study_id",
-    "participant_id",
-    "participant_status",
-    "trial_index",
-    "trial_kind",
-    "image",
-    "system",
-    "position",
-    "item",
-    "value",
-    "correct",
-    "question_id",
-    "response_ms",
-    "started_at",
-    "submitted_at",
-]
-PARTICIPANT_COLUMNS = [
-    "participant_id",
-    "status",
-    "invited_at",
-    "started_at",
-    "completed_at",
-    "withdrawn_at",
-    "withdraw_reason",
-    "latin_square_row",
-    "completion_code",
-]
 SIMULATED_MARKER = "SIMULATED.txt"
 SIM_EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
@@ -211,6 +183,7 @@ def simulate_participant(
         "withdraw_reason": "simulated withdrawal" if status == "withdrawn" else "",
         "latin_square_row": pid % 2,
         "completion_code": "SIM" if status == "completed" else "",
+        "role": "participant",
     }
     return rows, person
 
