@@ -78,8 +78,10 @@ def test_cli_comparisons_and_per_image(run) -> None:
         "ROUGE-L",
         "CIDEr-D",
         "SPICE",
+        "embedding_distance",
         "length_words",
     }
+    assert all(r["embedding_distance"] is not None and 0 <= r["embedding_distance"] <= 2 for r in rows)
     table = (out / "metrics.md").read_text()
     assert "| CIDEr-D |" in table and "finetuned - base [CI]" in table
 

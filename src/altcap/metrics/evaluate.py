@@ -70,6 +70,22 @@ def score_coco_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> N
             progress.advance(task)
 
 
+EMBEDDING_DISTANCE = "embedding_distance"
+
+
+def compute_caption_distances(pred: np.ndarray, refs: np.ndarray, ref_image: np.ndarray) -> np.ndarray:
+    """Per image, cosine distance between the caption's embedding and its references' mean embedding.
+
+    FGD compares whole distributions and has no per-image value; metric validity (issue #14) needs a
+    per-image embedding score, and this is its closest per-image counterpart (lower is better).
+    """
+    sums = np.zeros_like(pred)
+    np.add.at(sums, ref_image, refs)
+    centroid = sums / np.bincount(ref_image, minlength=len(pred))[:, None]
+    cosine = (pred * centroid).sum(1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(centroid, axis=1))
+    return 1.0 - cosine
+
+
 def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
     """Embed references once and each system's captions, then FGD per mode and system."""
     inputs = scored.inputs
@@ -88,6 +104,9 @@ def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> No
     progress.advance(task)
     for system in inputs.systems:
         pred_vectors = embed_sentences(encoder, system.captions, cfg.embedding_batch_size)
+        scored.results["multi"][system.name].per_image[EMBEDDING_DISTANCE] = compute_caption_distances(
+            pred_vectors, ref_vectors, ref_image
+        )
         for mode, results in scored.results.items():
             keep = slice(None) if mode == "multi" else first_ref
             statistic = FgdStatistic(pred_vectors, ref_vectors[keep], ref_image[keep])

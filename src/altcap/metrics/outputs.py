@@ -17,7 +17,7 @@ from altcap.provenance import build_provenance, sha256_file
 if TYPE_CHECKING:
     from altcap.metrics.evaluate import Scored
 
-PER_IMAGE_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")
+PER_IMAGE_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "embedding_distance")
 CHART_NAME = "metrics_bar"
 NOTES = {
     "ci": "percentile bootstrap over images; one seeded resampling shared by every metric and system",
