@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from altcap.infer.caption import CaptionError, provenance_path, run_caption
 from altcap.infer.captions_file import read_captions
 from altcap.infer.commands import FLAG_FIELDS, caption_command
 from altcap.infer.config import CaptionConfig, GenerationConfig
-from altcap.models.loading import ModelConfig, ModelLoadError
+from altcap.models.loading import ModelConfig, ModelLoadError, load_model
 
 TEST_IMAGES = {f"imgs/im{i}.jpg" for i in range(5)}
 
@@ -204,3 +205,61 @@ def test_adapter_captions_are_recorded_and_not_mixed_with_base(tiny_blip2, manif
     assert any(base[r.image] != r.caption for r in tuned_records)
     with pytest.raises(CaptionError, match="adapter"):
         run_caption(make_config(tiny_blip2, manifest, tuned_out))
+
+
+def test_static_cache_gives_the_dynamic_cache_captions(tiny_blip2, manifest, tmp_path) -> None:
+    greedy = {"num_beams": 1, "no_repeat_ngram_size": 0}
+    dynamic_out, static_out = tmp_path / "dynamic.jsonl", tmp_path / "static.jsonl"
+    base = make_config(tiny_blip2, manifest, static_out)
+    static = base.generation.model_copy(update={**greedy, "cache_implementation": "static"})
+    run_caption(base.model_copy(update={"generation": static, "batch_size": 3}))  # short batches get padded
+    dynamic = base.generation.model_copy(update=greedy)
+    run_caption(make_config(tiny_blip2, manifest, dynamic_out, generation=dynamic))
+    static_records = read_captions(static_out)
+    assert len(static_records) == 5  # the padded copies are not written
+    assert {r.image: r.caption for r in static_records} == {
+        r.image: r.caption for r in read_captions(dynamic_out)
+    }
+    assert "cache_implementation" not in static_records[0].generation  # speed only: not a resume guard
+    assert static.generate_kwargs()["cache_implementation"] == "static"
+
+
+def test_speed_fields_reach_generate_and_stay_out_of_records(tiny_blip2, manifest, tmp_path) -> None:
+    generation = GenerationConfig(
+        cache_implementation="static", disable_compile=True, min_new_tokens=3, max_new_tokens=3
+    )
+    cfg = make_config(tiny_blip2, manifest, tmp_path / "out.jsonl", generation=generation, batch_size=4)
+    model, processor, family = load_model(cfg.model)
+    seen: list[tuple[int, dict]] = []
+
+    def spy(model, processor, inputs, kwargs):
+        seen.append((inputs["input_ids"].shape[0], kwargs))
+        return family.generate(model, processor, inputs, kwargs)
+
+    items = caption_module.order_for_throughput(caption_module.collect_items(cfg))
+    written = caption_module.caption_items(
+        model, processor, replace(family, generate=spy), items, cfg, progress=False
+    )
+    # 4 images with the default prompt, 1 with its own: the second batch is padded to 4 rows.
+    assert written == 5 and [rows for rows, _ in seen] == [4, 4]
+    assert all(k["cache_implementation"] == "static" and k["disable_compile"] for _, k in seen)
+    assert "disable_compile" not in cfg.record_settings()
+    assert "cache_implementation" not in GenerationConfig().generate_kwargs()  # default kwargs unchanged
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_worker_processes_give_the_same_captions(tiny_blip2, manifest, tmp_path, num_workers) -> None:
+    reference = tmp_path / "thread.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, reference, num_workers=0))
+    out = tmp_path / f"workers{num_workers}.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, out, num_workers=num_workers, batch_size=2))
+    expected = {r.image: r.caption for r in read_captions(reference)}
+    assert {r.image: r.caption for r in read_captions(out)} == expected and len(expected) == 5
+
+
+def test_pad_batches_fills_short_batches_with_their_last_item() -> None:
+    items = [caption_module.CaptionItem(f"k{i}", Path(f"k{i}.jpg")) for i in range(5)]
+    batches = list(caption_module.iter_batches(items, 2))
+    padded = caption_module.pad_batches(batches, 2)
+    assert [len(b) for b in padded] == [2, 2, 2] and padded[-1] == [items[4], items[4]]
+    assert padded[:2] == batches[:2]

@@ -1,4 +1,4 @@
-"""The throughput benchmark runs end to end on a tiny CPU model and writes a complete report."""
+"""The throughput sweep runs end to end on tiny CPU models and writes a complete report and plot."""
 
 from __future__ import annotations
 
@@ -6,48 +6,50 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "caption_throughput.py"
 
 
-def test_tiny_benchmark_writes_report(tmp_path) -> None:
+def load_benchmark():
     spec = importlib.util.spec_from_file_location("caption_throughput", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    args = [
-        "--tiny",
-        "--repeats",
-        "1",
-        "--per-image-images",
-        "2",
-        "--num-images",
-        "4",
-        "--batch-size",
-        "2",
-        "--num-beams",
-        "2",
-        "--max-new-tokens",
-        "3",
-        "--device",
-        "cpu",
-        "--out-dir",
-        str(tmp_path / "results"),
-    ]
-    out = module.main(args)
+    return module
+
+
+@pytest.mark.parametrize("variant", ["opt", "t5"])
+def test_tiny_sweep_writes_report_and_plot(tmp_path, variant) -> None:
+    args = ["--tiny", "--tiny-variant", variant, "--num-images", "5", "--per-image-images", "2"]
+    args += ["--repeats", "2", "--beams", "2,1", "--direct-batch-sizes", "2,4", "--max-new-tokens", "3"]
+    args += ["--altcap-runs", "dynamic:4,static:2", "--num-workers", "1", "--device", "cpu"]
+    out = load_benchmark().main([*args, "--out-dir", str(tmp_path / "results")])
     report = json.loads(out.read_text())
-    assert set(report["results"]) == {
-        "per_image_loop",
-        "batched_generate",
-        "altcap_run_caption",
-        "altcap_no_prefetch",
-    }
-    assert (
-        report["results"]["per_image_loop"]["images"] == 2
-        and report["results"]["batched_generate"]["images"] == 4
-    )
-    assert all(r["captions_per_s"] > 0 for r in report["results"].values())
-    assert (
-        report["settings"]["generation"]["min_new_tokens"]
-        == report["settings"]["generation"]["max_new_tokens"]
-    )
-    assert report["speedup_vs_per_image"]["per_image_loop"] == 1.0
-    assert report["single_image_latency_s"] > 0 and "torch" in report["versions"]
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert set(report["results"]) == {"2", "1"} and report["model"] == f"tiny-blip2-{variant}"
+    for beams, result in report["results"].items():
+        assert (
+            result["per_image_loop"]["images"] == 2 and result["per_image_loop"]["single_image_latency_s"] > 0
+        )
+        assert [r["batch_size"] for r in result["batched_generate"]] == [2, 4]
+        assert [(r["setting"], r["batch_size"]) for r in result["altcap"]] == [("dynamic", 4), ("static", 2)]
+        rows = result["batched_generate"] + result["altcap"]
+        assert all(r["images"] == 5 and r["captions_per_s"] > 0 for r in rows)
+        # The winners were timed --repeats times, the others once.
+        assert sorted(len(r["seconds_per_repeat"]) for r in rows) == [1, 1, 2, 2]
+        best = result["best_altcap"]["captions_per_s"] / result["best_batched"]["captions_per_s"]
+        assert result["altcap_over_batched"] == pytest.approx(best)
+        generation = report["settings"]["generation"][beams]
+        assert generation["min_new_tokens"] == generation["max_new_tokens"] == 3
+        assert generation["num_beams"] == int(beams)
+    check = report["greedy_id_check"]
+    assert check["passed"] and check["rows_with_equal_ids"] == check["captions_equal_to_batched"] > 0
+    assert check["setting"] == report["results"]["1"]["best_altcap"]["setting"]
+    assert "torch" in report["versions"] and report["total_seconds"] > 0
+
+
+def test_altcap_runs_parse_and_reject_unknown_settings() -> None:
+    module = load_benchmark()
+    assert module.parse_altcap_runs("static:256,dynamic:64") == [("static", 256), ("dynamic", 64)]
+    with pytest.raises(Exception, match="SETTING:BATCH"):
+        module.parse_altcap_runs("fast:256")

@@ -107,3 +107,37 @@ def test_training_from_cache_never_opens_an_image_after_the_fill(
         assert counts["open"] > 0
     else:
         assert counts["open"] == 0
+
+
+@pytest.mark.parametrize(
+    ("family", "variant"), [("blip2", "opt"), ("instructblip", None), ("llava_next", None)]
+)
+def test_cached_modules_are_released_after_caching_and_the_loss_still_runs(
+    family: str, variant, tiny_model, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from altcap.models.loading import ModelConfig, apply_lora, load_model
+    from altcap.train.run import find_frozen_part, release_frozen_modules
+
+    model, processor, spec = load_model(ModelConfig(model_id=str(tiny_model(family, variant)), device="cpu"))
+    model = apply_lora(model, spec, None, 4, 4, 0.0)
+    images = [Image.new("RGB", (40, 40), (30 * i, 90, 10)) for i in range(2)]
+    inputs = spec.build_inputs(processor, images, None, ["a dog on grass", "a red car"])
+    model.eval()
+    features = spec.encode_images(model, inputs)
+    before = spec.forward_from_features(model, features, inputs)
+    plan = SimpleNamespace(family=spec)
+    cfg = SimpleNamespace(merge=False)
+    assert release_frozen_modules(cfg, plan, model, SimpleNamespace(num_processes=1))
+    cached = spec.cached_modules if spec.cached_modules is not None else spec.frozen_modules
+    released = [find_frozen_part(model, name) for name in cached]
+    assert all(
+        p.device.type == "meta" for m in released if isinstance(m, torch.nn.Module) for p in m.parameters()
+    )
+    assert torch.allclose(spec.forward_from_features(model, features, inputs), before)
+    # Under DDP (several processes) or with merge the weights must stay.
+    assert not release_frozen_modules(cfg, plan, model, SimpleNamespace(num_processes=2))
+    assert not release_frozen_modules(
+        SimpleNamespace(merge=True), plan, model, SimpleNamespace(num_processes=1)
+    )

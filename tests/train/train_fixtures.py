@@ -8,19 +8,11 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from altcap.config import load_config
+from altcap.models.tiny import TINY_CAPTIONS
 from altcap.train.config import TrainConfig
 
 # Captions from the tiny tokenizers' training corpus, so every one round-trips exactly.
-CAPTIONS = (
-    "a dog runs across the green grass in a park",
-    "a black and white dog is jumping over a fence",
-    "two children are playing on the beach near the water",
-    "a man in a red shirt is riding a bicycle down the street",
-    "a woman sits on a bench and reads a book",
-    "a group of people stand in front of a building",
-    "a cat sleeps on a brown couch next to a window",
-    "the sign says open in large white letters",
-)
+CAPTIONS = TINY_CAPTIONS[:8]
 
 
 def write_manifest(root: Path, n_train: int = 6, n_val: int = 2, captions_per_image: int = 1) -> Path:

@@ -5,8 +5,9 @@ Heavy imports (Pillow, numpy, imagehash) happen inside the commands so `altcap -
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +22,25 @@ OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.
 Overwrite = Annotated[
     bool | None, typer.Option("--overwrite/--no-overwrite", help="Replace OUT/manifest.jsonl.")
 ]
+# Parameters named otherwise than the config field they set; every other one is named after its field.
+_RENAMED_FLAGS = {"out": "out_dir"}
+
+
+def _collect_flags(params: dict[str, Any]) -> dict[str, Any]:
+    """A command's parameters (its `locals()` on entry) as config flags: field -> value, None = not given.
+
+    Derived rather than retyped per command, since the names already match the fields
+    (tests/data/test_commands.py keeps them in sync).
+    """
+    return {_RENAMED_FLAGS.get(k, k): v for k, v in params.items() if k not in ("config", "set_")}
+
+
+def _run_or_fail(run: Callable[[Any], dict], cfg: Any, error_type: type[Exception]) -> dict:
+    """`run(cfg)`; the stage's bad-input error becomes a clean CLI error (exit 2, no traceback)."""
+    try:
+        return run(cfg)
+    except error_type as err:
+        raise fail(str(err)) from err
 
 
 @app.command("formats")
@@ -47,25 +67,11 @@ def import_command(
     set_: SetOptions = None,
 ) -> None:
     """Import FORMAT SRC into OUT/manifest.jsonl (+ OUT/import_report.json)."""
-    flags = {
-        "format": format,
-        "source": source,
-        "out_dir": out,
-        "images_dir": images_dir,
-        "split": split,
-        "caption_field": caption_field,
-        "include_rejected": include_rejected,
-        "include_precanned": include_precanned,
-        "overwrite": overwrite,
-    }
-    cfg = resolve_config(DataImportConfig, config, flags, set_)
+    cfg = resolve_config(DataImportConfig, config, _collect_flags(locals()), set_)
     from altcap.data.import_common import DataImportError
     from altcap.data.importer import run_data_import
 
-    try:
-        report = run_data_import(cfg)
-    except DataImportError as err:
-        raise fail(str(err)) from err
+    report = _run_or_fail(run_data_import, cfg, DataImportError)
     counts = report["counts"]
     console.print(
         f"wrote {report['manifest']}: {counts['records']} images, {counts['captions']} captions, "
@@ -97,26 +103,14 @@ def check_command(
     set_: SetOptions = None,
 ) -> None:
     """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl."""
-    flags = {
-        "manifest": manifest,
-        "out_dir": out,
-        "strict": strict,
-        "workers": workers,
-        "check_images": check_images,
-        "max_caption_chars": max_caption_chars,
-        "near_duplicate_bits": near_duplicate_bits,
-    }
-    cfg = resolve_config(DataCheckConfig, config, flags, set_)
+    cfg = resolve_config(DataCheckConfig, config, _collect_flags(locals()), set_)
     from altcap.data.check import run_data_check
     from altcap.data.findings import Finding, render_summary
     from altcap.data.manifest import ManifestError
 
     if cfg.manifest is None:
         console.print("no MANIFEST given: checking the embedded Flickr8k sample")
-    try:
-        report = run_data_check(cfg)
-    except ManifestError as err:
-        raise fail(str(err)) from err
+    report = _run_or_fail(run_data_check, cfg, ManifestError)
     summary = report["summary"]
     render_summary([Finding(**f) for f in report["findings"]], summary, console)
     console.print(
@@ -147,24 +141,11 @@ def split_command(
     set_: SetOptions = None,
 ) -> None:
     """Give every record a train/val/test split, grouped by image; write OUT/manifest.jsonl."""
-    flags = {
-        "manifest": manifest,
-        "out_dir": out,
-        "seed": seed,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "resplit": resplit,
-        "check_report": check_report,
-        "overwrite": overwrite,
-    }
-    cfg = resolve_config(DataSplitConfig, config, flags, set_)
+    cfg = resolve_config(DataSplitConfig, config, _collect_flags(locals()), set_)
     from altcap.data.manifest import ManifestError
     from altcap.data.split import run_data_split
 
-    try:
-        report = run_data_split(cfg)
-    except ManifestError as err:
-        raise fail(str(err)) from err
+    report = _run_or_fail(run_data_split, cfg, ManifestError)
     per_split = {s: v["records"] for s, v in report["per_split"].items()}
     console.print(
         f"wrote {report['manifest']}: {per_split} (kept {report['kept_existing']}, "

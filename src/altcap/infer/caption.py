@@ -180,14 +180,39 @@ def _prepare_batch(family: Any, processor: Any, batch: list[CaptionItem], defaul
 
 
 def iter_prepared_batches(
-    family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None, prefetch: bool = True
+    family: Any,
+    processor: Any,
+    batches: list[list[CaptionItem]],
+    prompt: str | None,
+    prefetch: bool = True,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[list[CaptionItem], dict]]:
-    """(batch, CPU inputs) pairs; with `prefetch`, the next batch is prepared on a worker thread
-    while the caller generates the current one, so the accelerator does not wait on JPEG decoding."""
+    """(batch, CPU inputs) pairs, prepared ahead while the caller generates the current batch.
+
+    Args:
+        family, processor: from `load_model`.
+        batches: batches of items, in order.
+        prompt: the default prompt.
+        prefetch: False prepares each batch only when asked (a diagnostic baseline).
+        num_workers: >0 prepares batches in that many processes, else in one background thread.
+        pin_memory: page-lock the inputs (CUDA copies from pinned memory run faster).
+
+    Returns:
+        An iterator over (batch, inputs), in the order of `batches`.
+    """
     if not prefetch:
         for batch in batches:
             yield batch, _prepare_batch(family, processor, batch, prompt)
-        return
+    elif num_workers > 0:
+        yield from _iter_worker_batches(family, processor, batches, prompt, num_workers, pin_memory)
+    else:
+        yield from _iter_thread_batches(family, processor, batches, prompt)
+
+
+def _iter_thread_batches(
+    family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None
+) -> Iterator[tuple[list[CaptionItem], dict]]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_prepare_batch, family, processor, batches[0], prompt) if batches else None
         for index, batch in enumerate(batches):
@@ -195,6 +220,49 @@ def iter_prepared_batches(
             if index + 1 < len(batches):
                 pending = pool.submit(_prepare_batch, family, processor, batches[index + 1], prompt)
             yield batch, inputs
+
+
+class _PreparedBatches:
+    """Map-style dataset of whole prepared batches (one DataLoader item = one generate call)."""
+
+    def __init__(self, family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None):
+        self.family, self.processor, self.batches, self.prompt = family, processor, batches, prompt
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> dict:
+        return _prepare_batch(self.family, self.processor, self.batches[index], self.prompt)
+
+
+def _iter_worker_batches(
+    family: Any,
+    processor: Any,
+    batches: list[list[CaptionItem]],
+    prompt: str | None,
+    num_workers: int,
+    pin_memory: bool,
+) -> Iterator[tuple[list[CaptionItem], dict]]:
+    from torch.utils.data import DataLoader
+
+    # Processes, not threads: the image processor's numpy code holds the GIL, and a thread running it
+    # slows the Python-heavy generate loop; DataLoader hands tensors back through shared memory.
+    loader = DataLoader(
+        _PreparedBatches(family, processor, batches, prompt),
+        batch_size=None,
+        num_workers=min(num_workers, len(batches)),
+        pin_memory=pin_memory,
+    )
+    yield from zip(batches, loader, strict=True)
+
+
+def pad_batches(batches: list[list[CaptionItem]], batch_size: int) -> list[list[CaptionItem]]:
+    """Fill short batches up to `batch_size` with copies of their last item.
+
+    A static KV cache and a compiled decoder step are built for one batch shape; a short last
+    batch would cost a recompile (tens of seconds for a large model) to save a few rows of work.
+    """
+    return [batch + [batch[-1]] * (batch_size - len(batch)) for batch in batches]
 
 
 def caption_items(
@@ -211,9 +279,9 @@ def caption_items(
     Args:
         model, processor, family: from `load_model`.
         items: images to caption.
-        cfg: settings (generation, batch size, prompt, out).
+        cfg: settings (generation, batch size, workers, prompt, out).
         progress: show a tqdm progress bar.
-        prefetch: prepare the next batch on a worker thread during generation.
+        prefetch: prepare the next batches during generation (cfg.num_workers says how).
 
     Returns:
         Number of captions written.
@@ -224,10 +292,17 @@ def caption_items(
     from altcap.models.text_inputs import move_to_device
 
     batches = list(iter_batches(items, cfg.batch_size))
+    sizes = [len(batch) for batch in batches]
+    if cfg.generation.cache_implementation == "static":
+        batches = pad_batches(batches, cfg.batch_size)
     settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
+    pin_memory = torch.device(model.device).type == "cuda"
+    prepared = iter_prepared_batches(
+        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
+    )
     written = 0
     with tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar:
-        for batch, inputs in iter_prepared_batches(family, processor, batches, cfg.prompt, prefetch):
+        for (batch, inputs), size in zip(prepared, sizes, strict=True):
             inputs = move_to_device(inputs, model.device, model.dtype)
             with torch.inference_mode():
                 captions = family.generate(model, processor, inputs, generate_kwargs)
@@ -239,7 +314,7 @@ def caption_items(
                     adapter=cfg.model.adapter,
                     generation=settings,
                 )
-                for item, caption in zip(batch, captions, strict=True)
+                for item, caption in zip(batch[:size], captions[:size], strict=True)
             ]
             append_captions(cfg.out, records)
             written += len(records)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from altcap.config import StageConfig
 from altcap.models.loading import ModelConfig
+
+# Fields of GenerationConfig that only change how fast the same captions come out.
+SPEED_FIELDS = ("cache_implementation", "disable_compile")
 
 
 class GenerationConfig(StageConfig):
@@ -29,6 +32,17 @@ class GenerationConfig(StageConfig):
     do_sample: bool = Field(default=False, description="Sample instead of deterministic beam/greedy search.")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (only with do_sample).")
     top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling mass (only with do_sample).")
+    cache_implementation: Literal["static"] | None = Field(
+        default=None,
+        description="KV cache: None = transformers' dynamic cache; 'static' preallocates it at full "
+        "length, which on CUDA also makes transformers torch.compile the decoder step (CUDA graphs) "
+        "unless disable_compile. Speed only: greedy ids equal the dynamic cache's (tested).",
+    )
+    disable_compile: bool = Field(
+        default=False,
+        description="With cache_implementation='static', keep the decoder step eager (skip the "
+        "compile warm-up, which pays off only over many batches of one shape).",
+    )
 
     @model_validator(mode="after")
     def _check_lengths(self) -> GenerationConfig:
@@ -44,9 +58,21 @@ class GenerationConfig(StageConfig):
 
         Sampling knobs are passed only when sampling: transformers warns about them otherwise.
         """
-        kwargs = self.model_dump(exclude={"temperature", "top_p"})
+        kwargs = self.model_dump(exclude={"temperature", "top_p", *SPEED_FIELDS})
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        return {**kwargs, **self.speed_kwargs()}
+
+    def speed_kwargs(self) -> dict[str, Any]:
+        """The `generate` keyword arguments that change speed, not what is decoded; only the ones set.
+
+        Left out of the caption records (so a file can be resumed with another cache) like
+        batch_size; provenance keeps the whole config.
+        """
+        kwargs: dict[str, Any] = {}
+        if self.cache_implementation is not None:
+            kwargs["cache_implementation"] = self.cache_implementation
+            kwargs["disable_compile"] = self.disable_compile
         return kwargs
 
 
@@ -70,7 +96,18 @@ class CaptionConfig(StageConfig):
         "None = the family's default.",
     )
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
-    batch_size: int = Field(default=16, ge=1, description="Images per generate call.")
+    batch_size: int = Field(
+        default=16,
+        ge=1,
+        description="Images per generate call; on a GPU larger batches (64-256) give more captions/s "
+        "until memory runs out (`benchmarks/caption_throughput.py` sweeps it).",
+    )
+    num_workers: int = Field(
+        default=2,
+        ge=0,
+        description="Processes that decode and preprocess the next batches while the model generates "
+        "(torch DataLoader, pinned memory on CUDA); 0 = one background thread instead.",
+    )
     limit: int | None = Field(default=None, ge=1, description="Caption only the first N images (quick runs).")
     seed: int = Field(default=0, description="Torch seed (matters only with generation.do_sample).")
 
@@ -82,7 +119,7 @@ class CaptionConfig(StageConfig):
 
     def record_settings(self) -> dict[str, Any]:
         """The settings stored in every caption record; a resumed file must have the same ones."""
-        settings = self.generation.generate_kwargs()
+        settings = {k: v for k, v in self.generation.generate_kwargs().items() if k not in SPEED_FIELDS}
         settings["prompt"] = self.prompt
         if self.generation.do_sample:
             settings["seed"] = self.seed

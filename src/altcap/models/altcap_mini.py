@@ -119,10 +119,12 @@ class AltcapMini(nn.Module):
         self.vision.eval()  # batch-norm statistics must not drift: cached features assume a fixed tower
         return self
 
-    @torch.no_grad()
     def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Frozen visual tokens (B, num_image_tokens, vision_head_channels) of normalised images."""
-        features = self.vision.extract_features(pixel_values.to(self.vision._conv_stem.weight.device))
+        """Visual tokens (B, num_image_tokens, vision_head_channels) of normalised images; gradients
+        flow only when some vision blocks are being trained (`train_vision_blocks`)."""
+        trains_vision = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision.parameters())
+        with torch.set_grad_enabled(trains_vision):
+            features = self.vision.extract_features(pixel_values.to(self.vision._conv_stem.weight.device))
         return features.flatten(2).transpose(1, 2)
 
     def embed_inputs(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
@@ -189,8 +191,19 @@ def build_inputs(processor: AltcapMiniProcessor, images: Sequence[Any], prompts:
     return inputs
 
 
+def last_vision_blocks(model: AltcapMini, count: int) -> list[str]:
+    """The last `count` MBConv blocks plus the head conv and its batch norm (the head feeds the
+    projector directly, so it is always among the trained parts)."""
+    total = len(model.vision._blocks)
+    if not 0 < count <= total:
+        raise ValueError(f"train_vision_blocks={count}: altcap-mini's vision tower has {total} blocks")
+    blocks = [f"vision._blocks.{index}" for index in range(total - count, total)]
+    return [*blocks, "vision._conv_head", "vision._bn1"]
+
+
 def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    # Skips the meta device: training from cached features frees the frozen tower onto it.
+    return next(p.device for p in model.parameters() if p.device.type != "meta")
 
 
 def encode_images(model: AltcapMini, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -375,6 +388,6 @@ FAMILY = register_family(ModelFamily(
     name="altcap_mini", hf_class="AltcapMini", model_types=("altcap_mini",),
     default_lora_targets=DEFAULT_LORA_TARGETS, load=load, build_inputs=build_inputs, generate=generate,
     encode_images=encode_images, forward_from_features=forward_from_features, frozen_modules=FROZEN_MODULES,
-    modules_to_save=MODULES_TO_SAVE,
+    modules_to_save=MODULES_TO_SAVE, last_vision_blocks=last_vision_blocks,
     lora_scope="language_model", feature_keys=("image_features",),
 ))

@@ -12,13 +12,7 @@ from typing import Any
 import torch
 
 from altcap.models.registry import ModelFamily, register_family
-from altcap.models.text_inputs import (
-    IGNORE_INDEX,
-    build_labeled_sequence,
-    encode_prompt_and_caption,
-    pad_sequences,
-    resolve_prompts,
-)
+from altcap.models.text_inputs import build_caption_batch, generate_new_text, pad_sequences, resolve_prompts
 
 # BLIP was pretrained for plain captioning (optionally after a short prefix such as "a picture of"),
 # not for following instructions, so its default prompt is empty; a record's prompt is a prefix.
@@ -73,20 +67,7 @@ def build_inputs(
         rows = [[bos_id, *_encode_prompt(processor, t), sep_id] for t in texts]
         input_ids, attention_mask = pad_sequences(rows, pad_id, side="left")
         return {**pixels, "input_ids": input_ids, "attention_mask": attention_mask}
-    rows, label_rows = [], []
-    for text, caption in zip(texts, captions, strict=True):
-        prompt_ids, caption_ids = encode_prompt_and_caption(processor.tokenizer, text, caption)
-        ids, labels = build_labeled_sequence([bos_id, *prompt_ids], [*caption_ids, sep_id])
-        rows.append(ids)
-        label_rows.append(labels)
-    input_ids, attention_mask = pad_sequences(rows, pad_id)
-    labels, _ = pad_sequences(label_rows, IGNORE_INDEX)
-    return {
-        **pixels,
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": labels,
-    }
+    return {**pixels, **build_caption_batch(processor.tokenizer, [bos_id], texts, captions, sep_id, pad_id)}
 
 
 def _encode_prompt(processor: Any, text: str) -> list[int]:
@@ -116,12 +97,9 @@ def forward_from_features(
 
 def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     """Batched generation; returns only the newly generated text per image."""
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    sequences = model.generate(**model_inputs, **generation)
     # BLIP returns the prompt (minus its dropped last token) followed by the new tokens.
     prompt_length = inputs["input_ids"].shape[1] - 1
-    texts = processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
-    return [text.strip() for text in texts]
+    return generate_new_text(model, processor.tokenizer, inputs, generation, prompt_length)
 
 
 FAMILY = register_family(

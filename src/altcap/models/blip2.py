@@ -16,8 +16,8 @@ import torch
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
-    build_labeled_sequence,
-    encode_prompt_and_caption,
+    build_caption_batch,
+    generate_new_text,
     pad_sequences,
     resolve_prompts,
 )
@@ -25,11 +25,26 @@ from altcap.models.text_inputs import (
 
 def load(spec: Any) -> tuple[Any, Any]:
     """`from_pretrained` model + processor; the processor remembers whether the LM is encoder-decoder."""
-    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+    from transformers import Blip2ForConditionalGeneration
+
+    return load_query_token_model(Blip2ForConditionalGeneration, spec)
+
+
+def load_query_token_model(model_class: Any, spec: Any) -> tuple[Any, Any]:
+    """`from_pretrained` a BLIP-2-style model + its processor, marked encoder-decoder or not.
+
+    Args:
+        model_class: Blip2ForConditionalGeneration or InstructBlipForConditionalGeneration.
+        spec: the model section of a stage config (model_id, dtype, device, ...).
+
+    Returns:
+        (model, processor).
+    """
+    from transformers import AutoProcessor
 
     from altcap.models.loading import load_pretrained
 
-    model, processor = load_pretrained(Blip2ForConditionalGeneration, AutoProcessor, spec)
+    model, processor = load_pretrained(model_class, AutoProcessor, spec)
     mark_encoder_decoder(processor, model)
     return model, processor
 
@@ -76,17 +91,9 @@ def build_query_token_inputs(
         return {"input_ids": input_ids, "attention_mask": attention_mask}
     if encoder_decoder:
         return _build_seq2seq_inputs(tokenizer, image_ids, prompt_texts, captions)
-    rows, label_rows = [], []
-    for text, caption in zip(prompt_texts, captions, strict=True):
-        prompt_ids, caption_ids = encode_prompt_and_caption(tokenizer, text, caption)
-        ids, labels = build_labeled_sequence(
-            image_ids + bos + prompt_ids, [*caption_ids, tokenizer.eos_token_id]
-        )
-        rows.append(ids)
-        label_rows.append(labels)
-    input_ids, attention_mask = pad_sequences(rows, tokenizer.pad_token_id)
-    labels, _ = pad_sequences(label_rows, IGNORE_INDEX)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return build_caption_batch(
+        tokenizer, image_ids + bos, prompt_texts, captions, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )
 
 
 def _encode_prompt(tokenizer: Any, text: str, encoder_decoder: bool) -> list[int]:
@@ -140,28 +147,63 @@ def encode_images(model: Any, inputs: dict[str, Any]) -> dict[str, torch.Tensor]
     """Q-Former query outputs (vision tower + Q-Former are frozen, and the Q-Former ignores text here)."""
     with torch.no_grad():
         image_embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
-        query_tokens = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        query_output = model.qformer(
-            query_embeds=query_tokens, encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask
-        ).last_hidden_state
+        query_output = run_query_former(model, image_embeds)
     return {"query_output": query_output}
 
 
-def forward_with_query_output(
-    model: Any, query_output: torch.Tensor, inputs: dict[str, Any], **model_kwargs: Any
+def run_query_former(
+    model: Any,
+    image_embeds: torch.Tensor,
+    text_ids: torch.Tensor | None = None,
+    text_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """Q-Former outputs at the query positions, as the model's own forward computes them.
+
+    Args:
+        model: a BLIP-2 or InstructBLIP model (or its PEFT wrapper).
+        image_embeds: vision-tower output, [batch, patches, hidden].
+        text_ids: InstructBLIP's Q-Former instruction tokens (None for BLIP-2, whose Q-Former
+            reads no text).
+        text_mask: their attention mask (with text_ids).
+
+    Returns:
+        [batch, num_query_tokens, qformer_hidden].
+    """
+    query_tokens = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+    image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+    text: dict[str, torch.Tensor] = {}
+    if text_ids is not None:
+        # The instruction tokens follow the queries, so the Q-Former sees one mask over both.
+        query_mask = torch.ones(query_tokens.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        text = {"input_ids": text_ids, "attention_mask": torch.cat([query_mask, text_mask], dim=1)}
+    outputs = model.qformer(
+        query_embeds=query_tokens,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=image_mask,
+        **text,
+    )
+    return outputs.last_hidden_state[:, : query_tokens.shape[1], :]
+
+
+def forward_with_query_output(model: Any, query_output: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
     """Loss given Q-Former query outputs: project, fill the placeholders, run the LM.
 
-    Shared by BLIP-2 and InstructBLIP; `model_kwargs` go to the model's forward unchanged.
+    Shared by BLIP-2 and InstructBLIP. This is the language half of their `forward`, written out
+    because `forward` always runs the vision tower in transformers < 5.24 (no way to pass
+    features in); the loss is taken exactly as `forward` takes it.
     """
-    from transformers.models.blip_2.modeling_blip_2 import BaseModelOutputWithVisionQformerOutputs
-
     projection = model.language_projection
     image_features = projection(query_output.to(projection.weight.dtype))
-    encoded = BaseModelOutputWithVisionQformerOutputs(pooler_output=image_features)
-    text_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
-    return model(pixel_values=None, mm_encoder_outputs={"image": encoded}, **text_inputs, **model_kwargs).loss
+    input_ids, attention_mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+    embeds = model.get_input_embeddings()(input_ids)
+    placeholders = (input_ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    embeds = embeds.masked_scatter(placeholders, image_features.to(embeds.dtype))
+    if not model.config.use_decoder_only_language_model:
+        return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels).loss
+    logits = model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits
+    return model.loss_function(
+        logits=logits[:, -labels.size(1) :, :], labels=labels, vocab_size=model.config.text_config.vocab_size
+    )
 
 
 def forward_from_features(
@@ -172,12 +214,12 @@ def forward_from_features(
 
 
 def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
-    """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first)."""
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    sequences = model.generate(**model_inputs, **generation)
+    """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first).
+
+    Shared by BLIP-2 and InstructBLIP.
+    """
     prompt_length = 0 if is_encoder_decoder(processor) else inputs["input_ids"].shape[1]
-    texts = processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
-    return [text.strip() for text in texts]
+    return generate_new_text(model, processor.tokenizer, inputs, generation, prompt_length)
 
 
 FAMILY = register_family(

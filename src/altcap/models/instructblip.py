@@ -18,8 +18,9 @@ import torch
 from altcap.models.blip2 import (
     build_query_token_inputs,
     forward_with_query_output,
-    is_encoder_decoder,
-    mark_encoder_decoder,
+    generate,
+    load_query_token_model,
+    run_query_former,
 )
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
 from altcap.models.text_inputs import resolve_prompts
@@ -27,13 +28,9 @@ from altcap.models.text_inputs import resolve_prompts
 
 def load(spec: Any) -> tuple[Any, Any]:
     """`from_pretrained` model + processor; the processor remembers whether the LM is encoder-decoder."""
-    from transformers import AutoProcessor, InstructBlipForConditionalGeneration
+    from transformers import InstructBlipForConditionalGeneration
 
-    from altcap.models.loading import load_pretrained
-
-    model, processor = load_pretrained(InstructBlipForConditionalGeneration, AutoProcessor, spec)
-    mark_encoder_decoder(processor, model)
-    return model, processor
+    return load_query_token_model(InstructBlipForConditionalGeneration, spec)
 
 
 def build_inputs(
@@ -77,18 +74,8 @@ def encode_images(model: Any, inputs: dict[str, Any]) -> dict[str, torch.Tensor]
 
 def run_qformer(model: Any, image_embeds: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor:
     """Q-Former query outputs for vision features + the instruction tokens (as the model's own forward)."""
-    query_tokens = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-    num_queries = query_tokens.shape[1]
-    query_mask = torch.ones(query_tokens.shape[:-1], dtype=torch.long, device=image_embeds.device)
-    image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-    outputs = model.qformer(
-        input_ids=inputs["qformer_input_ids"],
-        attention_mask=torch.cat([query_mask, inputs["qformer_attention_mask"]], dim=1),
-        query_embeds=query_tokens,
-        encoder_hidden_states=image_embeds,
-        encoder_attention_mask=image_mask,
-    )
-    return outputs.last_hidden_state[:, :num_queries, :]
+    text_ids, text_mask = inputs["qformer_input_ids"], inputs["qformer_attention_mask"]
+    return run_query_former(model, image_embeds, text_ids, text_mask)
 
 
 def forward_from_features(
@@ -96,16 +83,7 @@ def forward_from_features(
 ) -> torch.Tensor:
     """Caption loss from cached vision features; equals `model(**inputs).loss`."""
     query_output = run_qformer(model, features["image_embeds"], inputs)
-    return forward_with_query_output(model, query_output, inputs, qformer_input_ids=None)
-
-
-def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
-    """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first)."""
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    sequences = model.generate(**model_inputs, **generation)
-    prompt_length = 0 if is_encoder_decoder(processor) else inputs["input_ids"].shape[1]
-    texts = processor.tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
-    return [text.strip() for text in texts]
+    return forward_with_query_output(model, query_output, inputs)
 
 
 FAMILY = register_family(
@@ -123,5 +101,6 @@ FAMILY = register_family(
         frozen_modules=("vision_model", "query_tokens", "qformer"),
         lora_scope="language_model",
         feature_keys=("image_embeds",),
+        cached_modules=("vision_model",),
     )
 )

@@ -16,6 +16,7 @@ from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_fa
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     encode_prompt_and_caption,
+    generate_new_text,
     join_prompt_and_caption,
     read_image_size,
     resolve_prompts,
@@ -163,8 +164,6 @@ def forward_from_features(
     model: Any, features: dict[str, torch.Tensor], inputs: dict[str, Any]
 ) -> torch.Tensor:
     """Caption loss from cached vision features; equals `model(**inputs).loss`."""
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
     inner = _unwrap(model).model
     tiles = _num_tiles(_unwrap(model), inputs["image_sizes"])
     selected = torch.cat([f[:n] for f, n in zip(features["vision_features"], tiles, strict=True)], dim=0)
@@ -175,9 +174,13 @@ def forward_from_features(
         vision_feature_select_strategy=inner.config.vision_feature_select_strategy,
         image_newline=inner.image_newline,
     )
-    encoded = BaseModelOutputWithPooling(pooler_output=packed)
-    text_inputs = {k: inputs[k] for k in ("input_ids", "attention_mask", "labels")}
-    return model(mm_encoder_outputs={"image": encoded}, **text_inputs).loss
+    # Placeholders filled here and passed as inputs_embeds (pixel_values=None): the one way to hand
+    # LLaVA-NeXT precomputed image features that works in every transformers 5 release.
+    input_ids = inputs["input_ids"]
+    embeds = model.get_input_embeddings()(input_ids)
+    placeholders = (input_ids == inner.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    embeds = embeds.masked_scatter(placeholders, torch.cat(packed, dim=0).to(embeds.dtype))
+    return model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], labels=inputs["labels"]).loss
 
 
 def _unwrap(model: Any) -> Any:
@@ -187,12 +190,7 @@ def _unwrap(model: Any) -> Any:
 
 def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     """Batched generation; decodes only the tokens after the (left-padded) prompt."""
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    sequences = model.generate(**model_inputs, **generation)
-    texts = processor.tokenizer.batch_decode(
-        sequences[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-    )
-    return [text.strip() for text in texts]
+    return generate_new_text(model, processor.tokenizer, inputs, generation, inputs["input_ids"].shape[1])
 
 
 FAMILY = register_family(

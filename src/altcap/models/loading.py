@@ -278,6 +278,7 @@ def apply_lora(
     *,
     scope: str | None = None,
     field_name: str = "lora.target_modules",
+    extra_modules_to_save: list[str] | None = None,
 ) -> Any:
     """Wrap `model` with fresh LoRA layers (everything else frozen).
 
@@ -290,6 +291,8 @@ def apply_lora(
         scope: sub-module the targets must sit in; None = family.lora_scope, "" = whole model
             (e.g. to add the Q-Former's "query"/"value" layers).
         field_name: the config field to name in errors.
+        extra_modules_to_save: more modules trained in full and saved with the adapter (e.g. the
+            vision blocks of `train_vision_blocks`), besides the family's own.
 
     Returns:
         A `peft.PeftModel`.
@@ -306,6 +309,6 @@ def apply_lora(
         lora_dropout=dropout,
         bias="none",
         target_modules=build_target_regex(targets, scope),
-        modules_to_save=list(family.modules_to_save) or None,
+        modules_to_save=[*family.modules_to_save, *(extra_modules_to_save or [])] or None,
     )
     return get_peft_model(model, lora_config)

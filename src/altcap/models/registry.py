@@ -74,6 +74,12 @@ class ModelFamily:
     feature_keys: tuple[str, ...] = field(default=())
     # Non-LoRA modules trained in full and saved with the adapter (altcap-mini's projector).
     modules_to_save: tuple[str, ...] = field(default=())
+    # The frozen modules whose outputs the cache holds, so training from features never runs them
+    # (freed from the GPU then); None = all of frozen_modules. InstructBLIP's Q-Former stays.
+    cached_modules: tuple[str, ...] | None = None
+    # Names (on the unwrapped model) of the vision tower's last n blocks, trained in full and saved
+    # with the adapter when `train_vision_blocks` > 0; None = the family does not support it.
+    last_vision_blocks: Callable[[Any, int], list[str]] | None = None
 
 
 _REGISTRY: dict[str, ModelFamily] = {}

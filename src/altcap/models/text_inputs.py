@@ -1,4 +1,5 @@
-"""Token-level helpers the family modules share: prompt/caption encoding, label masking, padding.
+"""Token-level helpers the family modules share: prompt/caption encoding, label masking, padding,
+and decoding what `generate` added after the prompt.
 
 Families build token sequences themselves instead of calling the processor on the joined text,
 because only then do they know exactly which positions are prompt (masked to -100) and which are
@@ -57,6 +58,38 @@ def build_labeled_sequence(
     return list(prefix_ids) + list(target_ids), [IGNORE_INDEX] * len(prefix_ids) + list(target_ids)
 
 
+def build_caption_batch(
+    tokenizer: Any,
+    prefix_ids: Sequence[int],
+    prompt_texts: Sequence[str],
+    captions: Sequence[str],
+    end_id: int,
+    pad_id: int,
+) -> dict[str, torch.Tensor]:
+    """Right-padded training rows `prefix prompt caption end`, learning only `caption end`.
+
+    Args:
+        tokenizer: a (fast) tokenizer.
+        prefix_ids: ids before every prompt (BOS, image placeholders, ...).
+        prompt_texts: formatted prompts, one per example ("" for none).
+        captions: target captions, one per example.
+        end_id: id closing each caption (EOS, or BLIP's [SEP]).
+        pad_id: the tokenizer's padding id.
+
+    Returns:
+        input_ids, attention_mask, labels (CPU tensors).
+    """
+    rows, label_rows = [], []
+    for text, caption in zip(prompt_texts, captions, strict=True):
+        prompt_ids, caption_ids = encode_prompt_and_caption(tokenizer, text, caption)
+        ids, labels = build_labeled_sequence([*prefix_ids, *prompt_ids], [*caption_ids, end_id])
+        rows.append(ids)
+        label_rows.append(labels)
+    input_ids, attention_mask = pad_sequences(rows, pad_id)
+    labels, _ = pad_sequences(label_rows, IGNORE_INDEX)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
 def pad_sequences(
     sequences: Sequence[Sequence[int]], pad_value: int, side: str = "right"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,6 +126,27 @@ def decode_new_tokens(tokenizer: Any, sequences: torch.Tensor, prompt_length: in
     """Decode generated ids after the first `prompt_length` positions, stripped of special tokens."""
     texts = tokenizer.batch_decode(sequences[:, prompt_length:], skip_special_tokens=True)
     return [text.strip() for text in texts]
+
+
+def generate_new_text(
+    model: Any, tokenizer: Any, inputs: dict[str, Any], generation: dict[str, Any], prompt_length: int
+) -> list[str]:
+    """Run `model.generate` on a batch (labels dropped) and decode only what follows the prompt.
+
+    Args:
+        model: a HF model with `generate`.
+        tokenizer: the tokenizer that decodes its ids.
+        inputs: `build_inputs` output (labels, if any, are ignored).
+        generation: HF generate settings (max_new_tokens, num_beams, ...).
+        prompt_length: how many leading positions of each returned sequence echo the prompt
+            (family-specific: 0 for encoder-decoder LMs).
+
+    Returns:
+        One stripped caption per image.
+    """
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    sequences = model.generate(**model_inputs, **generation)
+    return decode_new_tokens(tokenizer, sequences, prompt_length)
 
 
 def move_to_device(inputs: dict[str, Any], device: Any, float_dtype: Any = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ round-trips through encode/decode exactly and no token is ever unknown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ TINY_NUM_QUERY_TOKENS = 4
 TINY_VOCAB_SIZE = 400
 IMAGE_TOKEN = "<image>"
 
-_CORPUS = (
-    "Provide a detailed caption for this photo.",
+# Plain captions the tokenizers are trained on; tests caption with these so every one round-trips.
+TINY_CAPTIONS = (
     "a dog runs across the green grass in a park",
     "a black and white dog is jumping over a fence",
     "two children are playing on the beach near the water",
@@ -56,6 +56,10 @@ _CORPUS = (
     "a boy throws a ball to a dog on the snow",
     "an image of a yellow car parked beside a tree",
     "a picture of a kitchen with a table and two chairs",
+)
+_CORPUS = (
+    "Provide a detailed caption for this photo.",
+    *TINY_CAPTIONS,
     "Question: what is in the image? Answer: a bird on a branch",
     "USER: describe the photo. ASSISTANT: a plate of food with rice and vegetables",
     "[INST] What do you see? [/INST] a skier goes down a snowy mountain",
@@ -105,12 +109,20 @@ _LLAVA_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_tokenizer(style: str, extra_specials: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(
+    style: str,
+    extra_specials: tuple[str, ...] = (),
+    corpus: Sequence[str] | None = None,
+    vocab_size: int = TINY_VOCAB_SIZE,
+) -> PreTrainedTokenizerFast:
     """A small byte-level BPE tokenizer in the special-token style of a real checkpoint.
 
     Args:
         style: "bert", "opt", "t5" or "llama".
         extra_specials: more special tokens (e.g. the image placeholder) appended after training.
+        corpus: texts to learn merges from; None = the built-in test sentences. Benchmarks pass real
+            captions with a larger vocabulary so sequences are as long as a real tokenizer's.
+        vocab_size: BPE vocabulary size.
 
     Returns:
         A fast tokenizer; ids are the same on every call (BPE training is deterministic).
@@ -120,12 +132,12 @@ def build_tiny_tokenizer(style: str, extra_specials: tuple[str, ...] = ()) -> Pr
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=spec["specials"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    tokenizer.train_from_iterator(_CORPUS if corpus is None else corpus, trainer=trainer)
     words = spec["template"].split()
     special_pairs = [(w, tokenizer.token_to_id(w)) for w in words if w != "$A"]
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -233,39 +245,36 @@ def _build_blip(variant: str | None) -> tuple[Any, Any]:
     return BlipForConditionalGeneration(config), processor
 
 
+def _query_token_parts(variant: str, lm_style: str) -> tuple[PreTrainedTokenizerFast, dict[str, Any]]:
+    # BLIP-2 and InstructBLIP share the vision tower + Q-Former + LM layout; only the LM differs.
+    tokenizer = build_tiny_tokenizer("t5" if variant == "t5" else lm_style, (IMAGE_TOKEN,))
+    config = {
+        "vision_config": _vision_config(),
+        "qformer_config": _qformer_config(32),
+        "text_config": _decoder_config(variant, tokenizer),
+        "num_query_tokens": TINY_NUM_QUERY_TOKENS,
+        "image_token_index": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+    }
+    return tokenizer, config
+
+
 def _build_blip2(variant: str | None) -> tuple[Any, Any]:
-    variant = variant or "opt"
-    tokenizer = build_tiny_tokenizer("t5" if variant == "t5" else "opt", (IMAGE_TOKEN,))
-    config = Blip2Config(
-        vision_config=_vision_config(),
-        qformer_config=_qformer_config(32),
-        text_config=_decoder_config(variant, tokenizer),
-        num_query_tokens=TINY_NUM_QUERY_TOKENS,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-    )
+    tokenizer, config = _query_token_parts(variant or "opt", "opt")
     processor = Blip2Processor(
         image_processor=_blip_image_processor(), tokenizer=tokenizer, num_query_tokens=TINY_NUM_QUERY_TOKENS
     )
-    return Blip2ForConditionalGeneration(config), processor
+    return Blip2ForConditionalGeneration(Blip2Config(**config)), processor
 
 
 def _build_instructblip(variant: str | None) -> tuple[Any, Any]:
-    variant = variant or "llama"
-    tokenizer = build_tiny_tokenizer("t5" if variant == "t5" else "llama", (IMAGE_TOKEN,))
-    config = InstructBlipConfig(
-        vision_config=_vision_config(),
-        qformer_config=_qformer_config(32),
-        text_config=_decoder_config(variant, tokenizer),
-        num_query_tokens=TINY_NUM_QUERY_TOKENS,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-    )
+    tokenizer, config = _query_token_parts(variant or "llama", "llama")
     processor = InstructBlipProcessor(
         image_processor=_blip_image_processor(),
         tokenizer=tokenizer,
         qformer_tokenizer=build_tiny_tokenizer("bert"),
         num_query_tokens=TINY_NUM_QUERY_TOKENS,
     )
-    return InstructBlipForConditionalGeneration(config), processor
+    return InstructBlipForConditionalGeneration(InstructBlipConfig(**config)), processor
 
 
 def _build_llava_next(variant: str | None) -> tuple[Any, Any]:

@@ -46,6 +46,9 @@ class TrainState:
     epoch_loss_steps: int = 0
     epoch_train_losses: list[float] = field(default_factory=list)
     epoch_val_losses: list[float | None] = field(default_factory=list)
+    # batches_in_epoch counts micro-batches of this many examples over all processes; a resume
+    # is only exact with the same number, whatever the process count (None: not recorded).
+    global_batch_size: int | None = None
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -144,7 +147,9 @@ def describe_save_failure(output_dir: Path, target: Path, err: OSError) -> str:
     return f"could not write checkpoint {target}: {err}; {kept}."
 
 
-def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) -> TrainState:
+def load_checkpoint(
+    folder: Path, model: Any, optimizer: Any, scheduler: Any, global_batch_size: int | None = None
+) -> TrainState:
     """Restore trainable weights, optimizer and scheduler from a checkpoint; RNG is returned, not applied.
 
     Args:
@@ -152,13 +157,18 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) ->
         model: the (unwrapped) model, already with the same adapter layout.
         optimizer: optimizer to restore.
         scheduler: LR scheduler to restore.
+        global_batch_size: batch_size x processes of the resuming run; checked against the
+            checkpoint's (None = no check).
 
     Returns:
         The saved TrainState (apply `read_rng_state(folder)` right before the next step).
 
     Raises:
-        CheckpointError: if the checkpoint's weights do not fit the model.
+        CheckpointError: if the checkpoint's weights do not fit the model, or its global batch
+            differs from `global_batch_size`.
     """
+    state = TrainState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
+    check_global_batch(folder, state, global_batch_size)
     weights = load_file(str(folder / "trainable.safetensors"))
     params = dict(model.named_parameters())
     missing = sorted(set(weights) - set(params))
@@ -174,7 +184,25 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) ->
             params[name].copy_(tensor.to(params[name].device, params[name].dtype))
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
-    return TrainState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
+    if global_batch_size is not None:
+        state.global_batch_size = global_batch_size
+    return state
+
+
+def check_global_batch(folder: Path, state: TrainState, global_batch_size: int | None) -> None:
+    """Refuse a resume whose global batch differs: its data position would point elsewhere.
+
+    The position is kept as micro-batches of the global batch (the same count on 1 process x
+    batch 4 as on 2 x 2), so any process count resumes exactly as long as the product stays.
+    """
+    saved = state.global_batch_size
+    if global_batch_size is None or saved is None or saved == global_batch_size:
+        return
+    raise CheckpointError(
+        f"{folder}: checkpoint was written with a global batch of {saved} examples (batch_size x processes) "
+        f"but this run has {global_batch_size}; set batch_size so that batch_size x processes = {saved} "
+        "to resume, or use another output_dir to start afresh."
+    )
 
 
 def read_rng_state(folder: Path) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""`altcap train CONFIG.yaml [--set key=value ...]`: thin CLI over `run_train`.
+"""`altcap train CONFIG.yaml [--set key=value ...] [--gpus N]`: thin CLI over `run_train`.
+
+With `--gpus N` (N > 1) the command re-runs itself on N workers through `accelerate launch`.
 
 No torch / transformers import at module level, so `altcap --help` stays fast.
 """
@@ -6,11 +8,12 @@ No torch / transformers import at module level, so `altcap --help` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from altcap.cli_options import SetOptions, fail, resolve_config
+from altcap.train.launch import forward_options, needs_relaunch
 
 # CLI flag parameter -> TrainConfig field it sets (a test keeps this in sync with the config).
 FLAG_FIELDS = {
@@ -32,6 +35,8 @@ FLAG_FIELDS = {
     "qlora": "qlora",
     "gradient_checkpointing": "gradient_checkpointing",
     "num_workers": "num_workers",
+    "gpus": "launch.num_processes",
+    "accelerate_config": "launch.accelerate_config",
 }
 
 
@@ -57,6 +62,12 @@ def train_command(
         bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Save memory.")
     ] = None,
     num_workers: Annotated[int | None, typer.Option(help="num_workers: DataLoader workers.")] = None,
+    gpus: Annotated[
+        int | None, typer.Option(help="launch.num_processes: >1 re-runs this through `accelerate launch`.")
+    ] = None,
+    accelerate_config: Annotated[
+        str | None, typer.Option(help="launch.accelerate_config: ddp, zero2, zero3, fsdp or a YAML path.")
+    ] = None,
     set_: SetOptions = None,
 ) -> None:
     """Fine-tune a captioning model with LoRA on a manifest; writes adapter/, logs and plots."""
@@ -66,6 +77,9 @@ def train_command(
     values = locals()
     flags = {field: values[name] for name, field in FLAG_FIELDS.items()}
     cfg = resolve_config(TrainConfig, config, flags, set_)
+    if needs_relaunch(cfg.launch.num_processes):
+        launch_workers(cfg, forward_options(config, flags, set_))
+        return
     from altcap.train.checkpoint import CheckpointError
     from altcap.train.loop import TrainingDivergedError
     from altcap.train.run import run_train
@@ -77,3 +91,22 @@ def train_command(
     except (TrainingDivergedError, CheckpointError) as err:
         raise fail(str(err), code=1) from err
     typer.echo(f"adapter written to {out / 'adapter'}")
+
+
+def launch_workers(cfg: Any, train_args: list[str]) -> None:
+    """Run this command on `cfg.launch.num_processes` workers; exit with their launcher's code.
+
+    Args:
+        cfg: the resolved TrainConfig.
+        train_args: arguments after `altcap train` that reproduce `cfg` (from `forward_options`).
+    """
+    from altcap.config import ConfigError
+    from altcap.train.launch import relaunch
+
+    try:
+        code = relaunch(cfg.launch.num_processes, cfg.launch.accelerate_config, train_args)
+    except ConfigError as err:
+        raise fail(str(err)) from err
+    if code != 0:
+        raise fail(f"`accelerate launch` exited with code {code}; the workers' errors are above", code=code)
+    typer.echo(f"adapter written to {cfg.output_dir / 'adapter'}")

@@ -110,6 +110,21 @@ class FeatureCacheConfig(StageConfig):
     )
 
 
+class LaunchConfig(StageConfig):
+    """How many processes train; more than one re-runs the command through `accelerate launch`."""
+
+    num_processes: int = Field(
+        default=1,
+        gt=0,
+        description="Training processes, one per GPU (`--gpus`); >1 starts them with `accelerate launch`.",
+    )
+    accelerate_config: str = Field(
+        default="ddp",
+        description="Accelerate config for num_processes > 1: a shipped name (ddp, zero2, zero3, fsdp) "
+        "or the path of an accelerate YAML.",
+    )
+
+
 class TrainConfig(StageConfig):
     """`altcap train`: LoRA / QLoRA fine-tuning of a captioning model on a manifest."""
 
@@ -123,6 +138,9 @@ class TrainConfig(StageConfig):
     )
     feature_cache: FeatureCacheConfig = Field(
         default_factory=FeatureCacheConfig, description="Frozen vision feature cache."
+    )
+    launch: LaunchConfig = Field(
+        default_factory=LaunchConfig, description="Process count and accelerate config (multi-GPU)."
     )
     batch_size: int = Field(default=32, gt=0, description="Examples per micro-batch per device.")
     grad_accum_steps: int = Field(default=2, gt=0, description="Micro-batches per optimizer step.")
@@ -143,6 +161,12 @@ class TrainConfig(StageConfig):
     )
     log_every_n_steps: int = Field(default=10, gt=0, description="Log loss, lr and throughput every N steps.")
     keep_best: bool = Field(default=True, description="Keep the adapter with the lowest val loss in `best/`.")
+    train_vision_blocks: int = Field(
+        default=0,
+        ge=0,
+        description="Also train the vision tower's last N blocks in full (saved with the adapter); "
+        "0 = vision frozen. Turns the feature cache off. Families: altcap-mini.",
+    )
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in backward to save memory (slower)."
     )

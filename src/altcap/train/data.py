@@ -3,6 +3,10 @@
 Batches are built by the family's `build_inputs`, so prompt templates and label masking live in
 one place per family. The sampler's order depends only on (seed, epoch), which is what makes a
 resumed run see exactly the batches an uninterrupted one would.
+
+No DistributedSampler: on N processes accelerate shards the batch sampler, giving process k the
+k-th of every N consecutive micro-batches of this one order, so N x batch b sees exactly the
+examples 1 x batch N*b does, step for step (tests/train/test_multiprocess.py).
 """
 
 from __future__ import annotations

@@ -94,6 +94,11 @@ class TrainLogger:
             "samples_per_s": round(self._samples_since * self.accelerator.num_processes / elapsed_s, 3),
         }
         self._last_time, self._samples_since = now, 0
+        device = self.accelerator.device
+        if device.type == "cuda":
+            import torch
+
+            row["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         if not self.is_main:
             return
         with self.path.open("a", encoding="utf-8") as handle:

@@ -79,7 +79,7 @@ def fit(run: TrainRun) -> TrainState:
                     loss = compute_loss(run, batch) / group_size
                 acc.backward(loss)
             step_loss += loss.detach()
-            state.samples_seen += len(batch["examples"])
+            state.samples_seen += len(batch["examples"]) * acc.num_processes  # every process's share
             run.logger.count_samples(len(batch["examples"]))
             if not at_boundary:
                 continue

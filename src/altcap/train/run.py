@@ -108,8 +108,18 @@ def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[An
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     targets, scope = lora_targets(cfg, plan.family, model)
     try:
+        vision_blocks = (
+            plan.family.last_vision_blocks(model, cfg.train_vision_blocks) if cfg.train_vision_blocks else []
+        )
         model = apply_lora(
-            model, plan.family, targets, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, scope=scope
+            model,
+            plan.family,
+            targets,
+            cfg.lora.r,
+            cfg.lora.alpha,
+            cfg.lora.dropout,
+            scope=scope,
+            extra_modules_to_save=vision_blocks,
         )
     except ModelLoadError as err:
         raise ConfigError([str(err)]) from err
@@ -118,17 +128,23 @@ def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[An
 
 def frozen_submodules(model: Any, family: Any) -> list[torch.nn.Module]:
     """The family's frozen modules (vision tower, Q-Former) of a PEFT-wrapped model."""
-    base = model.get_base_model()
-    found = [getattr(base, name, None) for name in family.frozen_modules]
+    found = [find_frozen_part(model, name) for name in family.frozen_modules]
     return [m for m in found if isinstance(m, torch.nn.Module)]
+
+
+def find_frozen_part(model: Any, dotted_name: str) -> Any:
+    """A frozen module or bare parameter by dotted path (LLaVA's is `model.vision_tower`), or None."""
+    part = model.get_base_model()
+    for name in dotted_name.split("."):
+        part = getattr(part, name, None)
+    return part
 
 
 def frozen_tensors(model: Any, family: Any) -> dict[str, torch.Tensor]:
     """Weights of the frozen part by name (modules and bare parameters such as BLIP-2's query_tokens)."""
-    base = model.get_base_model()
     tensors: dict[str, torch.Tensor] = {}
     for name in family.frozen_modules:
-        part = getattr(base, name, None)
+        part = find_frozen_part(model, name)
         if isinstance(part, torch.nn.Module):
             tensors.update({f"{name}.{k}": v for k, v in part.state_dict().items()})
         elif isinstance(part, torch.Tensor):
@@ -160,6 +176,35 @@ def fill_feature_cache(
         logger.info("feature cache %s: %d entries computed", cache.folder, computed)
     acc.wait_for_everyone()
     return cache
+
+
+def release_frozen_modules(cfg: TrainConfig, plan: TrainPlan, model: Any, acc: Any) -> bool:
+    """Move the frozen vision tower / Q-Former to the meta device once their outputs are cached.
+
+    Training from the cache never runs them again, and on BLIP-2 they are a quarter of the weights:
+    freeing them lets the language model train on a 12-16 GB card. Single process only (DDP
+    re-broadcasts module buffers every step; DeepSpeed / FSDP shard parameters themselves), and
+    kept with `merge`, which needs every weight. Called after `accelerate.prepare`, which moves
+    the whole model to the device.
+
+    Returns:
+        True when the modules were released.
+    """
+    # bitsandbytes' 4-bit weights cannot move to the meta device; they are small anyway.
+    quantized = getattr(model.get_base_model(), "hf_quantizer", None) is not None
+    if cfg.merge or acc.num_processes > 1 or quantized:
+        return False
+    family = plan.family
+    cached = family.cached_modules if family.cached_modules is not None else family.frozen_modules
+    for name in cached:
+        part = find_frozen_part(model, name)
+        if isinstance(part, torch.nn.Module):
+            part.to("meta")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        # The logged peak then measures training itself, not the one-off cache fill.
+        torch.cuda.reset_peak_memory_stats()
+    return True
 
 
 def build_optimizer(cfg: TrainConfig, module: torch.nn.Module, device: Any) -> torch.optim.Optimizer:
@@ -214,7 +259,10 @@ def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
             truncate_log(log_path, 0)
         return
     unwrapped = run.accelerator.unwrap_model(run.loss_module)
-    run.state = load_checkpoint(plan.resume_from, unwrapped, run.optimizer, run.scheduler)
+    global_batch_size = cfg.batch_size * run.accelerator.num_processes
+    run.state = load_checkpoint(
+        plan.resume_from, unwrapped, run.optimizer, run.scheduler, global_batch_size=global_batch_size
+    )
     run.resume_rng = read_rng_state(plan.resume_from)
     if run.accelerator.is_main_process:
         truncate_log(log_path, run.state.global_step)
@@ -240,6 +288,8 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
     optimizer = build_optimizer(cfg, loss_module, acc.device)
     loss_module, optimizer, train_loader = acc.prepare(loss_module, optimizer, train_loader)
     val_loader = acc.prepare(val_loader) if val_loader is not None else None
+    if cache is not None and release_frozen_modules(cfg, plan, model, acc):
+        logger.info("frozen %s released from %s after caching", plan.family.frozen_modules, acc.device)
     total_steps = count_total_steps(cfg, len(train_loader))
     # The scheduler is stepped by hand once per optimizer step (not prepared): accelerate's wrapper
     # would step it once per process, which needs total steps scaled by the world size.
@@ -254,7 +304,7 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         train_sampler=sampler,
         val_loader=val_loader,
         load_features=(lambda examples: cache.load_batch(examples, acc.device)) if cache else None,
-        state=TrainState(seed=cfg.seed),
+        state=TrainState(seed=cfg.seed, global_batch_size=cfg.batch_size * acc.num_processes),
         logger=None,
         output_dir=cfg.output_dir,
         total_steps=total_steps,

@@ -189,8 +189,19 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
     can_cache = family is not None and None not in (family.encode_images, family.forward_from_features)
     if cfg.feature_cache.enabled and family is not None and not can_cache:
         problems.append(f"feature_cache.enabled=true: family {family.name!r} cannot cache; set it to false")
+    if cfg.train_vision_blocks and family is not None and family.last_vision_blocks is None:
+        problems.append(
+            f"train_vision_blocks={cfg.train_vision_blocks}: family {family.name!r} cannot train vision "
+            "blocks; set it to 0"
+        )
+    if cfg.train_vision_blocks and cfg.feature_cache.enabled:
+        problems.append(
+            "train_vision_blocks > 0 trains the vision tower, so its outputs cannot be cached; set "
+            "feature_cache.enabled=false (or leave it unset)"
+        )
     requested = cfg.feature_cache.enabled
-    plan.use_cache = can_cache and not cfg.lora.include_qformer and requested is not False
+    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0
+    plan.use_cache = can_cache and not trains_frozen_part and requested is not False
 
 
 def validate_train_config(cfg: TrainConfig) -> TrainPlan:

@@ -28,6 +28,14 @@ def _login_page(request: Request, state: StateDep, errors: list | None = None, s
     return render(request, "admin_login.html", {"nonce": nonce, "csrf": csrf, "errors": errors or []}, status)
 
 
+def _check_form_token(state: StateDep, session_id: str, nonce: str, csrf: str) -> None:
+    # Every admin form after sign-in is tied to the session, so a form from an old page fails alike.
+    if verify_form_token(state.study.secret_key, session_id, 0, nonce, csrf) is None:
+        raise PageError(
+            400, "This form could not be sent", "The page was out of date; reload it and try again."
+        )
+
+
 @router.get("", response_class=HTMLResponse)
 @router.get("/login", response_class=HTMLResponse)
 def show_login(request: Request, state: StateDep) -> Response:
@@ -72,10 +80,7 @@ def logout(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """End the admin session."""
-    if verify_form_token(state.study.secret_key, session_id, 0, nonce, csrf) is None:
-        raise PageError(
-            400, "This form could not be sent", "The page was out of date; reload it and try again."
-        )
+    _check_form_token(state, session_id, nonce, csrf)
     response = RedirectResponse("/admin", status_code=303)
     response.delete_cookie(ADMIN_COOKIE)
     return response
@@ -128,10 +133,7 @@ def withdraw(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Withdraw a participant: data kept and marked, their link closed, excluded from analysis."""
-    if verify_form_token(state.study.secret_key, session_id, 0, nonce, csrf) is None:
-        raise PageError(
-            400, "This form could not be sent", "The page was out of date; reload it and try again."
-        )
+    _check_form_token(state, session_id, nonce, csrf)
     participant = db.scalars(select(Participant).where(Participant.public_id == public_id)).first()
     if participant is None:
         raise PageError(

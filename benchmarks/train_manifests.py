@@ -1,0 +1,52 @@
+"""Small training manifests for the training benchmarks: synthetic images (CPU) or Flickr8k."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_CAPTIONS = (
+    "a dog runs across the green grass in a park",
+    "two children are playing on the beach near the water",
+    "a woman sits on a bench and reads a book",
+    "a cat sleeps on a brown couch next to a window",
+)
+
+
+def write_tiny_manifest(root: Path, num_images: int) -> Path:
+    """Synthetic images + manifest (all train) for the CPU smoke mode."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(num_images):
+        Image.new("RGB", (48, 40), (index * 29 % 256, index * 71 % 256, 90)).save(
+            root / "images" / f"{index}.png"
+        )
+        rows.append(
+            {"image": f"images/{index}.png", "captions": [TINY_CAPTIONS[index % 4]], "split": "train"}
+        )
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return root / "manifest.jsonl"
+
+
+def write_flickr_manifest(images_dir: Path, root: Path, num_images: int) -> Path:
+    """A manifest over the first Flickr8k training images (first caption each)."""
+    images_dir = images_dir.resolve()  # the manifest lives elsewhere; relative paths would break
+    captions: dict[str, str] = {}
+    for line in (images_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
+        key, caption = line.split("\t", 1)
+        captions.setdefault(key.split("#")[0], caption)
+    names = (images_dir / "Flickr_8k.trainImages.txt").read_text().split()[:num_images]
+    rows = [
+        {"image": str(images_dir / "Images" / n), "captions": [captions[n]], "split": "train"} for n in names
+    ]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return root / "manifest.jsonl"
+
+
+def read_flickr_captions(images_dir: Path) -> list[str]:
+    """Every caption of a Flickr8k-layout folder (the benchmark tokenizer learns its vocabulary here)."""
+    lines = (images_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
+    return [line.split("\t", 1)[1] for line in lines if "\t" in line]
