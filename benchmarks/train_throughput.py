@@ -8,17 +8,17 @@ utilisation, with ratios against the baselines, as JSON in benchmarks/results/.
              step, padding to a fixed max length (`--max-length`), default AdamW.
   B          plain bf16 PEFT loop as issue #13 defines it: A with the model in bf16 (+ autocast),
              nothing else changed (fixed-length padding kept).
-  B_dynamic  B plus dynamic padding: a stronger reference, reported so the ratio against a loop
-             with no padding waste is visible too.
+  B_dynamic  B plus dynamic padding: a stronger reference (a loop with no padding waste).
   altcap     `run_train` itself (feature cache, frozen modules freed from the GPU, text-only
              collate, fused AdamW, bf16), at `--altcap-batch-sizes`; altcap_no_cache isolates the cache.
+  altcap_compiled  altcap with compile=true (`--compile-mode`); `--compile` compiles every altcap variant.
 
 A fixed batch checks that altcap's cached-feature loss equals the plain forward's loss (B's model).
 
   python benchmarks/train_throughput.py --tiny                     # CPU smoke run (a test runs it)
   python benchmarks/train_throughput.py --collate-only --model-id altcap-mini \
       --images /work/shared/data/flickr8k --batch-size 64 --steps 5   # input pipeline alone (CPU)
-  python benchmarks/train_throughput.py --random-arch blip2-flan-t5-xl \
+  python benchmarks/train_throughput.py --random-arch blip2-flan-t5-xl [--variants altcap,altcap_compiled] \
       --images /work/shared/data/flickr8k --steps 30 --batch-size 32 --lora-r 128   # GPU
   python benchmarks/train_throughput.py --random-arch llava-1.6-mistral-7b --variants altcap \
       --batch-size 4 --steps 10 [--qlora --gradient-checkpointing]   # GPU memory of LLaVA-7B
@@ -30,6 +30,7 @@ import argparse
 import gc
 import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -84,7 +85,8 @@ def pad_to_length(inputs: dict[str, Any], length: int, pad_ids: dict[str, int]) 
     return padded
 
 
-VARIANTS = ("A_tutorial_fp32", "B_peft_bf16", "B_dynamic", "altcap", "altcap_no_cache")
+VARIANTS = ("A_tutorial_fp32", "B_peft_bf16", "B_dynamic", "altcap", "altcap_no_cache", "altcap_compiled")
+DEFAULT_VARIANTS = VARIANTS[:-1]  # compiling is opt-in: minutes of compile time on a CPU
 
 
 def run_manual_loop(args: argparse.Namespace, examples: list[Example], variant: str) -> dict[str, Any]:
@@ -181,10 +183,10 @@ def check_fixed_batch(
 
 
 def run_altcap(
-    args: argparse.Namespace, manifest: Path, work: Path, batch_size: int, use_cache: bool
+    args: argparse.Namespace, manifest: Path, work: Path, batch_size: int, use_cache: bool, compiled: bool
 ) -> dict[str, Any]:
     """altcap's own path: `run_train` with the same model, data and LoRA settings."""
-    out = work / f"altcap-run-{batch_size}-cache-{use_cache}"
+    out = work / f"altcap-run-{batch_size}-cache-{use_cache}-compile-{compiled}"
     sets = [
         f"model.model_id={args.model_id}",
         f"data.manifest={manifest}",
@@ -204,6 +206,8 @@ def run_altcap(
         f"num_workers={args.num_workers}",
         f"qlora={str(args.qlora).lower()}",
         f"gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
+        f"compile={str(compiled).lower()}",
+        f"compile_mode={args.compile_mode}",
     ]
     if args.family:
         sets.append(f"model.family={args.family}")
@@ -212,7 +216,7 @@ def run_altcap(
     with UtilisationSampler() as sampler:
         run_train(cfg)
     wall_s = time.perf_counter() - start
-    rows = read_log_rows(cfg.output_dir / "train_log.jsonl")[1:]  # first step warms up
+    rows = read_log_rows(cfg.output_dir / "train_log.jsonl")[1:]  # step 1 warms up (and compiles)
     samples_per_s = sum(r["samples_per_s"] for r in rows) / len(rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # run_train resets CUDA peak stats after the one-off cache fill: the peak is training's own.
@@ -220,6 +224,7 @@ def run_altcap(
     return {
         "batch_size": batch_size,
         "samples_per_s": samples_per_s,
+        "samples_per_s_median": statistics.median(r["samples_per_s"] for r in rows),
         "peak_memory_mb": max(training_peaks) if training_peaks else peak_memory_mb(device),
         "gpu_utilisation_percent_incl_startup": sampler.mean_percent,
         "end_to_end_wall_s": wall_s,
@@ -247,11 +252,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--altcap-batch-sizes", default=None, help="comma list for the altcap variant; default --batch-size"
     )
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"comma list of {VARIANTS}")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=64, help="A's and B's fixed padding length")
     parser.add_argument("--qlora", action="store_true", help="altcap variants load the model in 4-bit NF4")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="for the altcap variants")
+    parser.add_argument("--compile", action="store_true", help="every altcap variant with compile=true")
+    parser.add_argument("--compile-mode", default="default", help="compile_mode of compiled altcap variants")
     parser.add_argument(
         "--num-workers", type=int, default=0, help="altcap's DataLoader workers (its num_workers field)"
     )
@@ -288,11 +295,14 @@ def measure_variants(args: argparse.Namespace, manifest: Path, work: Path) -> di
     for batch_size in args.altcap_batch_sizes if "altcap" in args.variants else []:
         release_memory()
         name = "altcap" if batch_size == args.batch_size else f"altcap_batch{batch_size}"
-        results[name] = run_altcap(args, manifest, work, batch_size, use_cache=True)
+        results[name] = run_altcap(args, manifest, work, batch_size, True, args.compile)
     if "altcap_no_cache" in args.variants:
         release_memory()
         # The same path with the feature cache off isolates what the cache itself contributes.
-        results["altcap_no_cache"] = run_altcap(args, manifest, work, args.batch_size, use_cache=False)
+        results["altcap_no_cache"] = run_altcap(args, manifest, work, args.batch_size, False, args.compile)
+    if "altcap_compiled" in args.variants:
+        release_memory()
+        results["altcap_compiled"] = run_altcap(args, manifest, work, args.batch_size, True, True)
     return results
 
 

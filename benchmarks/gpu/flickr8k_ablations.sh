@@ -35,6 +35,8 @@ for variant in "$@"; do
     --max-new-tokens 30 --min-new-tokens 5 "${caption_sets[@]}" 2>&1 | tail -1
   echo "$name train_s=$train_s caption_s=$(( $(date +%s) - start ))" | tee -a $OUT/timings.txt
   cp $W/runs/$name/train_log.jsonl $OUT/$name-train_log.jsonl
+  # RETURN_ADAPTER=1 sends the best adapter back in parts under the device's 16 MiB file limit.
+  [ -n "${RETURN_ADAPTER:-}" ] && tar czf - -C $best . | split -b 15M -d - $OUT/$name-adapter.tgz.part
   tail -c 2000 $OUT/$name-train.log > $OUT/$name-train.tail && rm $OUT/$name-train.log
 done
 # One archive per call: the device returns at most 8 files.

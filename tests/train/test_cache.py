@@ -118,7 +118,7 @@ def test_cached_modules_are_released_after_caching_and_the_loss_still_runs(
     from types import SimpleNamespace
 
     from altcap.models.loading import ModelConfig, apply_lora, load_model
-    from altcap.train.run import find_frozen_part, release_frozen_modules
+    from altcap.train.frozen import find_frozen_part, release_frozen_modules
 
     model, processor, spec = load_model(ModelConfig(model_id=str(tiny_model(family, variant)), device="cpu"))
     model = apply_lora(model, spec, None, 4, 4, 0.0)

@@ -173,6 +173,22 @@ class TrainConfig(StageConfig):
     qlora: bool = Field(
         default=False, description="Load the base model in 4-bit NF4 (needs CUDA + bitsandbytes)."
     )
+    compile: bool = Field(
+        default=False,
+        description="torch.compile the model's forward (inductor); first steps are slower while it "
+        "compiles; dynamic shapes so dynamic padding does not recompile every step.",
+    )
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = Field(
+        default="default",
+        description="torch.compile mode with `compile`: reduce-overhead adds CUDA graphs (cuts per-step "
+        "launch overhead; one graph per distinct padded length, more GPU memory); max-autotune also "
+        "benchmarks kernels (much longer compile).",
+    )
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field(
+        default="inductor",
+        description="torch.compile backend with `compile`: inductor generates kernels (needs a C++ "
+        "compiler on CPU); aot_eager / eager only trace (debugging, fast CPU tests); modes need inductor.",
+    )
     seed: int = Field(default=0, description="Seed for weights init, data order and dropout.")
     report_to: Literal["tensorboard", "wandb", "mlflow", "none"] = Field(
         default="tensorboard", description="Metrics backend besides train_log.jsonl."

@@ -21,10 +21,10 @@ import torch
 from altcap.config import ConfigError, dump_config
 from altcap.models.loading import ModelLoadError, apply_lora, load_model
 from altcap.provenance import build_provenance
-from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, build_model_fingerprint
 from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
 from altcap.train.config import TrainConfig
 from altcap.train.data import build_loader, make_collate
+from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_frozen_modules
 from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
 from altcap.train.loop import TrainRun, fit
 from altcap.train.plots import LOSS_CURVES, plot_loss_curves
@@ -126,87 +126,6 @@ def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[An
     return model, processor
 
 
-def frozen_submodules(model: Any, family: Any) -> list[torch.nn.Module]:
-    """The family's frozen modules (vision tower, Q-Former) of a PEFT-wrapped model."""
-    found = [find_frozen_part(model, name) for name in family.frozen_modules]
-    return [m for m in found if isinstance(m, torch.nn.Module)]
-
-
-def find_frozen_part(model: Any, dotted_name: str) -> Any:
-    """A frozen module or bare parameter by dotted path (LLaVA's is `model.vision_tower`), or None."""
-    part = model.get_base_model()
-    for name in dotted_name.split("."):
-        part = getattr(part, name, None)
-    return part
-
-
-def frozen_tensors(model: Any, family: Any) -> dict[str, torch.Tensor]:
-    """Weights of the frozen part by name (modules and bare parameters such as BLIP-2's query_tokens)."""
-    tensors: dict[str, torch.Tensor] = {}
-    for name in family.frozen_modules:
-        part = find_frozen_part(model, name)
-        if isinstance(part, torch.nn.Module):
-            tensors.update({f"{name}.{k}": v for k, v in part.state_dict().items()})
-        elif isinstance(part, torch.Tensor):
-            tensors[name] = part
-    return tensors
-
-
-def fill_feature_cache(
-    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any
-) -> FeatureCache:
-    """Compute (main process) the frozen features of every train/val image not cached yet."""
-    family = plan.family
-    config = getattr(model.get_base_model(), "config", None)  # altcap-mini has none; its weights are hashed
-    tensors = frozen_tensors(model, family)
-    fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
-    cache = FeatureCache(cfg.feature_cache.dir or DEFAULT_CACHE_DIR, fingerprint)
-
-    @torch.no_grad()
-    def encode_batch(images: list[Any], prompts: list[str | None]) -> dict[str, torch.Tensor]:
-        inputs = family.build_inputs(processor, images, prompts, None)
-        inputs = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        with acc.autocast():
-            return family.encode_images(model, inputs)
-
-    if acc.is_main_process:
-        for module in frozen_submodules(model, family):
-            module.eval()
-        computed = cache.fill(plan.train_examples + plan.val_examples, encode_batch, cfg.batch_size, True)
-        logger.info("feature cache %s: %d entries computed", cache.folder, computed)
-    acc.wait_for_everyone()
-    return cache
-
-
-def release_frozen_modules(cfg: TrainConfig, plan: TrainPlan, model: Any, acc: Any) -> bool:
-    """Move the frozen vision tower / Q-Former to the meta device once their outputs are cached.
-
-    Training from the cache never runs them again, and on BLIP-2 they are a quarter of the weights:
-    freeing them lets the language model train on a 12-16 GB card. Single process only (DDP
-    re-broadcasts module buffers every step; DeepSpeed / FSDP shard parameters themselves), and
-    kept with `merge`, which needs every weight. Called after `accelerate.prepare`, which moves
-    the whole model to the device.
-
-    Returns:
-        True when the modules were released.
-    """
-    # bitsandbytes' 4-bit weights cannot move to the meta device; they are small anyway.
-    quantized = getattr(model.get_base_model(), "hf_quantizer", None) is not None
-    if cfg.merge or acc.num_processes > 1 or quantized:
-        return False
-    family = plan.family
-    cached = family.cached_modules if family.cached_modules is not None else family.frozen_modules
-    for name in cached:
-        part = find_frozen_part(model, name)
-        if isinstance(part, torch.nn.Module):
-            part.to("meta")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        # The logged peak then measures training itself, not the one-off cache fill.
-        torch.cuda.reset_peak_memory_stats()
-    return True
-
-
 def build_optimizer(cfg: TrainConfig, module: torch.nn.Module, device: Any) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters (fused kernel on CUDA unless configured off)."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -285,6 +204,12 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
             plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False
         )
     loss_module = CaptionLoss(model, plan.family)
+    if cfg.compile:
+        # In place (nn.Module.compile), not torch.compile's OptimizedModule wrapper nor accelerate's
+        # dynamo plugin (which wraps too): unwrap_model then still yields CaptionLoss, so checkpoint
+        # keys, resume and save_pretrained are exactly those of an uncompiled run.
+        mode = cfg.compile_mode if cfg.compile_backend == "inductor" else None  # modes are inductor's
+        loss_module.compile(backend=cfg.compile_backend, dynamic=True, mode=mode)
     optimizer = build_optimizer(cfg, loss_module, acc.device)
     loss_module, optimizer, train_loader = acc.prepare(loss_module, optimizer, train_loader)
     val_loader = acc.prepare(val_loader) if val_loader is not None else None
@@ -335,12 +260,6 @@ def flatten_for_trackers(tree: dict[str, Any], prefix: str = "") -> dict[str, An
         else:
             flat[f"{prefix}{key}"] = value if isinstance(value, int | float | str | bool) else str(value)
     return flat
-
-
-def save_best_adapter(run: TrainRun) -> None:
-    """Copy the current adapter to `best/` (main process)."""
-    if run.accelerator.is_main_process:
-        save_adapter(unwrap_peft(run), run.output_dir / "best")
 
 
 def unwrap_peft(run: TrainRun) -> Any:

@@ -1,0 +1,96 @@
+"""The frozen part of a model (vision tower, Q-Former): finding it, caching its outputs once, and
+freeing it from the accelerator afterwards."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, build_model_fingerprint
+from altcap.train.config import TrainConfig
+from altcap.train.validate import TrainPlan
+
+logger = logging.getLogger(__name__)
+
+
+def frozen_submodules(model: Any, family: Any) -> list[torch.nn.Module]:
+    """The family's frozen modules (vision tower, Q-Former) of a PEFT-wrapped model."""
+    found = [find_frozen_part(model, name) for name in family.frozen_modules]
+    return [m for m in found if isinstance(m, torch.nn.Module)]
+
+
+def find_frozen_part(model: Any, dotted_name: str) -> Any:
+    """A frozen module or bare parameter by dotted path (LLaVA's is `model.vision_tower`), or None."""
+    part = model.get_base_model()
+    for name in dotted_name.split("."):
+        part = getattr(part, name, None)
+    return part
+
+
+def frozen_tensors(model: Any, family: Any) -> dict[str, torch.Tensor]:
+    """Weights of the frozen part by name (modules and bare parameters such as BLIP-2's query_tokens)."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name in family.frozen_modules:
+        part = find_frozen_part(model, name)
+        if isinstance(part, torch.nn.Module):
+            tensors.update({f"{name}.{k}": v for k, v in part.state_dict().items()})
+        elif isinstance(part, torch.Tensor):
+            tensors[name] = part
+    return tensors
+
+
+def fill_feature_cache(
+    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any
+) -> FeatureCache:
+    """Compute (main process) the frozen features of every train/val image not cached yet."""
+    family = plan.family
+    config = getattr(model.get_base_model(), "config", None)  # altcap-mini has none; its weights are hashed
+    tensors = frozen_tensors(model, family)
+    fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
+    cache = FeatureCache(cfg.feature_cache.dir or DEFAULT_CACHE_DIR, fingerprint)
+
+    @torch.no_grad()
+    def encode_batch(images: list[Any], prompts: list[str | None]) -> dict[str, torch.Tensor]:
+        inputs = family.build_inputs(processor, images, prompts, None)
+        inputs = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        with acc.autocast():
+            return family.encode_images(model, inputs)
+
+    if acc.is_main_process:
+        for module in frozen_submodules(model, family):
+            module.eval()
+        computed = cache.fill(plan.train_examples + plan.val_examples, encode_batch, cfg.batch_size, True)
+        logger.info("feature cache %s: %d entries computed", cache.folder, computed)
+    acc.wait_for_everyone()
+    return cache
+
+
+def release_frozen_modules(cfg: TrainConfig, plan: TrainPlan, model: Any, acc: Any) -> bool:
+    """Move the frozen vision tower / Q-Former to the meta device once their outputs are cached.
+
+    Training from the cache never runs them again, and on BLIP-2 they are a quarter of the weights:
+    freeing them lets the language model train on a 12-16 GB card. Single process only (DDP
+    re-broadcasts module buffers every step; DeepSpeed / FSDP shard parameters themselves), and
+    kept with `merge`, which needs every weight. Called after `accelerate.prepare`, which moves
+    the whole model to the device.
+
+    Returns:
+        True when the modules were released.
+    """
+    # bitsandbytes' 4-bit weights cannot move to the meta device; they are small anyway.
+    quantized = getattr(model.get_base_model(), "hf_quantizer", None) is not None
+    if cfg.merge or acc.num_processes > 1 or quantized:
+        return False
+    family = plan.family
+    cached = family.cached_modules if family.cached_modules is not None else family.frozen_modules
+    for name in cached:
+        part = find_frozen_part(model, name)
+        if isinstance(part, torch.nn.Module):
+            part.to("meta")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        # The logged peak then measures training itself, not the one-off cache fill.
+        torch.cuda.reset_peak_memory_stats()
+    return True
