@@ -19,8 +19,10 @@ def postgres_url() -> str:
         yield url
         return
     if os.environ.get("ALTCAP_TEST_POSTGRES") != "start":
-        pytest.skip("no PostgreSQL: set ALTCAP_TEST_POSTGRES_URL=postgresql://user@host/db, or "
-                    "ALTCAP_TEST_POSTGRES=start to run Debian's PostgreSQL in a temp cluster")
+        pytest.skip(
+            "no PostgreSQL: set ALTCAP_TEST_POSTGRES_URL=postgresql://user@host/db, or "
+            "ALTCAP_TEST_POSTGRES=start to run Debian's PostgreSQL in a temp cluster"
+        )
     try:
         url, stop = start_temp_postgres()
     except FileNotFoundError as err:

@@ -31,6 +31,13 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     assert 0 < check["flops_per_sample_cached_step"] < check["flops_per_sample_full_step"]
     assert report["results"]["altcap"]["flops_per_sample"] == check["flops_per_sample_cached_step"]
     assert report["versions"]["torch"]
+    plot_spec = importlib.util.spec_from_file_location(
+        "plot_train_throughput", BENCHMARK.parent / "plot_train_throughput.py"
+    )
+    plotter = importlib.util.module_from_spec(plot_spec)
+    plot_spec.loader.exec_module(plotter)
+    png = plotter.plot(out, tmp_path / "plot.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_collate_only_mode_times_both_collates(tmp_path: Path) -> None:

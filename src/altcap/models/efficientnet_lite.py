@@ -149,8 +149,11 @@ class EfficientNetLite(nn.Module):
         return self._fc(self.extract_features(pixel_values).mean(dim=(2, 3)))
 
 
-def build_image_processor(image_size_px: int = 224, image_mean: tuple[float, ...] = IMAGE_MEAN,
-                          image_std: tuple[float, ...] = IMAGE_STD) -> Any:
+def build_image_processor(
+    image_size_px: int = 224,
+    image_mean: tuple[float, ...] = IMAGE_MEAN,
+    image_std: tuple[float, ...] = IMAGE_STD,
+) -> Any:
     """A transformers image processor giving the inputs these weights expect.
 
     Args:

@@ -19,9 +19,7 @@ depends_on = None
 def upgrade() -> None:
     """Add participant.role; every row invited before this revision is a participant."""
     with op.batch_alter_table("participant") as batch:
-        batch.add_column(
-            sa.Column("role", sa.String(20), nullable=False, server_default="participant")
-        )
+        batch.add_column(sa.Column("role", sa.String(20), nullable=False, server_default="participant"))
 
 
 def downgrade() -> None:
