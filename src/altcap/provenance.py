@@ -1,4 +1,5 @@
-"""Provenance stamped into every artifact: resolved config, model id, data hash, versions."""
+"""Provenance stamped into every artifact: resolved config, model id, data hash, versions; and the
+rule that an artifact folder never overwrites what is already there."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from pydantic import BaseModel
 from altcap import __version__
 
 _TRACKED_PACKAGES = ("torch", "transformers", "peft", "accelerate", "pycocoevalcap", "numpy")
+
+
+def require_empty_folder(folder: Path) -> None:
+    """Refuse to write into a folder that already holds files (nothing a user has is overwritten).
+
+    Raises:
+        FileExistsError: naming the folder and what to pass instead.
+    """
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(
+            f"{folder}: folder is not empty; pass a new --out folder (nothing was overwritten)"
+        )
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:

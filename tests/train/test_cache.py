@@ -130,8 +130,7 @@ def test_cached_modules_are_released_after_caching_and_the_loss_still_runs(
     plan = SimpleNamespace(family=spec)
     cfg = SimpleNamespace(merge=False)
     assert release_frozen_modules(cfg, plan, model, SimpleNamespace(num_processes=1))
-    cached = spec.cached_modules if spec.cached_modules is not None else spec.frozen_modules
-    released = [find_frozen_part(model, name) for name in cached]
+    released = [find_frozen_part(model, name) for name in spec.cached_part]
     assert all(
         p.device.type == "meta" for m in released if isinstance(m, torch.nn.Module) for p in m.parameters()
     )

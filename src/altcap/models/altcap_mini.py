@@ -201,20 +201,15 @@ def last_vision_blocks(model: AltcapMini, count: int) -> list[str]:
     return [*blocks, "vision._conv_head", "vision._bn1"]
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    # Skips the meta device: training from cached features frees the frozen tower onto it.
-    return next(p.device for p in model.parameters() if p.device.type != "meta")
-
-
 def encode_images(model: AltcapMini, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Frozen EfficientNet visual tokens of a batch: what the feature cache stores."""
-    return {"image_features": model.encode_pixels(inputs["pixel_values"].to(_model_device(model)))}
+    return {"image_features": model.encode_pixels(inputs["pixel_values"].to(model.device))}
 
 
 def forward_from_features(model: AltcapMini, features: Mapping[str, torch.Tensor],
                           inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Caption loss from cached visual tokens; equals `model(**inputs).loss` (the tower is frozen)."""
-    device = _model_device(model)
+    device = model.device
     output = model(
         input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device),
         image_features=features["image_features"].to(device), labels=inputs["labels"].to(device),
@@ -237,7 +232,7 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
     """
     settings = generation.model_dump() if isinstance(generation, BaseModel) else dict(generation or {})
     settings.setdefault("max_new_tokens", 40)  # a long one-sentence caption; HF's default of 20 cuts them
-    device, tokenizer = _model_device(model), processor.tokenizer
+    device, tokenizer = model.device, processor.tokenizer
     with torch.no_grad():
         features = model.encode_pixels(inputs["pixel_values"])
         embeds = model.embed_inputs(inputs["input_ids"].to(device), features)

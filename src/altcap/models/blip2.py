@@ -17,6 +17,7 @@ from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_fa
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     build_caption_batch,
+    embed_with_image_features,
     generate_new_text,
     pad_sequences,
     resolve_prompts,
@@ -194,10 +195,10 @@ def forward_with_query_output(model: Any, query_output: torch.Tensor, inputs: di
     """
     projection = model.language_projection
     image_features = projection(query_output.to(projection.weight.dtype))
-    input_ids, attention_mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
-    embeds = model.get_input_embeddings()(input_ids)
-    placeholders = (input_ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-    embeds = embeds.masked_scatter(placeholders, image_features.to(embeds.dtype))
+    attention_mask, labels = inputs["attention_mask"], inputs["labels"]
+    embeds = embed_with_image_features(
+        model, inputs["input_ids"], image_features, model.config.image_token_id
+    )
     if not model.config.use_decoder_only_language_model:
         return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels).loss
     logits = model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits

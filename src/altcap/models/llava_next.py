@@ -15,6 +15,7 @@ import torch
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
+    embed_with_image_features,
     encode_prompt_and_caption,
     generate_new_text,
     join_prompt_and_caption,
@@ -176,10 +177,10 @@ def forward_from_features(
     )
     # Placeholders filled here and passed as inputs_embeds (pixel_values=None): the one way to hand
     # LLaVA-NeXT precomputed image features that works in every transformers 5 release.
-    input_ids = inputs["input_ids"]
-    embeds = model.get_input_embeddings()(input_ids)
-    placeholders = (input_ids == inner.config.image_token_id).unsqueeze(-1).expand_as(embeds)
-    embeds = embeds.masked_scatter(placeholders, torch.cat(packed, dim=0).to(embeds.dtype))
+    image_features = torch.cat(packed, dim=0)
+    embeds = embed_with_image_features(
+        model, inputs["input_ids"], image_features, inner.config.image_token_id
+    )
     return model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], labels=inputs["labels"]).loss
 
 

@@ -81,6 +81,11 @@ class ModelFamily:
     # with the adapter when `train_vision_blocks` > 0; None = the family does not support it.
     last_vision_blocks: Callable[[Any, int], list[str]] | None = None
 
+    @property
+    def cached_part(self) -> tuple[str, ...]:
+        """The frozen modules a feature cache replaces (`cached_modules`, else all `frozen_modules`)."""
+        return self.cached_modules if self.cached_modules is not None else self.frozen_modules
+
 
 _REGISTRY: dict[str, ModelFamily] = {}
 

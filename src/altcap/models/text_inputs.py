@@ -149,6 +149,28 @@ def generate_new_text(
     return decode_new_tokens(tokenizer, sequences, prompt_length)
 
 
+def embed_with_image_features(
+    model: Any, input_ids: torch.Tensor, image_features: torch.Tensor, image_token_id: int
+) -> torch.Tensor:
+    """LM input embeddings with image features written over the image placeholder tokens, in order.
+
+    This is the step between the vision and language halves of BLIP-2, InstructBLIP and LLaVA's
+    own `forward`; families call it to train from cached features in any transformers 5 release.
+
+    Args:
+        model: the multimodal model (or its PEFT wrapper); its input embeddings are used.
+        input_ids: token ids with `image_token_id` placeholders, [batch, seq].
+        image_features: one row per placeholder, in order, [..., hidden].
+        image_token_id: the placeholder id.
+
+    Returns:
+        [batch, seq, hidden] embeddings.
+    """
+    embeds = model.get_input_embeddings()(input_ids)
+    placeholders = (input_ids == image_token_id).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(placeholders, image_features.to(embeds.dtype))
+
+
 def move_to_device(inputs: dict[str, Any], device: Any, float_dtype: Any = None) -> dict[str, Any]:
     """Move tensors to `device`; floating tensors (pixels, features) also to `float_dtype` if given."""
     moved: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
 from altcap.config import StageConfig
-from altcap.provenance import build_provenance, sha256_file
+from altcap.provenance import build_provenance, require_empty_folder, sha256_file
 from altcap.report.memo import MemoInputs, read_json, render_memo_markdown
 from altcap.report.training import read_train_run
 
@@ -111,10 +111,7 @@ def run_memo(cfg: MemoConfig) -> Path:
     """
     from altcap.report.pdf import write_pdf
 
-    if cfg.out.exists() and any(cfg.out.iterdir()):
-        raise FileExistsError(
-            f"{cfg.out}: folder is not empty; pass a new --out folder (nothing was overwritten)"
-        )
+    require_empty_folder(cfg.out)
     inputs = read_inputs(cfg)
     cfg.out.mkdir(parents=True, exist_ok=True)
     charts = copy_charts(cfg)

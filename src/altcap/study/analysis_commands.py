@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 
 from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
 from altcap.config import StageConfig
-from altcap.provenance import build_provenance, sha256_file
+from altcap.provenance import build_provenance, require_empty_folder, sha256_file
 from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
 from altcap.study.decision import DecisionRule, apply_decision_rule
 from altcap.study.simulate import (
@@ -147,10 +147,7 @@ def run_analyze(cfg: AnalysisConfig) -> Path:
     from altcap.report.analysis_md import write_analysis_md
     from altcap.report.charts import plot_likert, plot_validity
 
-    if cfg.out.exists() and any(cfg.out.iterdir()):
-        raise FileExistsError(
-            f"{cfg.out}: folder is not empty; pass a new --out folder (nothing was overwritten)"
-        )
+    require_empty_folder(cfg.out)
     result = analyze_export(cfg)
     charts = plot_likert(result["descriptives"], result["scale_max"], cfg.out / "likert", result["simulated"])
     if result["metric_validity"]:
@@ -186,10 +183,7 @@ def run_simulate(cfg: SimulationConfig) -> Path:
         The output folder.
     """
     out = cfg.out
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(
-            f"{out}: folder is not empty; pass a new --out folder (nothing was overwritten)"
-        )
+    require_empty_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     responses, participants, fx = simulate_study(cfg)
     write_csv(out / "responses.csv", responses, RESPONSE_COLUMNS)

@@ -205,10 +205,17 @@ class TrainConfig(StageConfig):
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 
     @model_validator(mode="after")
-    def _check_cache_vs_qformer(self) -> TrainConfig:
-        if self.lora.include_qformer and self.feature_cache.enabled:
+    def _check_cache_vs_trained_parts(self) -> TrainConfig:
+        if not self.feature_cache.enabled:
+            return self
+        trained = []
+        if self.lora.include_qformer:
+            trained.append("lora.include_qformer=true trains the Q-Former")
+        if self.train_vision_blocks:
+            trained.append(f"train_vision_blocks={self.train_vision_blocks} trains the vision tower")
+        if trained:
             raise ValueError(
-                "lora.include_qformer=true trains the Q-Former, so its outputs cannot be cached; "
+                f"{' and '.join(trained)}, so its outputs cannot be cached; "
                 "set feature_cache.enabled=false (or leave it unset)"
             )
         return self

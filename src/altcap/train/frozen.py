@@ -83,9 +83,7 @@ def release_frozen_modules(cfg: TrainConfig, plan: TrainPlan, model: Any, acc: A
     quantized = getattr(model.get_base_model(), "hf_quantizer", None) is not None
     if cfg.merge or acc.num_processes > 1 or quantized:
         return False
-    family = plan.family
-    cached = family.cached_modules if family.cached_modules is not None else family.frozen_modules
-    for name in cached:
+    for name in plan.family.cached_part:
         part = find_frozen_part(model, name)
         if isinstance(part, torch.nn.Module):
             part.to("meta")

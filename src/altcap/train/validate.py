@@ -194,11 +194,6 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
             f"train_vision_blocks={cfg.train_vision_blocks}: family {family.name!r} cannot train vision "
             "blocks; set it to 0"
         )
-    if cfg.train_vision_blocks and cfg.feature_cache.enabled:
-        problems.append(
-            "train_vision_blocks > 0 trains the vision tower, so its outputs cannot be cached; set "
-            "feature_cache.enabled=false (or leave it unset)"
-        )
     requested = cfg.feature_cache.enabled
     trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0
     plan.use_cache = can_cache and not trains_frozen_part and requested is not False
