@@ -72,6 +72,19 @@ def test_efficientnet_lite0_classifies_dog_photos_as_dog_breeds() -> None:
     assert model.extract_features(pixels[:1]).shape == (1, 1280, 7, 7)
 
 
+@needs_lite0
+def test_stride_one_last_stage_keeps_every_pretrained_weight_and_doubles_the_grid(tmp_path: Path) -> None:
+    config = mini.AltcapMiniConfig()
+    config.vision_stages[5][2] = 1  # stage 6's first block: stride 2 -> 1 (output stride 16)
+    assert config.num_image_tokens == 196
+    tower = effnet.load_pretrained_lite0(stages=config.stage_specs)  # strict: every key and shape
+    reference = effnet.load_pretrained_lite0()
+    assert torch.equal(tower._blocks[11]._depthwise_conv.weight, reference._blocks[11]._depthwise_conv.weight)
+    assert tower.extract_features(torch.zeros(1, 3, 224, 224)).shape == (1, 1280, 14, 14)
+    (tmp_path / "config.json").write_text(config.model_dump_json(), encoding="utf-8")
+    assert mini._read_config(tmp_path)[1].num_image_tokens == 196
+
+
 def test_tiny_label_masking_is_exact(tiny) -> None:
     model, processor = tiny
     captions = ["a dog runs", "a cat sleeps on a brown couch"]

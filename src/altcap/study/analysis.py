@@ -17,12 +17,10 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 SYSTEMS = ("base", "finetuned")
-# fmt: off
 REQUIRED_COLUMNS = (
     "participant_id", "participant_status", "trial_index", "trial_kind", "image", "system", "position",
     "item", "value", "correct",
-)
-# fmt: on
+)  # fmt: skip
 
 
 class ExportError(ValueError):
