@@ -16,6 +16,7 @@ import torch
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
+    beam_search_cache_without_cross_reorder,
     build_caption_batch,
     embed_with_image_features,
     generate_new_text,
@@ -217,9 +218,14 @@ def forward_from_features(
 def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first).
 
-    Shared by BLIP-2 and InstructBLIP.
+    Shared by BLIP-2 and InstructBLIP. Beam search on a T5 LM skips transformers' reorder of the
+    cross-attention cache (`beam_search_cache_without_cross_reorder`); same ids, less copying.
     """
-    prompt_length = 0 if is_encoder_decoder(processor) else inputs["input_ids"].shape[1]
+    encoder_decoder = is_encoder_decoder(processor)
+    beams = generation.get("num_beams") or 1
+    if encoder_decoder and beams > 1 and "cache_implementation" not in generation:
+        generation = {**generation, **beam_search_cache_without_cross_reorder()}
+    prompt_length = 0 if encoder_decoder else inputs["input_ids"].shape[1]
     return generate_new_text(model, processor.tokenizer, inputs, generation, prompt_length)
 
 

@@ -149,6 +149,31 @@ def generate_new_text(
     return decode_new_tokens(tokenizer, sequences, prompt_length)
 
 
+def beam_search_cache_without_cross_reorder() -> dict[str, Any]:
+    """`generate` kwargs giving an encoder-decoder KV cache whose beam-search reorder leaves the
+    cross-attention K/V alone.
+
+    transformers reorders every layer's cache at every beam step, cross-attention K/V included,
+    but each image's beams share one encoder output (it is repeated per beam), and beam indices
+    never leave their image: the reorder copies identical values. On the H100 profile of BLIP-2
+    Flan-T5-XL (batch 256, 3 beams) cache reordering was 24 % of the GPU time, and the
+    cross-attention K/V (prompt + 32 query tokens per layer) are most of what it copies.
+
+    Returns:
+        {name: fresh cache}, under the keyword this transformers release reads (`cache` from 5.2x,
+        `past_key_values` before).
+    """
+    from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    from transformers.generation import utils as generation_utils
+
+    class SharedCrossAttentionCache(EncoderDecoderCache):
+        def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+            self.self_attention_cache.reorder_cache(beam_idx)
+
+    keyword = "cache" if "cache" in getattr(generation_utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+    return {keyword: SharedCrossAttentionCache(DynamicCache(), DynamicCache())}
+
+
 def embed_with_image_features(
     model: Any, input_ids: torch.Tensor, image_features: torch.Tensor, image_token_id: int
 ) -> torch.Tensor:
