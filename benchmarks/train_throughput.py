@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -285,24 +286,23 @@ def describe_model(args: argparse.Namespace) -> str:
 
 
 def measure_variants(args: argparse.Namespace, manifest: Path, work: Path) -> dict[str, dict[str, Any]]:
-    """Run the chosen variants one after another, freeing memory in between."""
+    """Run the chosen variants one after another, freeing memory in between. Each result is printed
+    as it lands: a GPU call cut short by its time limit still reports what it measured."""
     examples = read_split_examples(manifest, "train", None)
-    results: dict[str, dict[str, Any]] = {}
-    for name in ("A_tutorial_fp32", "B_peft_bf16", "B_dynamic"):
-        if name in args.variants:
-            release_memory()
-            results[name] = run_manual_loop(args, examples, name)
+    altcap = partial(run_altcap, args, manifest, work)
+    plan = [(n, partial(run_manual_loop, args, examples, n)) for n in VARIANTS[:3] if n in args.variants]
     for batch_size in args.altcap_batch_sizes if "altcap" in args.variants else []:
-        release_memory()
         name = "altcap" if batch_size == args.batch_size else f"altcap_batch{batch_size}"
-        results[name] = run_altcap(args, manifest, work, batch_size, True, args.compile)
-    if "altcap_no_cache" in args.variants:
-        release_memory()
-        # The same path with the feature cache off isolates what the cache itself contributes.
-        results["altcap_no_cache"] = run_altcap(args, manifest, work, args.batch_size, False, args.compile)
+        plan.append((name, partial(altcap, batch_size, True, args.compile)))
+    if "altcap_no_cache" in args.variants:  # the cache off isolates what the cache itself contributes
+        plan.append(("altcap_no_cache", partial(altcap, args.batch_size, False, args.compile)))
     if "altcap_compiled" in args.variants:
+        plan.append(("altcap_compiled", partial(altcap, args.batch_size, True, True)))
+    results: dict[str, dict[str, Any]] = {}
+    for name, measure in plan:
         release_memory()
-        results["altcap_compiled"] = run_altcap(args, manifest, work, args.batch_size, True, True)
+        results[name] = measure()
+        print(f"measured {name}: {json.dumps(results[name])}", flush=True)
     return results
 
 

@@ -8,4 +8,4 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee $OUT/gpu.txt
 python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" \
   | tee -a $OUT/gpu.txt
-python3 benchmarks/train_throughput.py "$@" --out $OUT/train_throughput.json 2>&1 | grep -v "it/s\]$" | tail -60
+python3 benchmarks/train_throughput.py "$@" --out $OUT/train_throughput.json 2>&1 | grep --line-buffered -v "it/s\]$"
