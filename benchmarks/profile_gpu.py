@@ -118,7 +118,7 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     """Model, optimizer and one cached batch, built with altcap's own train functions."""
     from altcap.train.config import TrainConfig
     from altcap.train.data import make_collate
-    from altcap.train.frozen import find_frozen_part, frozen_submodules
+    from altcap.train.frozen import free_cached_part, frozen_submodules
     from altcap.train.run import CaptionLoss, build_optimizer, build_scheduler, load_train_model
     from altcap.train.validate import validate_train_config
 
@@ -138,9 +138,7 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     inputs = move_to_device(family.build_inputs(processor, images, prompts, None), device)
     with torch.no_grad(), torch.autocast(device, torch.bfloat16, enabled=precision == "bf16"):
         features = {k: v.to("cpu") for k, v in family.encode_images(model, inputs).items()}
-    for name in family.cached_part:  # as release_frozen_modules: training from features never runs them
-        if isinstance(part := find_frozen_part(model, name), torch.nn.Module):
-            part.to("meta")
+    free_cached_part(model, family)  # as `altcap train` does: training from features never runs them
     batch = make_collate(family, processor, cfg.data.max_caption_tokens, with_pixels=False)(examples)
     loss_module = CaptionLoss(model, family)
     if cfg.compile:  # as run.py's build_train_run: in place, dynamic shapes

@@ -67,6 +67,14 @@ def fill_feature_cache(
     return cache
 
 
+def free_cached_part(model: Any, family: Any) -> None:
+    """Move the modules whose outputs the feature cache holds to the meta device (no memory)."""
+    for name in family.cached_part:
+        part = find_frozen_part(model, name)
+        if isinstance(part, torch.nn.Module):
+            part.to("meta")
+
+
 def release_frozen_modules(cfg: TrainConfig, plan: TrainPlan, model: Any, acc: Any) -> bool:
     """Move the frozen vision tower / Q-Former to the meta device once their outputs are cached.
 
@@ -83,10 +91,7 @@ def release_frozen_modules(cfg: TrainConfig, plan: TrainPlan, model: Any, acc: A
     quantized = getattr(model.get_base_model(), "hf_quantizer", None) is not None
     if cfg.merge or acc.num_processes > 1 or quantized:
         return False
-    for name in plan.family.cached_part:
-        part = find_frozen_part(model, name)
-        if isinstance(part, torch.nn.Module):
-            part.to("meta")
+    free_cached_part(model, plan.family)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         # The logged peak then measures training itself, not the one-off cache fill.
