@@ -85,6 +85,14 @@ def test_stride_one_last_stage_keeps_every_pretrained_weight_and_doubles_the_gri
     assert mini._read_config(tmp_path)[1].num_image_tokens == 196
 
 
+@needs_lite0
+def test_packaged_vision_with_other_channels_names_the_config_and_the_fix(tmp_path: Path) -> None:
+    config = mini.AltcapMiniConfig()
+    config.vision_stages[5][4] = 200  # channels, not a stride: the ImageNet weights cannot load
+    with pytest.raises(ValueError, match=r"config\.json: vision_stages .* only the strides may differ"):
+        mini._load_vision(config, tmp_path)
+
+
 def test_tiny_label_masking_is_exact(tiny) -> None:
     model, processor = tiny
     captions = ["a dog runs", "a cat sleeps on a brown couch"]

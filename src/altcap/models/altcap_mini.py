@@ -278,7 +278,14 @@ def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Mod
 
 def _load_vision(config: AltcapMiniConfig, folder: Path) -> effnet.EfficientNetLite:
     if config.vision_source == "package":
-        return effnet.load_pretrained_lite0(stages=config.stage_specs)
+        try:
+            return effnet.load_pretrained_lite0(stages=config.stage_specs)
+        except RuntimeError as err:  # strict load: a stage shape the packaged ImageNet weights lack
+            raise ValueError(
+                f"{folder / CONFIG_FILE}: vision_stages {config.vision_stages} do not fit the packaged "
+                "Lite0 weights; with vision_source='package' only the strides may differ from Lite0's "
+                f"(or use vision_source='folder' with {VISION_FILE}). {str(err).splitlines()[0]}"
+            ) from err
     vision = config.build_vision()
     vision.load_state_dict(load_file(folder / VISION_FILE), strict=True)
     return vision.eval()
