@@ -21,6 +21,7 @@ FLAG_FIELDS = {
     "family": "model.family",
     "manifest": "data.manifest",
     "output_dir": "output_dir",
+    "objective": "objective",
     "epochs": "epochs",
     "max_steps": "max_steps",
     "batch_size": "batch_size",
@@ -46,6 +47,9 @@ def train_command(
     family: Annotated[str | None, typer.Option(help="model.family (None infers it).")] = None,
     manifest: Annotated[Path | None, typer.Option(help="data.manifest: JSONL from `altcap data`.")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="output_dir: the run folder.")] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="objective: cross_entropy, or scst (CIDEr-D reward, after it).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="epochs.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="max_steps: cap on optimizer steps.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="batch_size per device.")] = None,

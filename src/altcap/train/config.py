@@ -125,6 +125,17 @@ class LaunchConfig(StageConfig):
     )
 
 
+class ScstConfig(StageConfig):
+    """Self-critical sequence training (Rennie et al. 2017): after cross-entropy, optimise CIDEr-D."""
+
+    samples: int = Field(
+        default=5, ge=2, description="Captions sampled per image; each one's baseline is the mean "
+        "reward of the others (Luo 2020), so no greedy pass is needed.",
+    )
+    max_new_tokens: int = Field(default=40, gt=0, description="Longest sampled caption, in tokens.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (1 = the model's own).")
+
+
 class TrainConfig(StageConfig):
     """`altcap train`: LoRA / QLoRA fine-tuning of a captioning model on a manifest."""
 
@@ -142,6 +153,14 @@ class TrainConfig(StageConfig):
     launch: LaunchConfig = Field(
         default_factory=LaunchConfig, description="Process count and accelerate config (multi-GPU)."
     )
+    objective: Literal["cross_entropy", "scst"] = Field(
+        default="cross_entropy",
+        description="cross_entropy: one example per reference caption. scst: one example per image, "
+        "reward = CIDEr-D of sampled captions against all its references (idf from the training "
+        "split); start it from a cross-entropy model. Validation then reports -CIDEr-D of greedy "
+        "captions as val_loss (lower is better, as for a loss).",
+    )
+    scst: ScstConfig = Field(default_factory=ScstConfig, description="Settings of objective=scst.")
     batch_size: int = Field(default=32, gt=0, description="Examples per micro-batch per device.")
     grad_accum_steps: int = Field(default=2, gt=0, description="Micro-batches per optimizer step.")
     epochs: int = Field(default=4, gt=0, description="Passes over the training split.")
@@ -213,6 +232,8 @@ class TrainConfig(StageConfig):
             trained.append("lora.include_qformer=true trains the Q-Former")
         if self.train_vision_blocks:
             trained.append(f"train_vision_blocks={self.train_vision_blocks} trains the vision tower")
+        if self.objective == "scst":
+            trained.append("objective=scst samples captions from pixels")
         if trained:
             raise ValueError(
                 f"{' and '.join(trained)}, so its outputs cannot be cached; "

@@ -25,15 +25,17 @@ from altcap.data.manifest import ManifestRecord, read_manifest, resolve_image
 
 @dataclass(frozen=True)
 class Example:
-    """One training pair; `image` is an absolute path."""
+    """One training pair; `image` is an absolute path. Per-image examples (SCST) also carry every
+    reference caption of the image."""
 
     image: Path
     prompt: str | None
     caption: str
+    references: tuple[str, ...] = ()
 
 
 def expand_examples(
-    manifest: Path, records: list[ManifestRecord], default_prompt: str | None
+    manifest: Path, records: list[ManifestRecord], default_prompt: str | None, per_image: bool = False
 ) -> list[Example]:
     """One example per (record, caption); records without captions are skipped.
 
@@ -41,6 +43,7 @@ def expand_examples(
         manifest: the manifest file (relative image paths resolve against its folder).
         records: manifest records of one split.
         default_prompt: instruction used where a record has no `prompt` (None = family default).
+        per_image: one example per record instead, with all its captions as `references`.
 
     Returns:
         Examples in manifest order.
@@ -49,12 +52,17 @@ def expand_examples(
     for record in records:
         image = resolve_image(manifest, record)
         prompt = record.prompt or default_prompt
-        examples.extend(Example(image, prompt, caption) for caption in record.captions if caption.strip())
+        captions = tuple(caption for caption in record.captions if caption.strip())
+        if per_image and captions:
+            examples.append(Example(image, prompt, captions[0], captions))
+        elif not per_image:
+            examples.extend(Example(image, prompt, caption) for caption in captions)
     return examples
 
 
 def read_split_examples(
-    manifest: Path, split: str, default_prompt: str | None, max_records: int | None = None
+    manifest: Path, split: str, default_prompt: str | None, max_records: int | None = None,
+    per_image: bool = False,
 ) -> list[Example]:
     """Read one split of a manifest as training examples.
 
@@ -63,12 +71,14 @@ def read_split_examples(
         split: split name to keep.
         default_prompt: instruction used where a record has no `prompt`.
         max_records: keep only the first N records of the split.
+        per_image: one example per image with all its captions (SCST) instead of one per caption.
 
     Returns:
         The split's examples (possibly empty).
     """
     records = read_manifest(manifest, split)
-    return expand_examples(manifest, records[:max_records] if max_records else records, default_prompt)
+    kept = records[:max_records] if max_records else records
+    return expand_examples(manifest, kept, default_prompt, per_image)
 
 
 def load_rgb(path: Path) -> Image.Image:

@@ -50,6 +50,9 @@ class TrainRun:
     save_best: Callable[[], None] | None = None
     resume_rng: dict[str, Any] | None = None
     frozen_modules: list[torch.nn.Module] = field(default_factory=list)
+    objective: str = "cross_entropy"
+    # Extra figures for each logged row (SCST: mean sample reward since the last row).
+    step_metrics: Callable[[], dict[str, float]] | None = None
 
 
 def fit(run: TrainRun) -> TrainState:
@@ -129,6 +132,8 @@ def finish_step(run: TrainRun, row: dict[str, Any], end_of_epoch: bool) -> None:
     if end_of_epoch or last_step:
         close_epoch(run, row.get("val_loss"), end_of_epoch)
     if eval_now or end_of_epoch or last_step or state.global_step % run.log_every_n_steps == 0:
+        if run.step_metrics is not None:
+            row.update(run.step_metrics())
         run.logger.write_row(row)
     if state.global_step % run.save_every_n_steps == 0 or last_step or state.stopped_early:
         save(run)
@@ -147,7 +152,9 @@ def close_epoch(run: TrainRun, val_loss: float | None, end_of_epoch: bool) -> No
 
 
 def compute_loss(run: TrainRun, batch: dict[str, Any]) -> torch.Tensor:
-    """Caption-token loss of one batch, from cached features when a cache is in use."""
+    """Caption-token loss of one batch, from cached features when a cache is in use (SCST: its loss)."""
+    if run.objective == "scst":
+        return run.loss_module(batch["inputs"], batch["examples"], batch["images"])
     features = run.load_features(batch["examples"]) if run.load_features is not None else None
     return run.loss_module(batch["inputs"], features)
 

@@ -28,6 +28,7 @@ from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_f
 from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
 from altcap.train.loop import TrainRun, fit
 from altcap.train.plots import LOSS_CURVES, plot_loss_curves
+from altcap.train.scst import build_scst_loss
 from altcap.train.validate import TrainPlan, lora_targets, validate_train_config
 
 logger = logging.getLogger(__name__)
@@ -193,8 +194,12 @@ def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
 def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, processor: Any) -> TrainRun:
     """Cache, loaders, optimizer and scheduler, prepared by accelerate, bundled for `fit`."""
     cache = fill_feature_cache(cfg, plan, model, processor, acc) if plan.use_cache else None
-    # With the cache, the loss reads cached features, so the loaders never decode an image.
-    collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
+    if cfg.objective == "scst":
+        loss_module, collate = build_scst_loss(cfg, plan, model, processor)
+    else:
+        loss_module = CaptionLoss(model, plan.family)
+        # With the cache, the loss reads cached features, so the loaders never decode an image.
+        collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
     train_loader, sampler = build_loader(
         plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True
     )
@@ -203,7 +208,6 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         val_loader, _ = build_loader(
             plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False
         )
-    loss_module = CaptionLoss(model, plan.family)
     if cfg.compile:
         # In place (nn.Module.compile), not torch.compile's OptimizedModule wrapper nor accelerate's
         # dynamo plugin (which wraps too): unwrap_model then still yields CaptionLoss, so checkpoint
@@ -241,6 +245,8 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         patience=cfg.early_stopping.patience,
         min_delta=cfg.early_stopping.min_delta,
         frozen_modules=frozen_submodules(model, plan.family),
+        objective=cfg.objective,
+        step_metrics=getattr(acc.unwrap_model(loss_module), "pop_mean_reward", None),
     )
     if cfg.keep_best:
         run.save_best = lambda: (

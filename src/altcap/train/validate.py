@@ -70,12 +70,13 @@ def check_data(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
         problems.append("data.manifest is not set; pass --manifest PATH (a manifest from `altcap data`)")
         return
     try:
+        per_image = cfg.objective == "scst"
         plan.train_examples = read_split_examples(
-            manifest, cfg.data.train_split, cfg.data.prompt, cfg.data.max_train_records
+            manifest, cfg.data.train_split, cfg.data.prompt, cfg.data.max_train_records, per_image
         )
         if cfg.data.val_split:
             plan.val_examples = read_split_examples(
-                manifest, cfg.data.val_split, cfg.data.prompt, cfg.data.max_val_records
+                manifest, cfg.data.val_split, cfg.data.prompt, cfg.data.max_val_records, per_image
             )
     except ManifestError as err:
         problems.append(f"data.manifest: {err}")
@@ -195,7 +196,8 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
             "blocks; set it to 0"
         )
     requested = cfg.feature_cache.enabled
-    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0
+    # SCST samples captions with the family's own generate, which starts from pixels.
+    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0 or cfg.objective == "scst"
     plan.use_cache = can_cache and not trains_frozen_part and requested is not False
 
 
