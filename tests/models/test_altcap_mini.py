@@ -207,6 +207,37 @@ def test_base_adapter_with_projector_is_merged_at_load(tiny_folder: Path, tmp_pa
     assert merged(**inputs).loss.item() == pytest.approx(adapted_loss, abs=1e-5)
 
 
+def test_listed_adapters_merge_in_order(tiny_folder: Path, tmp_path: Path) -> None:
+    """A second adapter trained on the merged first (cross-entropy, then SCST) loads as that stack."""
+    import json
+
+    from peft import LoraConfig, get_peft_model
+
+    _, processor = mini.load(str(tiny_folder))
+    inputs = mini.build_inputs(processor, make_images(), [None, None], ["a dog runs", "a cat sleeps"])
+    folder = mini.save_altcap_mini(mini.load(str(tiny_folder))[0], processor, tmp_path / "shipped")
+
+    def random_adapter(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        lora = LoraConfig(r=4, target_modules=list(mini.DEFAULT_LORA_TARGETS),
+                          modules_to_save=list(mini.MODULES_TO_SAVE), init_lora_weights=False)
+        return get_peft_model(model, lora)
+
+    first = random_adapter(mini.load(str(folder))[0], 1)
+    first.save_pretrained(folder / mini.BASE_ADAPTER_DIR)
+    second = random_adapter(mini.load(str(folder))[0], 2)  # on the merged first adapter
+    second.save_pretrained(folder / "scst_adapter")
+    expected = second(**inputs).loss.item()
+    only_first = mini.load(str(folder))[0](**inputs).loss.item()
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    (folder / "config.json").write_text(json.dumps({**config, "adapters": ["base_adapter", "scst_adapter"]}))
+    stacked = mini.load(str(folder))[0](**inputs).loss.item()
+    assert stacked == pytest.approx(expected, abs=1e-5) and abs(stacked - only_first) > 1e-4
+    (folder / "config.json").write_text(json.dumps({**config, "adapters": ["base_adapter", "missing"]}))
+    with pytest.raises(FileNotFoundError, match="lists adapter 'missing'"):
+        mini.load(str(folder))
+
+
 def test_family_is_registered_and_lora_lands_in_the_language_model_only(tiny_folder: Path) -> None:
     from altcap.models.loading import apply_lora
 

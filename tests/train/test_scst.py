@@ -127,6 +127,7 @@ def test_altcap_train_scst_end_to_end(tiny_mini: Path, tmp_path: Path) -> None:
     # A random tiny model's samples rarely share an n-gram with the references (reward 0, no
     # gradient), so learning itself is pinned by test_one_step_raises_the_better_samples_log_probability.
     assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "reward_curves.png").stat().st_size > 0 and not (out / "loss_curves.png").exists()
 
 
 def test_scst_with_the_encoder_decoder_family_trains(tiny_model, tmp_path: Path) -> None:

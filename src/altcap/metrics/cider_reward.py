@@ -19,8 +19,6 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-from pycocoevalcap.cider.cider_scorer import precook
-
 NGRAMS = 4
 SIGMA = 6.0
 _PUNCTUATION = re.compile(r"[^\w\s']|_")
@@ -29,6 +27,13 @@ _PUNCTUATION = re.compile(r"[^\w\s']|_")
 def simple_tokenize(caption: str) -> str:
     """Lower case, punctuation replaced by spaces, whitespace collapsed (close to the PTB result)."""
     return " ".join(_PUNCTUATION.sub(" ", caption.lower()).split())
+
+
+def precook(caption: str, n: int = NGRAMS) -> Counter[tuple[str, ...]]:
+    """Counts of every 1..n-gram of a tokenised caption (pycocoevalcap's `precook`; not imported so
+    training does not need pycocoevalcap, which GPU images often lack)."""
+    words = caption.split()
+    return Counter(tuple(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1))
 
 
 _Vector = tuple[list[dict[tuple[str, ...], float]], list[float], int]

