@@ -2,11 +2,13 @@
 # Issue #11 ablations on the lent GPU: altcap-mini trained from scratch on Flickr8k train with the
 # shipped recipe (src/altcap/configs/altcap-mini-flickr8k.yaml) and one change per variant, the
 # same epochs for all, then the 1,000 test images captioned with each of BEAMS (default 3).
-# Scoring runs afterwards on the CPU machine (pycocoevalcap needs Java). Run from a tree WITHOUT
-# src/altcap/models/mini_checkpoint/base_adapter, so every variant starts from an untrained projector.
+# Scoring runs afterwards on the CPU machine (pycocoevalcap needs Java). Every variant starts from
+# MODEL (default altcap-mini-parts: untrained projector; altcap-mini-xe for the SCST stage).
 # Expects the staged parts joined under /root/w (flickr8k/ and the two model wheels) and WHEELS.
 #   benchmarks/gpu/flickr8k_ablations.sh NAME[:key=value[,key=value...]] ...
 # e.g. r16:lora.r=16,lora.alpha=32  noprompt:data.prompt=""  vision2:train_vision_blocks=2
+#   MODEL=altcap-mini-xe ... scst:objective=scst,train_vision_blocks=0,optim.lr=1e-4,batch_size=64
+# (SCST needs ~35 GB per run at batch 64: at most two side by side on an 80 GB GPU)
 # A `mini=FILE` pair trains an altcap-mini whose config.json is FILE (e.g. another stride).
 # Environment: EPOCHS (1), BEAMS ("3"), SPLITS ("test"), PARALLEL=1 trains the variants side by
 # side on the one GPU, TRAIN_TIMEOUT_S stops training there (a checkpoint every 100 steps; running
@@ -20,7 +22,7 @@ fi
 [ -f $W/f8k/manifest.jsonl ] || python3 -m altcap.cli data import flickr8k $W/flickr8k --out $W/f8k --overwrite
 
 run_variant() {  # NAME[:pairs]: train (or resume), then caption each split with each beam width
-  local variant=$1 name=${1%%:*} model=altcap-mini sets=() caption_sets=() pair pairs
+  local variant=$1 name=${1%%:*} model=${MODEL:-altcap-mini-parts} sets=() caption_sets=() pair pairs
   if [[ $variant == *:* ]]; then
     IFS=, read -ra pairs <<< "${variant#*:}"
     for pair in "${pairs[@]}"; do
@@ -35,7 +37,7 @@ run_variant() {  # NAME[:pairs]: train (or resume), then caption each split with
   local run=$W/runs/$name start=$(date +%s)
   if [ ! -f $run/.trained ]; then
     timeout ${TRAIN_TIMEOUT_S:-100000} python3 -m altcap.cli train src/altcap/configs/altcap-mini-flickr8k.yaml \
-      --manifest $W/f8k/manifest.jsonl --output-dir $run --set feature_cache.dir=$W/cache \
+      --manifest $W/f8k/manifest.jsonl --output-dir $run --set feature_cache.dir=$W/cache --set model.model_id=$model \
       --set epochs=${EPOCHS:-1} --set save_every_n_steps=100 "${sets[@]}" >> $OUT/$name-train.log 2>&1 \
       && touch $run/.trained || true
     echo "$name train_s=$(( $(date +%s) - start ))" | tee -a $OUT/timings.txt

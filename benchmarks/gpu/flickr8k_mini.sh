@@ -14,14 +14,14 @@ python3 -c "import torch, transformers, peft; print(torch.__version__, transform
 python3 -m altcap.cli data import flickr8k $W/flickr8k --out $W/f8k --overwrite
 start=$(date +%s)
 python3 -m altcap.cli train src/altcap/configs/altcap-mini-flickr8k.yaml --manifest $W/f8k/manifest.jsonl \
-  --output-dir $W/run --set feature_cache.dir=$W/cache "$@" > $OUT/train.log 2>&1 || { tail -30 $OUT/train.log; exit 1; }
+  --output-dir $W/run --set feature_cache.dir=$W/cache --set model.model_id=${MODEL:-altcap-mini-parts} "$@" > $OUT/train.log 2>&1 || { tail -30 $OUT/train.log; exit 1; }
 echo "train_seconds=$(( $(date +%s) - start ))" | tee -a $OUT/gpu.txt
 cp $W/run/train_log.jsonl $W/run/loss_curves.png $W/run/config.yaml $OUT/ 2>/dev/null || true
 best=$W/run/best; [ -d $best ] || best=$W/run/adapter
 [ -n "${RETURN_ADAPTER:-}" ] && tar czf - -C $best . | split -b 15M -d - $OUT/adapter.tgz.part
 for beams in ${BEAMS:-3}; do
   start=$(date +%s)
-  python3 -m altcap.cli caption --model-id altcap-mini --adapter $best --manifest $W/f8k/manifest.jsonl \
+  python3 -m altcap.cli caption --model-id ${MODEL:-altcap-mini-parts} --adapter $best --manifest $W/f8k/manifest.jsonl \
     --split test --out $OUT/test_captions_beam$beams.jsonl --batch-size 100 --num-beams $beams \
     --max-new-tokens 30 --min-new-tokens 5 2>&1 | tail -1
   echo "caption_beam${beams}_seconds=$(( $(date +%s) - start ))" | tee -a $OUT/gpu.txt

@@ -324,3 +324,14 @@ def test_caption_stage_runs_altcap_mini_with_a_trained_adapter(tiny_folder: Path
     records = read_captions(out)
     assert summary.written_images == 4 and len(records) == 4
     assert all(r.adapter == str(tmp_path / "adapter") for r in records)
+
+
+def test_packaged_ids_pick_their_adapters() -> None:
+    from altcap.models.loading import PACKAGED_MINI_IDS
+
+    assert set(PACKAGED_MINI_IDS) == set(mini.PACKAGED_ADAPTERS)
+    folder, config = mini._read_config("altcap-mini")
+    assert folder == mini.CHECKPOINT_DIR and config.adapters == ["base_adapter", "scst_adapter"]
+    assert mini._read_config("altcap-mini-xe")[1].adapters == ["base_adapter"]
+    assert mini._read_config("altcap-mini-parts")[1].adapters == []
+    assert all((folder / name / "adapter_model.safetensors").is_file() for name in config.adapters)

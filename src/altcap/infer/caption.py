@@ -265,6 +265,50 @@ def pad_batches(batches: list[list[CaptionItem]], batch_size: int) -> list[list[
     return [batch + [batch[-1]] * (batch_size - len(batch)) for batch in batches]
 
 
+def iter_captions(
+    model: Any, processor: Any, family: Any, items: list[CaptionItem], cfg: CaptionConfig,
+    prefetch: bool = True,
+) -> Iterator[tuple[list[CaptionItem], list[str]]]:
+    """(batch, captions) for `items` (already ordered), batch by batch; the core loop, also benchmarked.
+
+    Args:
+        model, processor, family: from `load_model`.
+        items: images to caption.
+        cfg: settings (generation, batch size, workers, prompt).
+        prefetch: prepare the next batches during generation (cfg.num_workers says how).
+    """
+    import torch
+
+    from altcap.models.text_inputs import move_to_device
+
+    batches = list(iter_batches(items, cfg.batch_size))
+    sizes = [len(batch) for batch in batches]
+    if cfg.generation.cache_implementation == "static":
+        batches = pad_batches(batches, cfg.batch_size)
+    generate_kwargs = cfg.generation.generate_kwargs()
+    pin_memory = torch.device(model.device).type == "cuda"
+    prepared = iter_prepared_batches(
+        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
+    )
+    for (batch, inputs), size in zip(prepared, sizes, strict=True):
+        inputs = move_to_device(inputs, model.device, model.dtype)
+        with torch.inference_mode():
+            captions = family.generate(model, processor, inputs, generate_kwargs)
+        yield batch[:size], captions[:size]
+
+
+def write_batch(cfg: CaptionConfig, keys: list[str], captions: list[str]) -> int:
+    """Append one batch's caption records (fsynced) to cfg.out; returns how many."""
+    settings = cfg.record_settings()
+    records = [
+        CaptionRecord(image=key, caption=caption, model_id=cfg.model.model_id, adapter=cfg.model.adapter,
+                      generation=settings)
+        for key, caption in zip(keys, captions, strict=True)
+    ]
+    append_captions(cfg.out, records)
+    return len(records)
+
+
 def caption_items(
     model: Any,
     processor: Any,
@@ -274,52 +318,32 @@ def caption_items(
     progress: bool = True,
     prefetch: bool = True,
 ) -> int:
-    """Generate and append captions for `items` (already ordered); the core loop, also benchmarked.
-
-    Args:
-        model, processor, family: from `load_model`.
-        items: images to caption.
-        cfg: settings (generation, batch size, workers, prompt, out).
-        progress: show a tqdm progress bar.
-        prefetch: prepare the next batches during generation (cfg.num_workers says how).
+    """Generate and append captions for `items` (already ordered) in this process.
 
     Returns:
         Number of captions written.
     """
-    import torch
     from tqdm import tqdm
 
-    from altcap.models.text_inputs import move_to_device
-
-    batches = list(iter_batches(items, cfg.batch_size))
-    sizes = [len(batch) for batch in batches]
-    if cfg.generation.cache_implementation == "static":
-        batches = pad_batches(batches, cfg.batch_size)
-    settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
-    pin_memory = torch.device(model.device).type == "cuda"
-    prepared = iter_prepared_batches(
-        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
-    )
     written = 0
     with tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar:
-        for (batch, inputs), size in zip(prepared, sizes, strict=True):
-            inputs = move_to_device(inputs, model.device, model.dtype)
-            with torch.inference_mode():
-                captions = family.generate(model, processor, inputs, generate_kwargs)
-            records = [
-                CaptionRecord(
-                    image=item.key,
-                    caption=caption,
-                    model_id=cfg.model.model_id,
-                    adapter=cfg.model.adapter,
-                    generation=settings,
-                )
-                for item, caption in zip(batch[:size], captions[:size], strict=True)
-            ]
-            append_captions(cfg.out, records)
-            written += len(records)
-            bar.update(len(records))
+        for batch, captions in iter_captions(model, processor, family, items, cfg, prefetch):
+            written += write_batch(cfg, [item.key for item in batch], captions)
+            bar.update(len(batch))
     return written
+
+
+def caption_items_with_replicas(items: list[CaptionItem], cfg: CaptionConfig, progress: bool = True) -> int:
+    """`caption_items` by cfg.replicas model copies in their own processes (`infer/replicas.py`)."""
+    from tqdm import tqdm
+
+    from altcap.infer.replicas import caption_with_replicas
+
+    with tqdm(total=len(items), unit="img", desc=f"captioning x{cfg.replicas}", disable=not progress) as bar:
+        def write(keys: list[str], captions: list[str]) -> None:
+            bar.update(write_batch(cfg, keys, captions))
+
+        return caption_with_replicas(cfg, items, write).written
 
 
 def provenance_path(out: Path) -> Path:
@@ -375,7 +399,10 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     todo = [item for item in items if item.key not in done]
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": len(items) - len(todo)}
-    if todo:
+    if todo and cfg.replicas > 1:
+        write_provenance(cfg, family.name, {**run, "status": "running"})
+        written = caption_items_with_replicas(order_for_throughput(todo), cfg)
+    elif todo:
         torch.manual_seed(cfg.seed)
         model, processor, family = load_model(cfg.model)
         write_provenance(cfg, family.name, {**run, "status": "running"})

