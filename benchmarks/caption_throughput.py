@@ -42,9 +42,8 @@ import torch
 from PIL import Image
 
 from altcap.data.images import load_image_rgb
-from altcap.infer.caption import CaptionItem, caption_items, order_for_throughput, write_batch
+from altcap.infer.caption import CaptionItem, caption_items, order_for_throughput
 from altcap.infer.config import CaptionConfig, GenerationConfig
-from altcap.infer.replicas import caption_with_replicas
 from altcap.models.loading import ModelConfig, load_model
 from altcap.models.text_inputs import move_to_device
 from altcap.models.tiny import build_tiny_model
@@ -55,7 +54,7 @@ from random_archs import ARCHS, build_random_arch
 
 FLICKR8K_IMAGES = Path("/work/shared/data/flickr8k/Images")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ALTCAP_SETTINGS = {  # (c)'s settings: GenerationConfig speed fields; "-rN" adds N model replicas
+ALTCAP_SETTINGS = {  # (c)'s settings: GenerationConfig speed fields
     "dynamic": {},
     "static": {"cache_implementation": "static"},
     "static-eager": {"cache_implementation": "static", "disable_compile": True},
@@ -66,21 +65,14 @@ def parse_int_list(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part]
 
 
-def split_replicas(setting: str) -> tuple[str, int]:
-    """'dynamic-r2' -> ('dynamic', 2): the setting run by 2 model replicas side by side (`replicas`)."""
-    base, _, count = setting.rpartition("-r")
-    return (base, int(count)) if base and count.isdigit() else (setting, 1)
-
-
 def parse_altcap_runs(text: str) -> list[tuple[str, int]]:
-    """'static:256,dynamic-r2:128' -> [("static", 256), ("dynamic-r2", 128)]; unknown names are an error."""
+    """'static:256,dynamic:128' -> [("static", 256), ("dynamic", 128)]; unknown names are an error."""
     runs = []
     for part in text.split(","):
         name, _, size = part.partition(":")
-        if split_replicas(name)[0] not in ALTCAP_SETTINGS or not size.isdigit():
+        if name not in ALTCAP_SETTINGS or not size.isdigit():
             raise argparse.ArgumentTypeError(
-                f"--altcap-runs item {part!r}: use SETTING[-rN]:BATCH, SETTING one of "
-                f"{', '.join(ALTCAP_SETTINGS)}"
+                f"--altcap-runs item {part!r}: use SETTING:BATCH, SETTING one of {', '.join(ALTCAP_SETTINGS)}"
             )
         runs.append((name, int(size)))
     return runs
@@ -172,11 +164,6 @@ def time_altcap(loaded: tuple, paths: list[Path], cfg: CaptionConfig, ordered: b
     began = time.perf_counter()
     items = [CaptionItem(p.name, p) for p in paths]
     items = order_for_throughput(items) if ordered else items
-    if cfg.replicas > 1:  # timed from all replicas loaded and warmed up; memory summed over them
-        run = caption_with_replicas(cfg, items, lambda keys, caps: write_batch(cfg, keys, caps), warmup=True)
-        assert run.written == len(paths)
-        peaks = [p for p in run.peak_gpu_gb if p is not None]
-        return {"seconds": run.generate_seconds, "peak_gpu_gb": sum(peaks) if peaks else None}
     written = caption_items(model, processor, family, items, cfg, progress=False)
     synchronize(model.device)
     assert written == len(paths)
@@ -195,7 +182,7 @@ class Sweep:
         print(f"[{time.perf_counter() - self.started:6.0f} s] {message}", flush=True)
 
     def generation(self, beams: int, setting: str = "dynamic") -> GenerationConfig:
-        n, speed = self.args.max_new_tokens, ALTCAP_SETTINGS[split_replicas(setting)[0]]
+        n, speed = self.args.max_new_tokens, ALTCAP_SETTINGS[setting]
         return GenerationConfig(num_beams=beams, max_new_tokens=n, min_new_tokens=n, **speed)
 
     def caption_config(self, beams: int, setting: str, batch_size: int) -> CaptionConfig:
@@ -207,7 +194,6 @@ class Sweep:
             generation=self.generation(beams, setting),
             batch_size=batch_size,
             num_workers=self.args.num_workers,
-            replicas=split_replicas(setting)[1],
         )
 
     def measure(self, beams: int, setting: str | None, batch_size: int) -> dict:
@@ -217,8 +203,7 @@ class Sweep:
             kwargs = self.generation(beams).generate_kwargs()
             time_direct(self.loaded, self.paths[:batch_size], batch_size, kwargs)
             return time_direct(self.loaded, self.paths, batch_size, kwargs)
-        if split_replicas(setting)[1] == 1:  # replicas warm up in their own processes
-            time_altcap(self.loaded, self.paths[:batch_size], self.caption_config(beams, setting, batch_size))
+        time_altcap(self.loaded, self.paths[:batch_size], self.caption_config(beams, setting, batch_size))
         return time_altcap(self.loaded, self.paths, self.caption_config(beams, setting, batch_size))
 
     def run_per_image(self, beams: int) -> dict:

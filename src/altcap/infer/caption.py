@@ -333,19 +333,6 @@ def caption_items(
     return written
 
 
-def caption_items_with_replicas(items: list[CaptionItem], cfg: CaptionConfig, progress: bool = True) -> int:
-    """`caption_items` by cfg.replicas model copies in their own processes (`infer/replicas.py`)."""
-    from tqdm import tqdm
-
-    from altcap.infer.replicas import caption_with_replicas
-
-    with tqdm(total=len(items), unit="img", desc=f"captioning x{cfg.replicas}", disable=not progress) as bar:
-        def write(keys: list[str], captions: list[str]) -> None:
-            bar.update(write_batch(cfg, keys, captions))
-
-        return caption_with_replicas(cfg, items, write).written
-
-
 def provenance_path(out: Path) -> Path:
     """Where the provenance of a captions file lives: `<out>.provenance.json` beside it."""
     return out.with_name(out.name + ".provenance.json")
@@ -399,10 +386,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     todo = [item for item in items if item.key not in done]
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": len(items) - len(todo)}
-    if todo and cfg.replicas > 1:
-        write_provenance(cfg, family.name, {**run, "status": "running"})
-        written = caption_items_with_replicas(order_for_throughput(todo), cfg)
-    elif todo:
+    if todo:
         torch.manual_seed(cfg.seed)
         model, processor, family = load_model(cfg.model)
         write_provenance(cfg, family.name, {**run, "status": "running"})

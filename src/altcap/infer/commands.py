@@ -35,7 +35,6 @@ FLAG_FIELDS = {
     "temperature": "generation.temperature",
     "top_p": "generation.top_p",
     "batch_size": "batch_size",
-    "replicas": "replicas",
     "limit": "limit",
     "seed": "seed",
 }
@@ -73,9 +72,6 @@ def caption_command(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per generate call.")] = None,
-    replicas: Annotated[
-        int | None, typer.Option(help="Model copies captioning side by side (one process each; GPU).")
-    ] = None,
     limit: Annotated[int | None, typer.Option(help="Caption only the first N images.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
     set_: SetOptions = None,

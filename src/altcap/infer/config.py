@@ -108,13 +108,6 @@ class CaptionConfig(StageConfig):
         description="Processes that decode and preprocess the next batches while the model generates "
         "(torch DataLoader, pinned memory on CUDA); 0 = one background thread instead.",
     )
-    replicas: int = Field(
-        default=1,
-        ge=1,
-        description="Model copies captioning side by side on the device, one process each (every "
-        "replica-th batch); >1 fills a GPU left idle by a host-bound generate loop, at the memory of "
-        "one more model + batch each. With do_sample, captions then depend on the replica count.",
-    )
     limit: int | None = Field(default=None, ge=1, description="Caption only the first N images (quick runs).")
     seed: int = Field(default=0, description="Torch seed (matters only with generation.do_sample).")
 
