@@ -149,8 +149,10 @@ def test_scst_with_the_encoder_decoder_family_trains(tiny_model, tmp_path: Path)
     assert "sample_cider_d" in read_log(out)[0]
 
 
-def test_scst_refuses_a_forced_feature_cache(tiny_mini: Path, tmp_path: Path) -> None:
+def test_scst_refuses_a_forced_feature_cache_and_compile(tiny_mini: Path, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=2, n_val=0)
+    with pytest.raises((ConfigError, ValueError), match="compile=true with objective=scst"):
+        run_train(make_config(tiny_mini, manifest, tmp_path / "b", "objective=scst", "compile=true"))
     with pytest.raises((ConfigError, ValueError), match="objective=scst samples captions from pixels"):
         run_train(
             make_config(tiny_mini, manifest, tmp_path / "a", "objective=scst", "feature_cache.enabled=true")

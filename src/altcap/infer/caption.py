@@ -265,50 +265,6 @@ def pad_batches(batches: list[list[CaptionItem]], batch_size: int) -> list[list[
     return [batch + [batch[-1]] * (batch_size - len(batch)) for batch in batches]
 
 
-def iter_captions(
-    model: Any, processor: Any, family: Any, items: list[CaptionItem], cfg: CaptionConfig,
-    prefetch: bool = True,
-) -> Iterator[tuple[list[CaptionItem], list[str]]]:
-    """(batch, captions) for `items` (already ordered), batch by batch; the core loop, also benchmarked.
-
-    Args:
-        model, processor, family: from `load_model`.
-        items: images to caption.
-        cfg: settings (generation, batch size, workers, prompt).
-        prefetch: prepare the next batches during generation (cfg.num_workers says how).
-    """
-    import torch
-
-    from altcap.models.text_inputs import move_to_device
-
-    batches = list(iter_batches(items, cfg.batch_size))
-    sizes = [len(batch) for batch in batches]
-    if cfg.generation.cache_implementation == "static":
-        batches = pad_batches(batches, cfg.batch_size)
-    generate_kwargs = cfg.generation.generate_kwargs()
-    pin_memory = torch.device(model.device).type == "cuda"
-    prepared = iter_prepared_batches(
-        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
-    )
-    for (batch, inputs), size in zip(prepared, sizes, strict=True):
-        inputs = move_to_device(inputs, model.device, model.dtype)
-        with torch.inference_mode():
-            captions = family.generate(model, processor, inputs, generate_kwargs)
-        yield batch[:size], captions[:size]
-
-
-def write_batch(cfg: CaptionConfig, keys: list[str], captions: list[str]) -> int:
-    """Append one batch's caption records (fsynced) to cfg.out; returns how many."""
-    settings = cfg.record_settings()
-    records = [
-        CaptionRecord(image=key, caption=caption, model_id=cfg.model.model_id, adapter=cfg.model.adapter,
-                      generation=settings)
-        for key, caption in zip(keys, captions, strict=True)
-    ]
-    append_captions(cfg.out, records)
-    return len(records)
-
-
 def caption_items(
     model: Any,
     processor: Any,
@@ -318,18 +274,51 @@ def caption_items(
     progress: bool = True,
     prefetch: bool = True,
 ) -> int:
-    """Generate and append captions for `items` (already ordered) in this process.
+    """Generate and append captions for `items` (already ordered); the core loop, also benchmarked.
+
+    Args:
+        model, processor, family: from `load_model`.
+        items: images to caption.
+        cfg: settings (generation, batch size, workers, prompt, out).
+        progress: show a tqdm progress bar.
+        prefetch: prepare the next batches during generation (cfg.num_workers says how).
 
     Returns:
         Number of captions written.
     """
+    import torch
     from tqdm import tqdm
 
+    from altcap.models.text_inputs import move_to_device
+
+    batches = list(iter_batches(items, cfg.batch_size))
+    sizes = [len(batch) for batch in batches]
+    if cfg.generation.cache_implementation == "static":
+        batches = pad_batches(batches, cfg.batch_size)
+    settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
+    pin_memory = torch.device(model.device).type == "cuda"
+    prepared = iter_prepared_batches(
+        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
+    )
     written = 0
     with tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar:
-        for batch, captions in iter_captions(model, processor, family, items, cfg, prefetch):
-            written += write_batch(cfg, [item.key for item in batch], captions)
-            bar.update(len(batch))
+        for (batch, inputs), size in zip(prepared, sizes, strict=True):
+            inputs = move_to_device(inputs, model.device, model.dtype)
+            with torch.inference_mode():
+                captions = family.generate(model, processor, inputs, generate_kwargs)
+            records = [
+                CaptionRecord(
+                    image=item.key,
+                    caption=caption,
+                    model_id=cfg.model.model_id,
+                    adapter=cfg.model.adapter,
+                    generation=settings,
+                )
+                for item, caption in zip(batch[:size], captions[:size], strict=True)
+            ]
+            append_captions(cfg.out, records)
+            written += len(records)
+            bar.update(len(records))
     return written
 
 

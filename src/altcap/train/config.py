@@ -224,6 +224,13 @@ class TrainConfig(StageConfig):
     num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
 
     @model_validator(mode="after")
+    def _check_scst_settings(self) -> TrainConfig:
+        if self.objective == "scst" and self.compile:
+            raise ValueError("compile=true with objective=scst: SCST's step runs generate, which "
+                             "torch.compile of the loss module cannot capture; set compile=false")
+        return self
+
+    @model_validator(mode="after")
     def _check_cache_vs_trained_parts(self) -> TrainConfig:
         if not self.feature_cache.enabled:
             return self

@@ -196,9 +196,10 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
             "blocks; set it to 0"
         )
     requested = cfg.feature_cache.enabled
+    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0
     # SCST samples captions with the family's own generate, which starts from pixels.
-    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0 or cfg.objective == "scst"
-    plan.use_cache = can_cache and not trains_frozen_part and requested is not False
+    needs_pixels = trains_frozen_part or cfg.objective == "scst"
+    plan.use_cache = can_cache and not needs_pixels and requested is not False
 
 
 def validate_train_config(cfg: TrainConfig) -> TrainPlan:
