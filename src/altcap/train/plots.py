@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -32,9 +33,14 @@ def plot_loss_curves(train_losses: list[float], val_losses: list[float | None], 
     ]
     if measured:
         ax.plot([e for e, _ in measured], [v for _, v in measured], marker="s", label="validation")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (caption tokens)")
-    ax.set_title("altcap train: loss per epoch")
+    return _save(fig, ax, ("epoch", "loss (caption tokens)", "altcap train: loss per epoch"), path)
+
+
+def _save(fig: Any, ax: Any, labels: tuple[str, str, str], path: Path) -> Path:
+    """Label (x, y, title), add grid and legend, write the PNG and free the figure."""
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -65,13 +71,5 @@ def plot_scst_rewards(rows: list[dict], path: Path) -> Path:
         ax.plot(*zip(*sampled, strict=True), marker=".", label="train: sampled captions (mean)")
     if greedy:
         ax.plot(*zip(*greedy, strict=True), marker="s", label="validation: greedy captions")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("CIDEr-D (training tokenisation)")
-    ax.set_title("altcap train --objective scst: reward")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    labels = ("optimizer step", "CIDEr-D (training tokenisation)", "altcap train --objective scst: reward")
+    return _save(fig, ax, labels, path)
