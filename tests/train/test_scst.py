@@ -157,3 +157,22 @@ def test_scst_refuses_a_forced_feature_cache_and_compile(tiny_mini: Path, tmp_pa
         run_train(
             make_config(tiny_mini, manifest, tmp_path / "a", "objective=scst", "feature_cache.enabled=true")
         )
+
+
+def test_scst_on_two_processes(tiny_model, tmp_path: Path) -> None:
+    """`--gpus 2 --objective scst`: DDP wraps the whole SCST step (sampling included) on gloo."""
+    from test_multiprocess import launch
+
+    from altcap.config import dump_config
+
+    manifest = write_manifest(tmp_path / "data", n_train=4, n_val=2, captions_per_image=2)
+    out = tmp_path / "run"
+    cfg = make_config(tiny_model("blip2", "t5"), manifest, out, "objective=scst", "scst.samples=2",
+                      "scst.max_new_tokens=5", "max_steps=2", "grad_accum_steps=1", "precision=fp32")
+    config = tmp_path / "scst.yaml"
+    dump_config(cfg, config)
+    launch(2, ["-m", "altcap.cli", "train", str(config)])
+    rows = read_log(out)
+    assert [r["step"] for r in rows] == [1, 2] and "sample_cider_d" in rows[0]
+    assert rows[-1]["val_loss"] <= 0
+    assert json.loads((out / "provenance.json").read_text())["device"] == "2 x cpu"
