@@ -259,16 +259,17 @@ def _read_config(model_id: str | Path) -> tuple[Path, AltcapMiniConfig]:
     packaged = str(model_id) in PACKAGED_ADAPTERS
     folder = CHECKPOINT_DIR if packaged else Path(model_id)
     path = folder / CONFIG_FILE
-    if not path.is_file():  # only the packaged checkpoint may omit it: it means the default parts
-        if folder == CHECKPOINT_DIR:
-            return folder, AltcapMiniConfig()
+    if path.is_file():
+        try:
+            config = AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValidationError as err:
+            raise ValueError(f"{path}: not a valid altcap-mini config: {err}") from err
+    elif packaged:  # only the packaged checkpoint may omit it: it means the default parts
+        config = AltcapMiniConfig()
+    else:
         raise FileNotFoundError(f"{path}: not found; an altcap_mini model_id is one of "
                                 f"{sorted(PACKAGED_ADAPTERS)} or a folder from save_altcap_mini")
-    try:
-        config = AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValidationError as err:
-        raise ValueError(f"{path}: not a valid altcap-mini config: {err}") from err
-    if packaged and PACKAGED_ADAPTERS[str(model_id)] is not None:
+    if packaged and PACKAGED_ADAPTERS[str(model_id)] is not None:  # also without config.json
         config = config.model_copy(update={"adapters": PACKAGED_ADAPTERS[str(model_id)]})
     return folder, config
 

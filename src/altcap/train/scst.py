@@ -121,9 +121,10 @@ class ScstLoss(torch.nn.Module):
                 f"{len(examples)} images x {k} samples"
             )
         repeated_references = [r for r in references for _ in range(k)]
-        rewards = torch.tensor(self.reward.score_batch(samples, repeated_references), device=device)
-        self._reward_sum += rewards.sum().item()
-        self._reward_count += rewards.numel()
+        scores = self.reward.score_batch(samples, repeated_references)
+        self._reward_sum += sum(scores)  # from the host-side list: no device sync for the log
+        self._reward_count += len(scores)
+        rewards = torch.tensor(scores, device=device)
         advantages = self_critical_advantages(rewards.view(len(examples), k)).flatten()
         log_probs, token_counts = self._log_probs(inputs, examples, images, samples)
         return -(advantages * log_probs).sum() / token_counts.sum().clamp(min=1)
