@@ -58,6 +58,7 @@ ALTCAP_SETTINGS = {  # (c)'s settings: GenerationConfig speed fields
     "dynamic": {},
     "static": {"cache_implementation": "static"},
     "static-eager": {"cache_implementation": "static", "disable_compile": True},
+    "graphs": {"cuda_graphs": True},
 }
 
 
@@ -200,11 +201,23 @@ class Sweep:
         """One timed pass over every image after one untimed batch (warm-up, compiles); setting
         None = (b) batched generate, else (c) altcap with that setting."""
         if setting is None:
+            self.release_graphs()  # memory held by (c)'s CUDA graphs would shrink (b)'s batches
             kwargs = self.generation(beams).generate_kwargs()
             time_direct(self.loaded, self.paths[:batch_size], batch_size, kwargs)
             return time_direct(self.loaded, self.paths, batch_size, kwargs)
         time_altcap(self.loaded, self.paths[:batch_size], self.caption_config(beams, setting, batch_size))
-        return time_altcap(self.loaded, self.paths, self.caption_config(beams, setting, batch_size))
+        timed = time_altcap(self.loaded, self.paths, self.caption_config(beams, setting, batch_size))
+        model = self.loaded[1]
+        decoder = getattr(getattr(model, "language_model", model), "_altcap_graphed_decoder", None)
+        if decoder is not None:  # what the CUDA graphs themselves hold, beyond the model and cache
+            timed.update(graphs=len(decoder.graphs), graph_memory_gb=sum(decoder.capture_bytes) / 2**30)
+        return timed
+
+    def release_graphs(self) -> None:
+        from altcap.models.graphed_decoding import release_graphed_decoder
+
+        model = self.loaded[1]
+        release_graphed_decoder(getattr(model, "language_model", model))
 
     def run_per_image(self, beams: int) -> dict:
         subset = self.paths[: self.args.per_image_images]
@@ -228,7 +241,10 @@ class Sweep:
                 result["failed"].append({"setting": setting, "batch_size": size, "error": str(err)[:800]})
                 self.log(f"beams={beams}: {mode} batch {size} FAILED: {str(err)[:200]}")
                 continue
-            self.log(f"beams={beams}: {mode} batch {size}: {self.rate(runs[setting, size]):.1f} captions/s")
+            memory = runs[setting, size][0].get("graph_memory_gb")
+            held = f", CUDA graphs hold {memory:.2f} GB" if memory is not None else ""
+            rate = self.rate(runs[setting, size])
+            self.log(f"beams={beams}: {mode} batch {size}: {rate:.1f} captions/s{held}")
         direct = [key for key in keys if key[0] is None and key in runs]
         altcap = [key for key in keys if key[0] is not None and key in runs]
         for mode, candidates in (("batched", direct), ("altcap", altcap)):
@@ -248,6 +264,16 @@ class Sweep:
     def rate(self, runs: list[dict]) -> float:
         return len(self.paths) / statistics.median(r["seconds"] for r in runs)
 
+    def generate_ids(self, inputs: dict, setting: str) -> torch.Tensor:
+        """Greedy ids with (c)'s setting; CUDA graphs go through the family's own ids path."""
+        _, model, processor, _ = self.loaded
+        kwargs = self.generation(1, setting).generate_kwargs()
+        if kwargs.get("cuda_graphs"):
+            from altcap.models.blip2 import generate_sequences
+
+            return generate_sequences(model, processor, inputs, kwargs)
+        return model.generate(**inputs, **kwargs)
+
     def check_greedy_ids(self, setting: str, batch_size: int) -> dict[str, Any]:
         """(b)'s and (c)'s greedy token ids on the first batch, and the captions `caption_items` writes."""
         _, model, processor, family = self.loaded
@@ -255,10 +281,7 @@ class Sweep:
         inputs = family.build_inputs(processor, [load_image_rgb(p) for p in paths])
         inputs = move_to_device(inputs, model.device, model.dtype)
         with torch.inference_mode():
-            ids = [
-                model.generate(**inputs, **self.generation(1, name).generate_kwargs())
-                for name in ("dynamic", setting)
-            ]
+            ids = [self.generate_ids(inputs, name) for name in ("dynamic", setting)]
             expected = family.generate(model, processor, inputs, self.generation(1).generate_kwargs())
         same_shape = ids[0].shape == ids[1].shape
         equal_rows = int((ids[0] == ids[1]).all(dim=1).sum()) if same_shape else 0
@@ -285,6 +308,7 @@ def summarize(runs: list[dict], num_images: int) -> dict[str, Any]:
         "seconds_min": min(seconds),
         "seconds_per_repeat": seconds,
         "peak_gpu_gb": max(peaks) if peaks else None,
+        **{key: runs[-1][key] for key in ("graphs", "graph_memory_gb") if key in runs[-1]},
     }
 
 

@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead"))
     parser.add_argument("--num-beams", type=int, default=3, help="caption mode")
     parser.add_argument("--max-new-tokens", type=int, default=30, help="caption mode; = min_new_tokens")
+    parser.add_argument("--cuda-graphs", action="store_true", help="caption mode: generation.cuda_graphs")
     parser.add_argument("--trace", action="store_true", help="also a gzipped Chrome trace beside --out")
     parser.add_argument("--out", type=Path, help="JSON path; default benchmarks/results/profile-*.json")
     args = parser.parse_args(argv)
@@ -188,7 +189,9 @@ def setup_caption(args: argparse.Namespace, model_id: str, scratch: Path) -> dic
     images = [load_rgb(examples[i % len(examples)].image) for i in range(args.batch_size)]
     inputs = move_to_device(family.build_inputs(processor, images), model.device, model.dtype)
     n = args.max_new_tokens
-    kwargs = GenerationConfig(num_beams=args.num_beams, max_new_tokens=n, min_new_tokens=n).generate_kwargs()
+    kwargs = GenerationConfig(
+        num_beams=args.num_beams, max_new_tokens=n, min_new_tokens=n, cuda_graphs=args.cuda_graphs
+    ).generate_kwargs()
 
     @torch.inference_mode()
     def step() -> str:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import altcap.infer.caption as caption_module
@@ -263,3 +264,48 @@ def test_pad_batches_fills_short_batches_with_their_last_item() -> None:
     padded = caption_module.pad_batches(batches, 2)
     assert [len(b) for b in padded] == [2, 2, 2] and padded[-1] == [items[4], items[4]]
     assert padded[:2] == batches[:2]
+
+
+def test_split_evenly_keeps_order_and_chunk_sizes() -> None:
+    items = [caption_module.CaptionItem(f"k{i}", Path(f"k{i}.jpg")) for i in range(21)]
+    chunks = caption_module.split_evenly(items, 4, min_size=5)
+    assert [len(c) for c in chunks] == [6, 5, 5, 5] and [i for c in chunks for i in c] == items
+    assert caption_module.split_evenly(items[:7], 4, min_size=5) == [items[:7]]
+
+
+def test_worker_chunks_join_into_the_whole_batch(tiny_blip2, manifest) -> None:
+    _, processor, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
+    cfg = make_config(tiny_blip2, manifest, manifest.parent / "unused.jsonl", split=None)
+    items = [item for item in caption_module.collect_items(cfg) if item.prompt is None]
+    whole = caption_module._prepare_batch(family, processor, items, None)
+    chunks = caption_module.split_evenly(items, 3, min_size=2)
+    assert len(chunks) == 3
+    parts = [caption_module._prepare_batch(family, processor, chunk, None) for chunk in chunks]
+    joined = caption_module.concat_inputs(parts)
+    assert joined.keys() == whole.keys()
+    assert all(torch.equal(joined[key], whole[key]) for key in whole)
+    # Chunks of different prompt lengths cannot be stacked: the caller prepares the batch whole.
+    other = caption_module._prepare_batch(family, processor, chunks[0], "A much longer instruction here.")
+    assert caption_module.concat_inputs([parts[0], other]) is None
+
+
+def test_batches_split_across_workers_give_the_same_captions(
+    tiny_blip2, manifest, tmp_path, monkeypatch
+) -> None:
+    reference = tmp_path / "thread.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, reference, num_workers=0, batch_size=4))
+    split = caption_module.split_evenly
+    chunk_sizes = []
+
+    def small_chunks(batch, parts, min_size=8):
+        chunks = split(batch, parts, min_size=1)
+        chunk_sizes.append([len(chunk) for chunk in chunks])
+        return chunks
+
+    monkeypatch.setattr(caption_module, "split_evenly", small_chunks)
+    out = tmp_path / "chunks.jsonl"
+    run_caption(make_config(tiny_blip2, manifest, out, num_workers=2, batch_size=4))
+    assert any(len(sizes) == 2 for sizes in chunk_sizes)  # some batch really was prepared in two halves
+    assert [(r.image, r.caption) for r in read_captions(out)] == [
+        (r.image, r.caption) for r in read_captions(reference)
+    ]

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from altcap.data.manifest import read_manifest, resolve_image
 from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 from altcap.infer.config import CaptionConfig
 from altcap.provenance import build_provenance
+
+GRAPHED_FAMILIES = ("blip2", "instructblip")  # their Flan-T5 decoders (`models/graphed_decoding.py`)
 
 
 class CaptionError(ValueError):
@@ -247,20 +250,58 @@ def _iter_worker_batches(
 
     # Processes, not threads: the image processor's numpy code holds the GIL, and a thread running it
     # slows the Python-heavy generate loop; DataLoader hands tensors back through shared memory.
+    # Each batch is split into one chunk per worker, so it is ready in 1/num_workers of the time
+    # one process needs: the first batch, which no prefetching can hide, most of all.
+    chunked = [split_evenly(batch, num_workers) for batch in batches]
     loader = DataLoader(
-        _PreparedBatches(family, processor, batches, prompt),
+        _PreparedBatches(family, processor, [chunk for chunks in chunked for chunk in chunks], prompt),
         batch_size=None,
-        num_workers=min(num_workers, len(batches)),
+        num_workers=min(num_workers, sum(len(chunks) for chunks in chunked)),
         pin_memory=pin_memory,
     )
-    yield from zip(batches, loader, strict=True)
+    parts = iter(loader)
+    for batch, chunks in zip(batches, chunked, strict=True):
+        inputs = concat_inputs([next(parts) for _ in chunks], pin_memory)
+        # Chunks padded to different lengths (per-image prompts, LLaVA tiles) cannot be stacked.
+        yield batch, inputs if inputs is not None else _prepare_batch(family, processor, batch, prompt)
+
+
+def split_evenly(batch: list[CaptionItem], parts: int, min_size: int = 8) -> list[list[CaptionItem]]:
+    """`batch` in at most `parts` consecutive chunks of near-equal size, none under `min_size` items
+    (smaller chunks cost more in process hand-offs than they save)."""
+    count = max(1, min(parts, len(batch) // min_size))
+    size, extra = divmod(len(batch), count)
+    bounds = [index * size + min(index, extra) for index in range(count + 1)]
+    return [batch[start:end] for start, end in pairwise(bounds)]
+
+
+def concat_inputs(parts: list[dict], pin_memory: bool = False) -> dict | None:
+    """Chunks' inputs joined along the batch dimension; None if any tensor's other dimensions differ."""
+    import torch
+
+    if len(parts) == 1:
+        return parts[0]
+    joined: dict[str, Any] = {}
+    for key, first in parts[0].items():
+        values = [part[key] for part in parts]
+        if not isinstance(first, torch.Tensor):
+            if any(value != first for value in values):
+                return None
+            joined[key] = first
+            continue
+        if any(value.shape[1:] != first.shape[1:] or value.dtype != first.dtype for value in values):
+            return None
+        shape = (sum(value.shape[0] for value in values), *first.shape[1:])
+        out = torch.empty(shape, dtype=first.dtype, pin_memory=pin_memory)
+        joined[key] = torch.cat(values, out=out)
+    return joined
 
 
 def pad_batches(batches: list[list[CaptionItem]], batch_size: int) -> list[list[CaptionItem]]:
     """Fill short batches up to `batch_size` with copies of their last item.
 
-    A static KV cache and a compiled decoder step are built for one batch shape; a short last
-    batch would cost a recompile (tens of seconds for a large model) to save a few rows of work.
+    A static KV cache, a compiled decoder step and CUDA graphs are built for one batch shape; a
+    short last batch would cost a recompile or recapture to save a few rows of work.
     """
     return [batch + [batch[-1]] * (batch_size - len(batch)) for batch in batches]
 
@@ -293,7 +334,7 @@ def caption_items(
 
     batches = list(iter_batches(items, cfg.batch_size))
     sizes = [len(batch) for batch in batches]
-    if cfg.generation.cache_implementation == "static":
+    if cfg.generation.cache_implementation == "static" or cfg.generation.cuda_graphs:
         batches = pad_batches(batches, cfg.batch_size)
     settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
     pin_memory = torch.device(model.device).type == "cuda"
@@ -375,9 +416,19 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     todo = [item for item in items if item.key not in done]
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": len(items) - len(todo)}
+    if cfg.generation.cuda_graphs and family.name not in GRAPHED_FAMILIES:
+        raise CaptionError(
+            f"generation.cuda_graphs works for {' and '.join(GRAPHED_FAMILIES)} with a Flan-T5 LM, not "
+            f"{family.name}; drop generation.cuda_graphs"
+        )
     if todo:
         torch.manual_seed(cfg.seed)
         model, processor, family = load_model(cfg.model)
+        if cfg.generation.cuda_graphs and torch.device(model.device).type != "cuda":
+            raise CaptionError(
+                f"generation.cuda_graphs needs a CUDA device, the model is on {model.device}; "
+                "set --device cuda or drop generation.cuda_graphs"
+            )
         write_provenance(cfg, family.name, {**run, "status": "running"})
         written = caption_items(model, processor, family, order_for_throughput(todo), cfg)
     else:

@@ -18,8 +18,8 @@ from altcap.models.text_inputs import (
     IGNORE_INDEX,
     beam_search_cache_without_cross_reorder,
     build_caption_batch,
+    decode_new_tokens,
     embed_with_image_features,
-    generate_new_text,
     pad_sequences,
     resolve_prompts,
 )
@@ -218,15 +218,44 @@ def forward_from_features(
 def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first).
 
-    Shared by BLIP-2 and InstructBLIP. Beam search on a T5 LM skips transformers' reorder of the
-    cross-attention cache (`beam_search_cache_without_cross_reorder`); same ids, less copying.
+    Shared by BLIP-2 and InstructBLIP; `generate_sequences` says how the ids are made.
     """
+    prompt_length = 0 if is_encoder_decoder(processor) else inputs["input_ids"].shape[1]
+    return decode_new_tokens(
+        processor.tokenizer, generate_sequences(model, processor, inputs, generation), prompt_length
+    )
+
+
+def generate_sequences(
+    model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]
+) -> torch.Tensor:
+    """`model.generate`'s ids for a batch (labels dropped).
+
+    Beam search on a T5 LM skips transformers' reorder of the cross-attention cache
+    (`beam_search_cache_without_cross_reorder`): same ids, less copying. `generation["cuda_graphs"]`
+    replays a T5 LM's decode steps as CUDA graphs (`graphed_decoding`): same ids, fewer launches.
+    """
+    generation = dict(generation)
+    cuda_graphs = generation.pop("cuda_graphs", False)
     encoder_decoder = is_encoder_decoder(processor)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    if cuda_graphs:
+        if not encoder_decoder:
+            raise ValueError(
+                "generation.cuda_graphs replays the decoder of a Flan-T5 LM; this model's LM is decoder-only "
+                "(OPT): drop generation.cuda_graphs"
+            )
+        from altcap.models.graphed_decoding import graphed_decoder_for
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        decoder = graphed_decoder_for(base.language_model)
+        max_new_tokens = generation.get("max_new_tokens") or model.generation_config.max_new_tokens
+        with decoder.active(max_new_tokens) as cache_kwargs:
+            return model.generate(**model_inputs, **generation, **cache_kwargs)
     beams = generation.get("num_beams") or 1
     if encoder_decoder and beams > 1 and "cache_implementation" not in generation:
         generation = {**generation, **beam_search_cache_without_cross_reorder()}
-    prompt_length = 0 if encoder_decoder else inputs["input_ids"].shape[1]
-    return generate_new_text(model, processor.tokenizer, inputs, generation, prompt_length)
+    return model.generate(**model_inputs, **generation)
 
 
 FAMILY = register_family(
