@@ -209,8 +209,8 @@ class Sweep:
         timed = time_altcap(self.loaded, self.paths, self.caption_config(beams, setting, batch_size))
         model = self.loaded[1]
         decoder = getattr(getattr(model, "language_model", model), "_altcap_graphed_decoder", None)
-        if decoder is not None:  # what the CUDA graphs themselves hold, beyond the model and cache
-            timed.update(graphs=len(decoder.graphs), graph_memory_gb=sum(decoder.capture_bytes) / 2**30)
+        if decoder is not None:
+            timed["graphs"] = len(decoder.graphs)
         return timed
 
     def release_graphs(self) -> None:
@@ -241,10 +241,7 @@ class Sweep:
                 result["failed"].append({"setting": setting, "batch_size": size, "error": str(err)[:800]})
                 self.log(f"beams={beams}: {mode} batch {size} FAILED: {str(err)[:200]}")
                 continue
-            memory = runs[setting, size][0].get("graph_memory_gb")
-            held = f", CUDA graphs hold {memory:.2f} GB" if memory is not None else ""
-            rate = self.rate(runs[setting, size])
-            self.log(f"beams={beams}: {mode} batch {size}: {rate:.1f} captions/s{held}")
+            self.log(f"beams={beams}: {mode} batch {size}: {self.rate(runs[setting, size]):.1f} captions/s")
         direct = [key for key in keys if key[0] is None and key in runs]
         altcap = [key for key in keys if key[0] is not None and key in runs]
         for mode, candidates in (("batched", direct), ("altcap", altcap)):
@@ -308,7 +305,7 @@ def summarize(runs: list[dict], num_images: int) -> dict[str, Any]:
         "seconds_min": min(seconds),
         "seconds_per_repeat": seconds,
         "peak_gpu_gb": max(peaks) if peaks else None,
-        **{key: runs[-1][key] for key in ("graphs", "graph_memory_gb") if key in runs[-1]},
+        **({"graphs": runs[-1]["graphs"]} if "graphs" in runs[-1] else {}),
     }
 
 

@@ -281,12 +281,13 @@ def test_worker_chunks_join_into_the_whole_batch(tiny_blip2, manifest) -> None:
     chunks = caption_module.split_evenly(items, 3, min_size=2)
     assert len(chunks) == 3
     parts = [caption_module._prepare_batch(family, processor, chunk, None) for chunk in chunks]
+    assert caption_module.joinable(parts)
     joined = caption_module.concat_inputs(parts)
     assert joined.keys() == whole.keys()
     assert all(torch.equal(joined[key], whole[key]) for key in whole)
     # Chunks of different prompt lengths cannot be stacked: the caller prepares the batch whole.
     other = caption_module._prepare_batch(family, processor, chunks[0], "A much longer instruction here.")
-    assert caption_module.concat_inputs([parts[0], other]) is None
+    assert not caption_module.joinable([parts[0], other])
 
 
 def test_batches_split_across_workers_give_the_same_captions(

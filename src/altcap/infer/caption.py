@@ -202,11 +202,12 @@ def iter_prepared_batches(
         pin_memory: page-lock the inputs (CUDA copies from pinned memory run faster).
 
     Returns:
-        An iterator over (batch, inputs), in the order of `batches`.
+        An iterator over (batch, parts), in the order of `batches`: the batch's CPU inputs in one or
+        more consecutive chunks (`concat_inputs` joins them, best after moving them to the GPU).
     """
     if not prefetch:
         for batch in batches:
-            yield batch, _prepare_batch(family, processor, batch, prompt)
+            yield batch, [_prepare_batch(family, processor, batch, prompt)]
     elif num_workers > 0:
         yield from _iter_worker_batches(family, processor, batches, prompt, num_workers, pin_memory)
     else:
@@ -222,7 +223,7 @@ def _iter_thread_batches(
             inputs = pending.result()
             if index + 1 < len(batches):
                 pending = pool.submit(_prepare_batch, family, processor, batches[index + 1], prompt)
-            yield batch, inputs
+            yield batch, [inputs]
 
 
 class _PreparedBatches:
@@ -259,11 +260,11 @@ def _iter_worker_batches(
         num_workers=min(num_workers, sum(len(chunks) for chunks in chunked)),
         pin_memory=pin_memory,
     )
-    parts = iter(loader)
+    prepared = iter(loader)
     for batch, chunks in zip(batches, chunked, strict=True):
-        inputs = concat_inputs([next(parts) for _ in chunks], pin_memory)
+        parts = [next(prepared) for _ in chunks]
         # Chunks padded to different lengths (per-image prompts, LLaVA tiles) cannot be stacked.
-        yield batch, inputs if inputs is not None else _prepare_batch(family, processor, batch, prompt)
+        yield batch, parts if joinable(parts) else [_prepare_batch(family, processor, batch, prompt)]
 
 
 def split_evenly(batch: list[CaptionItem], parts: int, min_size: int = 8) -> list[list[CaptionItem]]:
@@ -275,26 +276,37 @@ def split_evenly(batch: list[CaptionItem], parts: int, min_size: int = 8) -> lis
     return [batch[start:end] for start, end in pairwise(bounds)]
 
 
-def concat_inputs(parts: list[dict], pin_memory: bool = False) -> dict | None:
-    """Chunks' inputs joined along the batch dimension; None if any tensor's other dimensions differ."""
+def joinable(parts: list[dict]) -> bool:
+    """Whether chunks' inputs can be stacked: same keys, same non-tensor values, and tensors that
+    differ only in their batch dimension."""
+    import torch
+
+    first = parts[0]
+    for part in parts[1:]:
+        if part.keys() != first.keys():
+            return False
+        for key, value in part.items():
+            head = first[key]
+            if isinstance(head, torch.Tensor) != isinstance(value, torch.Tensor):
+                return False
+            if isinstance(value, torch.Tensor):
+                if value.shape[1:] != head.shape[1:] or value.dtype != head.dtype:
+                    return False
+            elif value != head:
+                return False
+    return True
+
+
+def concat_inputs(parts: list[dict]) -> dict:
+    """Chunks' inputs joined along the batch dimension (`joinable` must hold)."""
     import torch
 
     if len(parts) == 1:
         return parts[0]
-    joined: dict[str, Any] = {}
-    for key, first in parts[0].items():
-        values = [part[key] for part in parts]
-        if not isinstance(first, torch.Tensor):
-            if any(value != first for value in values):
-                return None
-            joined[key] = first
-            continue
-        if any(value.shape[1:] != first.shape[1:] or value.dtype != first.dtype for value in values):
-            return None
-        shape = (sum(value.shape[0] for value in values), *first.shape[1:])
-        out = torch.empty(shape, dtype=first.dtype, pin_memory=pin_memory)
-        joined[key] = torch.cat(values, out=out)
-    return joined
+    return {
+        key: torch.cat([part[key] for part in parts]) if isinstance(value, torch.Tensor) else value
+        for key, value in parts[0].items()
+    }
 
 
 def pad_batches(batches: list[list[CaptionItem]], batch_size: int) -> list[list[CaptionItem]]:
@@ -342,9 +354,16 @@ def caption_items(
         family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
     )
     written = 0
-    with tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar:
-        for (batch, inputs), size in zip(prepared, sizes, strict=True):
-            inputs = move_to_device(inputs, model.device, model.dtype)
+    pending = None
+    # The writer thread appends (and fsyncs) a batch while the GPU works on the next one; at most
+    # one batch is in flight, and a write error surfaces at the next batch.
+    with (
+        ThreadPoolExecutor(max_workers=1) as writer,
+        tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
+    ):
+        for (batch, parts), size in zip(prepared, sizes, strict=True):
+            # Chunks are joined on the device: one copy fewer of the batch through host memory.
+            inputs = concat_inputs([move_to_device(part, model.device, model.dtype) for part in parts])
             with torch.inference_mode():
                 captions = family.generate(model, processor, inputs, generate_kwargs)
             records = [
@@ -357,9 +376,13 @@ def caption_items(
                 )
                 for item, caption in zip(batch[:size], captions[:size], strict=True)
             ]
-            append_captions(cfg.out, records)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(append_captions, cfg.out, records)
             written += len(records)
             bar.update(len(records))
+        if pending is not None:
+            pending.result()
     return written
 
 
