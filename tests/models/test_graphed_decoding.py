@@ -120,8 +120,11 @@ def test_preallocated_layer_views_and_in_place_reorder() -> None:
     buffer = layer.key_buffer
     assert keys.shape == (2, 1, 2, 3) and layer.get_seq_length() == 2
     layer.reorder_cache(torch.tensor([1, 1]))
-    assert layer.key_buffer is buffer  # same addresses for the graphs
+    spare = layer.key_buffer
+    assert spare is not buffer and layer.keys.data_ptr() == spare.data_ptr()
     assert torch.equal(layer.keys[0], first[1]) and torch.equal(layer.values[0], first[1] + 100)
+    layer.reorder_cache(torch.tensor([1, 0]))  # back into the first pair: two fixed addresses only
+    assert layer.key_buffer is buffer and torch.equal(layer.keys[1], first[1])
     layer.update(first[:, :, :1], first[:, :, :1])
     assert layer.get_seq_length() == 3
     with pytest.raises(ValueError, match="holds 4 positions"):

@@ -40,9 +40,20 @@ class PreallocatedLayer(DynamicLayer):
         super().__init__()
         self.capacity = capacity
         self.length = 0
-        self.key_buffer: torch.Tensor | None = None
-        self.value_buffer: torch.Tensor | None = None
+        # Two buffer pairs: a beam-search reorder gathers the live positions from one into the
+        # other, which halves the copying of an in-place reorder (gather out, then copy back).
+        self.key_buffers: list[torch.Tensor | None] = [None, None]
+        self.value_buffers: list[torch.Tensor | None] = [None, None]
+        self.current = 0
         self.reallocations = 0
+
+    @property
+    def key_buffer(self) -> torch.Tensor | None:
+        return self.key_buffers[self.current]
+
+    @property
+    def value_buffer(self) -> torch.Tensor | None:
+        return self.value_buffers[self.current]
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
@@ -52,15 +63,15 @@ class PreallocatedLayer(DynamicLayer):
         batch, heads, new, head_dim = key_states.shape
         capacity = self.capacity if self.capacity is not None else new
         wanted = (batch, heads, capacity, head_dim)
-        buffer = self.key_buffer
+        buffer = self.key_buffers[0]
         if (
             buffer is None
             or buffer.shape != wanted
             or buffer.dtype != key_states.dtype
             or buffer.device != key_states.device
         ):
-            self.key_buffer = key_states.new_empty(wanted)
-            self.value_buffer = key_states.new_empty(wanted)
+            self.key_buffers = [key_states.new_empty(wanted), None]
+            self.value_buffers = [key_states.new_empty(wanted), None]
             self.reallocations += 1
 
     def update(
@@ -69,6 +80,7 @@ class PreallocatedLayer(DynamicLayer):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         if self.length == 0:
+            self.current = 0
             self._ensure_buffers(key_states)
         end = self.length + key_states.shape[-2]
         if end > self.key_buffer.shape[-2]:
@@ -94,13 +106,20 @@ class PreallocatedLayer(DynamicLayer):
         return -1 if self.key_buffer is None else self.key_buffer.shape[-2]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        # In place, so the graphs keep reading the same addresses; index_select makes the copy
-        # that reading and writing one buffer needs.
-        if self.length:
-            live = slice(0, self.length)
-            beam_idx = beam_idx.to(self.key_buffer.device)
-            self.key_buffer[:, :, live] = self.key_buffer[:, :, live].index_select(0, beam_idx)
-            self.value_buffer[:, :, live] = self.value_buffer[:, :, live].index_select(0, beam_idx)
+        # Gathered into the other buffer pair, whose fixed addresses the next step's graph reads
+        # (graphs are keyed by which pair is current).
+        if not self.length:
+            return
+        other = 1 - self.current
+        if self.key_buffers[other] is None:
+            self.key_buffers[other] = torch.empty_like(self.key_buffers[0])
+            self.value_buffers[other] = torch.empty_like(self.value_buffers[0])
+        live = slice(0, self.length)
+        beam_idx = beam_idx.to(self.key_buffer.device)
+        for buffers in (self.key_buffers, self.value_buffers):
+            torch.index_select(buffers[self.current][:, :, live], 0, beam_idx, out=buffers[other][:, :, live])
+        self.current = other
+        self.set_length(self.length)
 
     def reset(self) -> None:
         self.length = 0
@@ -142,6 +161,10 @@ class PreallocatedEncoderDecoderCache(EncoderDecoderCache):
     def set_decoder_length(self, length: int) -> None:
         for layer in self.self_attention_cache.layers:
             layer.set_length(length)
+
+    def buffers_in_use(self) -> tuple[int, ...]:
+        """Which buffer pair each self-attention layer reads now: part of a step graph's key."""
+        return tuple(layer.current for layer in self.self_attention_cache.layers)
 
     def buffers_version(self) -> int:
         """Changes whenever a buffer was reallocated: graphs captured before then are stale."""
@@ -243,6 +266,7 @@ class GraphedDecoder:
         inputs = dict(_tensor_leaves(rest))
         key = (
             past,
+            self.cache.buffers_in_use(),
             tuple((path, tuple(t.shape), t.dtype) for path, t in inputs.items()),
             tuple(sorted((k, repr(v)) for k, v in rest.items() if not list(_tensor_leaves(v)))),
         )
