@@ -310,3 +310,16 @@ def test_batches_split_across_workers_give_the_same_captions(
     assert [(r.image, r.caption) for r in read_captions(out)] == [
         (r.image, r.caption) for r in read_captions(reference)
     ]
+
+
+def test_batches_shaped_by_image_size_are_not_split(tiny_blip2, manifest) -> None:
+    """LLaVA-NeXT-like inputs (tiles per image size) would pad differently per chunk: one part each."""
+    _, processor, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
+    cfg = make_config(tiny_blip2, manifest, manifest.parent / "unused.jsonl", split=None)
+    items = [item for item in caption_module.collect_items(cfg) if item.prompt is None] * 4
+    for shaped, parts in ((False, 2), (True, 1)):
+        chosen = replace(family, inputs_shaped_by_image_size=shaped)
+        prepared = caption_module.iter_prepared_batches(chosen, processor, [items], None, num_workers=2)
+        ((batch, chunks),) = list(prepared)
+        assert batch == items and len(chunks) == parts
+        assert sum(len(chunk["input_ids"]) for chunk in chunks) == len(items)

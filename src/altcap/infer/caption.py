@@ -252,8 +252,10 @@ def _iter_worker_batches(
     # Processes, not threads: the image processor's numpy code holds the GIL, and a thread running it
     # slows the Python-heavy generate loop; DataLoader hands tensors back through shared memory.
     # Each batch is split into one chunk per worker, so it is ready in 1/num_workers of the time
-    # one process needs: the first batch, which no prefetching can hide, most of all.
-    chunked = [split_evenly(batch, num_workers) for batch in batches]
+    # one process needs: the first batch, which no prefetching can hide, most of all. Not where
+    # image sizes shape the inputs: chunks would pad differently, and the batch be prepared twice.
+    parts_per_batch = 1 if family.inputs_shaped_by_image_size else num_workers
+    chunked = [split_evenly(batch, parts_per_batch) for batch in batches]
     loader = DataLoader(
         _PreparedBatches(family, processor, [chunk for chunks in chunked for chunk in chunks], prompt),
         batch_size=None,

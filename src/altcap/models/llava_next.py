@@ -209,5 +209,6 @@ FAMILY = register_family(
         # The CLIP vision tower also has q_proj/k_proj/v_proj; LoRA belongs on the LM only.
         lora_scope="language_model",
         feature_keys=("vision_features",),
+        inputs_shaped_by_image_size=True,
     )
 )

@@ -80,6 +80,9 @@ class ModelFamily:
     # Names (on the unwrapped model) of the vision tower's last n blocks, trained in full and saved
     # with the adapter when `train_vision_blocks` > 0; None = the family does not support it.
     last_vision_blocks: Callable[[Any, int], list[str]] | None = None
+    # Whether `build_inputs`' tensor shapes depend on the images' sizes (LLaVA-NeXT: tiles and
+    # placeholders per image), so inputs built for parts of a batch may not stack into the whole.
+    inputs_shaped_by_image_size: bool = False
 
     @property
     def cached_part(self) -> tuple[str, ...]:
