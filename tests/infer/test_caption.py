@@ -323,3 +323,14 @@ def test_batches_shaped_by_image_size_are_not_split(tiny_blip2, manifest) -> Non
         ((batch, chunks),) = list(prepared)
         assert batch == items and len(chunks) == parts
         assert sum(len(chunk["input_ids"]) for chunk in chunks) == len(items)
+
+
+def test_cuda_graphs_refusals_name_the_fix_and_write_nothing(tiny_blip2, manifest, tmp_path) -> None:
+    graphs = GenerationConfig(num_beams=2, max_new_tokens=5, min_new_tokens=5, cuda_graphs=True)
+    out = tmp_path / "graphs.jsonl"
+    # The tiny BLIP-2 here has an OPT LM: no encoder-decoder to replay.
+    with pytest.raises(CaptionError, match=r"decoder-only .*drop generation\.cuda_graphs"):
+        run_caption(make_config(tiny_blip2, manifest, out, generation=graphs))
+    assert not out.exists() and not provenance_path(out).exists()
+    with pytest.raises(ValueError, match="cache_implementation unset"):
+        GenerationConfig(cuda_graphs=True, cache_implementation="static")

@@ -449,11 +449,11 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     if todo:
         torch.manual_seed(cfg.seed)
         model, processor, family = load_model(cfg.model)
-        if cfg.generation.cuda_graphs and torch.device(model.device).type != "cuda":
-            raise CaptionError(
-                f"generation.cuda_graphs needs a CUDA device, the model is on {model.device}; "
-                "set --device cuda or drop generation.cuda_graphs"
-            )
+        if cfg.generation.cuda_graphs:
+            from altcap.models.blip2 import cuda_graphs_problem
+
+            if problem := cuda_graphs_problem(model, processor):
+                raise CaptionError(problem)
         write_provenance(cfg, family.name, {**run, "status": "running"})
         written = caption_items(model, processor, family, order_for_throughput(todo), cfg)
     else:

@@ -226,6 +226,22 @@ def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dic
     )
 
 
+def cuda_graphs_problem(model: Any, processor: Any) -> str | None:
+    """Why `generation.cuda_graphs` cannot run on this model (with the fix), or None if it can."""
+    if not is_encoder_decoder(processor):
+        return (
+            "generation.cuda_graphs replays the decoder of a Flan-T5 LM; this model's LM is decoder-only "
+            "(OPT): drop generation.cuda_graphs"
+        )
+    device = torch.device(model.device)
+    if device.type != "cuda":
+        return (
+            f"generation.cuda_graphs needs the model on a CUDA device, not {device}; "
+            "set --device cuda or drop generation.cuda_graphs"
+        )
+    return None
+
+
 def generate_sequences(
     model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]
 ) -> torch.Tensor:
@@ -240,11 +256,8 @@ def generate_sequences(
     encoder_decoder = is_encoder_decoder(processor)
     model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
     if cuda_graphs:
-        if not encoder_decoder:
-            raise ValueError(
-                "generation.cuda_graphs replays the decoder of a Flan-T5 LM; this model's LM is decoder-only "
-                "(OPT): drop generation.cuda_graphs"
-            )
+        if problem := cuda_graphs_problem(model, processor):
+            raise ValueError(problem)
         from altcap.models.graphed_decoding import graphed_decoder_for
 
         base = model.get_base_model() if hasattr(model, "get_base_model") else model

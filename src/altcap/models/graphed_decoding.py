@@ -385,19 +385,10 @@ class GraphedDecoder:
 
 
 def graphed_decoder_for(lm: Any) -> GraphedDecoder:
-    """The LM's graphed decoder, made on first use and kept on the LM (its graphs outlive a batch).
-
-    Raises:
-        ValueError: the LM is not on a CUDA device.
-    """
+    """The LM's graphed decoder (the LM on CUDA), made on first use and kept on the LM: its graphs
+    outlive a batch."""
     decoder = getattr(lm, "_altcap_graphed_decoder", None)
     if decoder is None:
-        device = next(lm.parameters()).device
-        if device.type != "cuda":
-            raise ValueError(
-                f"generation.cuda_graphs needs the model on a CUDA device, not {device}; "
-                "set model.device=cuda or drop generation.cuda_graphs"
-            )
         decoder = GraphedDecoder(lm)
         lm._altcap_graphed_decoder = decoder
     return decoder
