@@ -49,7 +49,7 @@ class GenerationConfig(StageConfig):
         description="Replay each decoder step as a CUDA graph (BLIP-2 / InstructBLIP with a Flan-T5 LM, "
         "on CUDA): the same kernels as eager decoding launched in one call, so the same ids, with "
         "transformers' own beam search around them. Batches are padded to batch_size. H100, BLIP-2 "
-        "Flan-T5-XL: 1.46x batched generate greedy, 1.20x with 3 beams, for ~25-35% more GPU memory.",
+        "Flan-T5-XL: 1.46x batched generate greedy, 1.20x with 3 beams, for 23-35% more GPU memory.",
     )
 
     @model_validator(mode="after")
