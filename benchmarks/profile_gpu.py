@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile as `altcap train` does")
     parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead"))
+    parser.add_argument("--compile-scope", default="blocks", choices=("blocks", "model"))
     parser.add_argument("--num-beams", type=int, default=3, help="caption mode")
     parser.add_argument("--max-new-tokens", type=int, default=30, help="caption mode; = min_new_tokens")
     parser.add_argument("--cuda-graphs", action="store_true", help="caption mode: generation.cuda_graphs")
@@ -117,6 +118,7 @@ def prepare_model_id(args: argparse.Namespace, scratch: Path) -> str:
 
 def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[str, Any]:
     """Model, optimizer and one cached batch, built with altcap's own train functions."""
+    from altcap.train.compile import compile_for_training
     from altcap.train.config import TrainConfig
     from altcap.train.data import make_collate
     from altcap.train.frozen import free_cached_part, frozen_submodules
@@ -126,6 +128,7 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     sets = [f"model.model_id={model_id}", f"data.manifest={write_manifest(args, scratch / 'data')}"]
     sets += [f"output_dir={scratch / 'run'}", f"batch_size={args.batch_size}", "data.val_split=null"]
     sets += [f"lora.r={args.lora_r}", f"lora.alpha={args.lora_r}", f"compile_mode={args.compile_mode}"]
+    sets += [f"compile_scope={args.compile_scope}"]
     sets += [f"gradient_checkpointing={args.gradient_checkpointing}", f"compile={args.compile}"]
     sets += [f"model.family={args.family}"] if args.family else []
     cfg = load_config(TrainConfig, None, {}, sets)
@@ -142,8 +145,8 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     free_cached_part(model, family)  # as `altcap train` does: training from features never runs them
     batch = make_collate(family, processor, cfg.data.max_caption_tokens, with_pixels=False)(examples)
     loss_module = CaptionLoss(model, family)
-    if cfg.compile:  # as run.py's build_train_run: in place, dynamic shapes
-        loss_module.compile(backend=cfg.compile_backend, dynamic=True, mode=cfg.compile_mode)
+    if cfg.compile:
+        compile_for_training(loss_module, cfg)
     optimizer = build_optimizer(cfg, loss_module, device)
     loss_module.train()
     for module in frozen_submodules(model, family):

@@ -30,16 +30,18 @@ def write_tiny_manifest(root: Path, num_images: int) -> Path:
     return root / "manifest.jsonl"
 
 
-def write_flickr_manifest(images_dir: Path, root: Path, num_images: int) -> Path:
-    """A manifest over the first Flickr8k training images (first caption each)."""
+def write_flickr_manifest(images_dir: Path, root: Path, num_images: int, captions_per_image: int = 1) -> Path:
+    """A manifest over the first Flickr8k training images (their first `captions_per_image` captions)."""
     images_dir = images_dir.resolve()  # the manifest lives elsewhere; relative paths would break
-    captions: dict[str, str] = {}
+    captions: dict[str, list[str]] = {}
     for line in (images_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
         key, caption = line.split("\t", 1)
-        captions.setdefault(key.split("#")[0], caption)
+        captions.setdefault(key.split("#")[0], []).append(caption)
     names = (images_dir / "Flickr_8k.trainImages.txt").read_text().split()[:num_images]
     rows = [
-        {"image": str(images_dir / "Images" / n), "captions": [captions[n]], "split": "train"} for n in names
+        {"image": str(images_dir / "Images" / n), "captions": captions[n][:captions_per_image],
+         "split": "train"}
+        for n in names
     ]
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

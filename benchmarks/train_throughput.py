@@ -11,7 +11,8 @@ utilisation, with ratios against the baselines, as JSON in benchmarks/results/.
   B_dynamic  B plus dynamic padding: a stronger reference (a loop with no padding waste).
   altcap     `run_train` itself (feature cache, frozen modules freed from the GPU, text-only
              collate, fused AdamW, bf16), at `--altcap-batch-sizes`; altcap_no_cache isolates the cache.
-  altcap_compiled  altcap with compile=true (`--compile-mode`); `--compile` compiles every altcap variant.
+  altcap_compiled  altcap with compile=true (`--compile-mode`, `--compile-scope`) at each of
+             `--altcap-batch-sizes`; `--compile` compiles every altcap variant.
 
 A fixed batch checks that altcap's cached-feature loss equals the plain forward's loss (B's model).
 
@@ -20,6 +21,10 @@ A fixed batch checks that altcap's cached-feature loss equals the plain forward'
       --images /work/shared/data/flickr8k --batch-size 64 --steps 5   # input pipeline alone (CPU)
   python benchmarks/train_throughput.py --random-arch blip2-flan-t5-xl [--variants altcap,altcap_compiled] \
       --images /work/shared/data/flickr8k --steps 30 --batch-size 32 --lora-r 128   # GPU
+  python benchmarks/train_throughput.py --random-arch blip2-flan-t5-xl \
+      --variants B_dynamic,altcap,altcap_compiled --images <flickr8k> --num-images 256 \
+      --captions-per-image 5 --altcap-batch-sizes 128 --num-workers 6 --steps 8 \
+      --batch-size 32 --lora-r 128   # GPU, compiled vs eager (session 6)
   python benchmarks/train_throughput.py --random-arch llava-1.6-mistral-7b --variants altcap \
       --batch-size 4 --steps 10 [--qlora --gradient-checkpointing]   # GPU memory of LLaVA-7B
 """
@@ -62,6 +67,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 def release_memory() -> None:
     """Free the previous variant's model so each peak-memory figure covers one variant only (CUDA)."""
+    torch.compiler.reset()  # compiled code holds on to the modules it was traced from
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -209,6 +215,7 @@ def run_altcap(
         f"gradient_checkpointing={str(args.gradient_checkpointing).lower()}",
         f"compile={str(compiled).lower()}",
         f"compile_mode={args.compile_mode}",
+        f"compile_scope={args.compile_scope}",
     ]
     if args.family:
         sets.append(f"model.family={args.family}")
@@ -217,7 +224,8 @@ def run_altcap(
     with UtilisationSampler() as sampler:
         run_train(cfg)
     wall_s = time.perf_counter() - start
-    rows = read_log_rows(cfg.output_dir / "train_log.jsonl")[1:]  # step 1 warms up (and compiles)
+    all_rows = read_log_rows(cfg.output_dir / "train_log.jsonl")
+    rows = all_rows[1:]  # step 1 warms up (and compiles)
     samples_per_s = sum(r["samples_per_s"] for r in rows) / len(rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # run_train resets CUDA peak stats after the one-off cache fill: the peak is training's own.
@@ -229,6 +237,7 @@ def run_altcap(
         "peak_memory_mb": max(training_peaks) if training_peaks else peak_memory_mb(device),
         "gpu_utilisation_percent_incl_startup": sampler.mean_percent,
         "end_to_end_wall_s": wall_s,
+        "first_step_s": batch_size / all_rows[0]["samples_per_s"],  # compile time included
     }
 
 
@@ -248,6 +257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--family", help="altcap family; default inferred")
     parser.add_argument("--images", type=Path, help="Flickr8k folder; default synthetic images")
     parser.add_argument("--num-images", type=int, default=64)
+    parser.add_argument(
+        "--captions-per-image", type=int, default=1, help="Flickr8k captions per image (1-5): more examples"
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per variant")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
@@ -260,6 +272,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gradient-checkpointing", action="store_true", help="for the altcap variants")
     parser.add_argument("--compile", action="store_true", help="every altcap variant with compile=true")
     parser.add_argument("--compile-mode", default="default", help="compile_mode of compiled altcap variants")
+    parser.add_argument("--compile-scope", default="blocks", help="compile_scope of compiled altcap variants")
     parser.add_argument(
         "--num-workers", type=int, default=0, help="altcap's DataLoader workers (its num_workers field)"
     )
@@ -291,13 +304,14 @@ def measure_variants(args: argparse.Namespace, manifest: Path, work: Path) -> di
     examples = read_split_examples(manifest, "train", None)
     altcap = partial(run_altcap, args, manifest, work)
     plan = [(n, partial(run_manual_loop, args, examples, n)) for n in VARIANTS[:3] if n in args.variants]
-    for batch_size in args.altcap_batch_sizes if "altcap" in args.variants else []:
-        name = "altcap" if batch_size == args.batch_size else f"altcap_batch{batch_size}"
-        plan.append((name, partial(altcap, batch_size, True, args.compile)))
+    for batch_size in args.altcap_batch_sizes:
+        suffix = "" if batch_size == args.batch_size else f"_batch{batch_size}"
+        if "altcap" in args.variants:
+            plan.append((f"altcap{suffix}", partial(altcap, batch_size, True, args.compile)))
+        if "altcap_compiled" in args.variants:  # side by side with the eager run at the same batch
+            plan.append((f"altcap_compiled{suffix}", partial(altcap, batch_size, True, True)))
     if "altcap_no_cache" in args.variants:  # the cache off isolates what the cache itself contributes
         plan.append(("altcap_no_cache", partial(altcap, args.batch_size, False, args.compile)))
-    if "altcap_compiled" in args.variants:
-        plan.append(("altcap_compiled", partial(altcap, args.batch_size, True, True)))
     results: dict[str, dict[str, Any]] = {}
     for name, measure in plan:
         release_memory()
@@ -347,7 +361,8 @@ def main(argv: list[str] | None = None) -> Path:
             corpus = read_flickr_captions(args.images) if args.images else None
             args.model_id = str(build_random_arch(args.random_arch, work / "model", device, corpus))
         if args.images:
-            manifest = write_flickr_manifest(args.images, work / "data", args.num_images)
+            per_image = args.captions_per_image
+            manifest = write_flickr_manifest(args.images, work / "data", args.num_images, per_image)
         else:
             manifest = write_tiny_manifest(work / "data", args.num_images)
         if args.collate_only:

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from train_fixtures import make_config, read_log, write_manifest
 
-from altcap.train.cache import FeatureCache, hash_frozen_weights
+from altcap.train.cache import CollateWithFeatures, FeatureCache, hash_frozen_weights
 from altcap.train.data import Example
 from altcap.train.run import run_train
 
@@ -52,7 +52,7 @@ def test_cache_is_filled_once_and_keys_follow_image_and_prompt(tmp_path: Path) -
     assert cache.fill(examples, encode, batch_size=8, show_progress=False) == 2
     assert cache.fill(examples, encode, batch_size=8, show_progress=False) == 0
     assert calls == [2]
-    assert cache.load_batch(examples[:2], "cpu")["feat"].shape == (2, 3)
+    assert cache.load_batch(examples[:2])["feat"].shape == (2, 3)
     other_model = FeatureCache(tmp_path / "cache", fingerprint="model-b")
     assert other_model.key_for(examples[0]) != cache.key_for(examples[0])
     changed = tmp_path / "b.png"
@@ -140,3 +140,36 @@ def test_cached_modules_are_released_after_caching_and_the_loss_still_runs(
     assert not release_frozen_modules(
         SimpleNamespace(merge=True), plan, model, SimpleNamespace(num_processes=1)
     )
+
+
+def test_cached_features_load_in_the_loader_workers(tiny_model, tmp_path: Path) -> None:
+    # The workers read the cache files (CollateWithFeatures); losses equal those of in-process loading.
+    manifest = write_manifest(tmp_path / "data", n_train=6, n_val=2)
+    logs = {}
+    for workers in (0, 2):
+        cfg = make_config(
+            tiny_model("blip2", "opt"), manifest, tmp_path / f"workers-{workers}",
+            "feature_cache.enabled=true", f"num_workers={workers}", "eval_every_n_steps=2",
+        )  # fmt: skip
+        run_train(cfg)
+        logs[workers] = read_log(cfg.output_dir)
+    assert [r["step"] for r in logs[2]] == [r["step"] for r in logs[0]]
+    for threaded, inline in zip(logs[2], logs[0], strict=True):
+        assert threaded["loss"] == pytest.approx(inline["loss"], abs=1e-6)
+        assert threaded.get("val_loss", 0.0) == pytest.approx(inline.get("val_loss", 0.0), abs=1e-6)
+
+
+def test_collate_with_features_adds_each_examples_cached_row(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache", fingerprint="model-a")
+    examples = []
+    for index in range(3):
+        image = tmp_path / f"{index}.png"
+        Image.new("RGB", (4, 4), (index, 2, 3)).save(image)
+        examples.append(Example(image, None, f"caption {index}"))
+    cache.fill(examples, lambda images, _: {"feat": torch.rand(len(images), 2)}, 8, False)
+    collate = CollateWithFeatures(lambda batch: {"examples": batch}, cache)
+    batch = collate([examples[2], examples[0]])
+    assert batch["examples"] == [examples[2], examples[0]]
+    expected = cache.load_batch([examples[2], examples[0]])["feat"]
+    torch.testing.assert_close(batch["features"]["feat"], expected)
+    assert not torch.equal(batch["features"]["feat"][0], batch["features"]["feat"][1])

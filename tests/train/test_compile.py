@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from train_fixtures import make_config, read_log, write_manifest
 
@@ -105,3 +106,53 @@ def test_inductor_compiled_steps_match_eager(tiny_model, tmp_path: Path) -> None
     run_train(compiled)
     assert_same_losses(read_log(compiled.output_dir), read_log(eager.output_dir))
     assert (compiled.output_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def deeper_t5_blip2(tiny_model, tmp_path: Path, layers: int = 3) -> Path:
+    """The tiny BLIP-2 Flan-T5 with `layers` encoder and decoder blocks (the extra ones seeded random)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "deeper"
+    shutil.copytree(tiny_model("blip2", "t5"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"].update(num_layers=layers, num_decoder_layers=layers)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_block_scope_compiles_each_trainable_layer_once_without_per_layer_recompiles(
+    tiny_model, tmp_path: Path
+) -> None:
+    from torch._dynamo.utils import counters
+
+    from altcap.models.loading import ModelConfig, apply_lora, load_model
+    from altcap.train.compile import compile_for_training
+    from altcap.train.config import TrainConfig
+    from altcap.train.run import CaptionLoss
+
+    torch.manual_seed(0)
+    model, processor, family = load_model(ModelConfig(model_id=str(deeper_t5_blip2(tiny_model, tmp_path))))
+    model = apply_lora(model, family, None, 8, 8, 0.0).train()
+    loss_module = CaptionLoss(model, family)
+    cfg = TrainConfig.model_validate(
+        {"data": {"manifest": tmp_path / "m.jsonl"}, "compile": True, "compile_backend": "aot_eager"}
+    )
+    # The 3 encoder + 3 decoder T5 blocks carry LoRA; the frozen vision and Q-Former layers stay eager.
+    assert compile_for_training(loss_module, cfg) == 6
+    compiled = [m for m in loss_module.modules() if getattr(m, "_compiled_call_impl", None) is not None]
+    assert {type(m).__name__ for m in compiled} == {"T5Block"}
+
+    images = [Image.new("RGB", (32, 32), (40 * i, 90, 10)) for i in range(3)]
+    captions = ["a red square on a wall", "blue", "two dogs run on the grass"]
+    inputs = family.build_inputs(processor, images, ["Describe."] * 3, captions)
+    with torch.no_grad():
+        features = family.encode_images(model, inputs)
+    counters.clear()
+    for batch in (slice(0, 3), slice(0, 2)):  # a second batch size and caption length: no recompile
+        sub_inputs = {k: v[batch] for k, v in inputs.items()}
+        loss_module(sub_inputs, {k: v[batch] for k, v in features.items()}).backward()
+    # One graph per distinct block: first and later blocks of the encoder and of the decoder. A KV
+    # cache in the training forward once made every decoder layer a graph of its own.
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])

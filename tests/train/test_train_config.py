@@ -48,3 +48,11 @@ def test_unknown_key_and_qformer_cache_conflict(tmp_path: Path) -> None:
         load_config(TrainConfig, None, {}, ["lora.rank=4"])
     with pytest.raises(ConfigError, match="include_qformer=true trains the Q-Former"):
         load_config(TrainConfig, None, {}, ["lora.include_qformer=true", "feature_cache.enabled=true"])
+
+
+def test_cuda_graphs_per_compiled_layer_are_refused_with_what_to_set() -> None:
+    # They crashed the process on the GPU (docs/benchmarks.md, session 6); the whole-model scope may run them.
+    with pytest.raises(ValueError, match="compile_mode=default, or compile_scope=model"):
+        TrainConfig(compile=True, compile_mode="reduce-overhead")
+    assert TrainConfig(compile=True, compile_mode="reduce-overhead", compile_scope="model").compile
+    assert TrainConfig(compile=False, compile_mode="reduce-overhead").compile_scope == "blocks"

@@ -160,8 +160,11 @@ class AltcapMini(nn.Module):
         embeds = self.embed_inputs(input_ids, image_features)
         # Left padding: positions count real tokens only, as in generate, so batching never changes a loss.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        # No KV cache (generation goes through language_model.generate, not here): a loss never reads
+        # it, and its per-layer state makes torch.compile recompile each layer.
         return self.language_model(
-            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, labels=labels,
+            use_cache=False,
         )
 
 

@@ -200,9 +200,11 @@ def forward_with_query_output(model: Any, query_output: torch.Tensor, inputs: di
     embeds = embed_with_image_features(
         model, inputs["input_ids"], image_features, model.config.image_token_id
     )
+    # No KV cache: a loss never reads it, and its per-layer state makes torch.compile recompile each layer.
+    lm_inputs = {"inputs_embeds": embeds, "attention_mask": attention_mask, "use_cache": False}
     if not model.config.use_decoder_only_language_model:
-        return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels).loss
-    logits = model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits
+        return model.language_model(**lm_inputs, labels=labels).loss
+    logits = model.language_model(**lm_inputs).logits
     return model.loss_function(
         logits=logits[:, -labels.size(1) :, :], labels=labels, vocab_size=model.config.text_config.vocab_size
     )

@@ -181,7 +181,9 @@ def forward_from_features(
     embeds = embed_with_image_features(
         model, inputs["input_ids"], image_features, inner.config.image_token_id
     )
-    return model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], labels=inputs["labels"]).loss
+    # No KV cache: a loss never reads it, and its per-layer state makes torch.compile recompile each layer.
+    lm_inputs = {"inputs_embeds": embeds, "attention_mask": inputs["attention_mask"], "use_cache": False}
+    return model(**lm_inputs, labels=inputs["labels"]).loss
 
 
 def _unwrap(model: Any) -> Any:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,11 @@ class FeatureCache:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in features.items()}, str(tmp))
         os.replace(tmp, path)
 
-    def load_batch(self, examples: list[Example], device: torch.device | str) -> dict[str, torch.Tensor]:
-        """Stack the cached features of a batch, in batch order, on `device`."""
+    def load_batch(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Stack the cached features of a batch, in batch order (CPU tensors)."""
         loaded = [load_file(str(self.path_for(self.key_for(e)))) for e in examples]
         # LLaVA-NeXT rows differ in tile count; stack_feature_rows zero-pads them.
-        return {name: tensor.to(device) for name, tensor in stack_feature_rows(loaded).items()}
+        return stack_feature_rows(loaded)
 
     def fill(
         self, examples: list[Example], encode_batch: Callable, batch_size: int, show_progress: bool
@@ -133,3 +134,21 @@ class FeatureCache:
             for row, (key, _) in enumerate(chunk):
                 self.write(key, {name: tensor[row] for name, tensor in features.items()})
         return len(items)
+
+
+@dataclass
+class CollateWithFeatures:
+    """A training collate that also loads each example's cached features into `batch["features"]`.
+
+    Reading a batch's cache files in the main process cost about as much as the GPU work of a
+    batch-256 step of BLIP-2 Flan-T5-XL (docs/benchmarks.md, session 6); in the DataLoader's
+    workers it overlaps with training, and pinned batches reach the GPU without a host sync.
+    """
+
+    collate: Callable[[list[Example]], dict[str, Any]]
+    cache: FeatureCache
+
+    def __call__(self, examples: list[Example]) -> dict[str, Any]:
+        batch = self.collate(examples)
+        batch["features"] = self.cache.load_batch(examples)
+        return batch

@@ -187,6 +187,11 @@ def build_loader(
         # A private generator keeps DataLoader from drawing on the global torch RNG, whose state
         # is part of the checkpoint and must advance identically in resumed and uninterrupted runs.
         generator=torch.Generator().manual_seed(seed),
-        persistent_workers=False,
+        # Workers live across epochs: restarting them cost a stall of about a step per epoch on the
+        # GPU (docs/benchmarks.md, session 6). The sampler runs in the main process, so data order
+        # and resume are unaffected.
+        persistent_workers=num_workers > 0,
+        # Page-locked batches let accelerate copy them to the GPU without waiting for it (non_blocking).
+        pin_memory=torch.cuda.is_available(),
     )
     return loader, sampler

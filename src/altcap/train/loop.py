@@ -35,7 +35,6 @@ class TrainRun:
     train_loader: Any
     train_sampler: Any
     val_loader: Any | None
-    load_features: Callable[[list[Any]], dict[str, torch.Tensor]] | None
     state: TrainState
     logger: TrainLogger
     output_dir: Path
@@ -155,8 +154,7 @@ def compute_loss(run: TrainRun, batch: dict[str, Any]) -> torch.Tensor:
     """Caption-token loss of one batch, from cached features when a cache is in use (SCST: its loss)."""
     if run.objective == "scst":
         return run.loss_module(batch["inputs"], batch["examples"], batch["images"])
-    features = run.load_features(batch["examples"]) if run.load_features is not None else None
-    return run.loss_module(batch["inputs"], features)
+    return run.loss_module(batch["inputs"], batch.get("features"))
 
 
 def optimizer_step(run: TrainRun) -> None:

@@ -21,7 +21,9 @@ import torch
 from altcap.config import ConfigError, dump_config
 from altcap.models.loading import ModelLoadError, apply_lora, load_model
 from altcap.provenance import build_provenance
+from altcap.train.cache import CollateWithFeatures
 from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
+from altcap.train.compile import compile_for_training
 from altcap.train.config import TrainConfig
 from altcap.train.data import build_loader, make_collate
 from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_frozen_modules
@@ -58,7 +60,7 @@ def build_accelerator(cfg: TrainConfig, plan: TrainPlan) -> Any:
     """An Accelerator for the run's precision and tracker."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
     # accelerate keeps its settings in a process-wide singleton that refuses a second, different
     # mixed precision; run_train may be called several times in one process (notebooks, tests).
@@ -72,6 +74,8 @@ def build_accelerator(cfg: TrainConfig, plan: TrainPlan) -> Any:
         mixed_precision=_MIXED_PRECISION[plan.precision],
         log_with=None if cfg.report_to == "none" else cfg.report_to,
         project_config=project,
+        # Batches come pinned (build_loader), so their copy to the GPU need not wait for the step before.
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
     )
 
 
@@ -200,6 +204,8 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         loss_module = CaptionLoss(model, plan.family)
         # With the cache, the loss reads cached features, so the loaders never decode an image.
         collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
+        if cache is not None:
+            collate = CollateWithFeatures(collate, cache)
     train_loader, sampler = build_loader(
         plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True
     )
@@ -209,11 +215,10 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
             plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False
         )
     if cfg.compile:
-        # In place (nn.Module.compile), not torch.compile's OptimizedModule wrapper nor accelerate's
-        # dynamo plugin (which wraps too): unwrap_model then still yields CaptionLoss, so checkpoint
-        # keys, resume and save_pretrained are exactly those of an uncompiled run.
-        mode = cfg.compile_mode if cfg.compile_backend == "inductor" else None  # modes are inductor's
-        loss_module.compile(backend=cfg.compile_backend, dynamic=True, mode=mode)
+        # In place, not torch.compile's OptimizedModule wrapper nor accelerate's dynamo plugin (which
+        # wraps too): unwrap_model then still yields CaptionLoss, so checkpoint keys are unchanged.
+        compiled = compile_for_training(loss_module, cfg)
+        logger.info("torch.compile: %d module(s) compiled in place (%s)", compiled, cfg.compile_scope)
     optimizer = build_optimizer(cfg, loss_module, acc.device)
     loss_module, optimizer, train_loader = acc.prepare(loss_module, optimizer, train_loader)
     val_loader = acc.prepare(val_loader) if val_loader is not None else None
@@ -232,7 +237,6 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         train_loader=train_loader,
         train_sampler=sampler,
         val_loader=val_loader,
-        load_features=(lambda examples: cache.load_batch(examples, acc.device)) if cache else None,
         state=TrainState(seed=cfg.seed, global_batch_size=cfg.batch_size * acc.num_processes),
         logger=None,
         output_dir=cfg.output_dir,
