@@ -238,6 +238,9 @@ def run_altcap(
         "gpu_utilisation_percent_incl_startup": sampler.mean_percent,
         "end_to_end_wall_s": wall_s,
         "first_step_s": batch_size / all_rows[0]["samples_per_s"],  # compile time included
+        # Per timed step: where a mean hides slow steps, these show them and whether data was late.
+        "per_step_samples_per_s": [r["samples_per_s"] for r in rows],
+        "per_step_data_wait_s": [r.get("data_wait_s") for r in rows],
     }
 
 

@@ -30,6 +30,9 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     # Skipping the frozen vision tower and Q-Former must remove FLOPs from every training step.
     assert 0 < check["flops_per_sample_cached_step"] < check["flops_per_sample_full_step"]
     assert report["results"]["altcap"]["flops_per_sample"] == check["flops_per_sample_cached_step"]
+    altcap = report["results"]["altcap"]
+    assert len(altcap["per_step_samples_per_s"]) == len(altcap["per_step_data_wait_s"]) == 2
+    assert all(wait >= 0 for wait in altcap["per_step_data_wait_s"])
     assert report["versions"]["torch"]
     plot_spec = importlib.util.spec_from_file_location(
         "plot_train_throughput", BENCHMARK.parent / "plot_train_throughput.py"

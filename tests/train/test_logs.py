@@ -35,3 +35,29 @@ def test_loss_curves_png_with_missing_validation(tmp_path: Path) -> None:
     path = plot_loss_curves([3.0, 2.0, 1.5], [2.8, None, 1.9], tmp_path / "loss_curves.png")
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size == (600, 400)
+
+
+def test_rows_record_how_long_the_loop_waited_for_data(tmp_path: Path) -> None:
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from altcap.train.logs import TrainLogger
+    from altcap.train.loop import timed_batches
+
+    accelerator = SimpleNamespace(
+        is_main_process=True, num_processes=1, device=torch.device("cpu"), log=lambda *a, **k: None
+    )
+    logger = TrainLogger(accelerator, tmp_path, total_steps=3, start_step=0)
+
+    def slow_loader():
+        for index in range(3):
+            time.sleep(0.05)
+            yield index
+
+    assert list(timed_batches(slow_loader(), logger)) == [0, 1, 2]
+    logger.write_row({"step": 3, "loss": 1.0})
+    logger.write_row({"step": 4, "loss": 1.0})  # the count starts again after each row
+    first, second = read_log_rows(tmp_path / "train_log.jsonl")
+    assert 0.15 <= first["data_wait_s"] < 5 and second["data_wait_s"] == 0.0

@@ -75,10 +75,15 @@ class TrainLogger:
         )
         self._last_time = time.perf_counter()
         self._samples_since = 0
+        self._data_wait_since = 0.0
 
     def count_samples(self, num_samples: int) -> None:
         """Add samples processed since the last log row (for samples/s)."""
         self._samples_since += num_samples
+
+    def count_data_wait(self, seconds: float) -> None:
+        """Add time the loop waited for the data loader since the last log row (data_wait_s)."""
+        self._data_wait_since += seconds
 
     def advance(self, loss: float, lr: float) -> None:
         """Move the progress bar one optimizer step and show loss and lr."""
@@ -92,8 +97,10 @@ class TrainLogger:
         row = {
             **row,
             "samples_per_s": round(self._samples_since * self.accelerator.num_processes / elapsed_s, 3),
+            # A fast GPU starved by its loader shows here (raise num_workers), not in samples/s alone.
+            "data_wait_s": round(self._data_wait_since, 4),
         }
-        self._last_time, self._samples_since = now, 0
+        self._last_time, self._samples_since, self._data_wait_since = now, 0, 0.0
         device = self.accelerator.device
         if device.type == "cuda":
             import torch

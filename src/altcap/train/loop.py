@@ -8,7 +8,8 @@ every M -> stop. One code path for CPU, one GPU and N GPUs through `accelerate`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,7 @@ def fit(run: TrainRun) -> TrainState:
         if state.batches_in_epoch:
             loader = acc.skip_first_batches(run.train_loader, state.batches_in_epoch)
         step_loss = torch.zeros((), device=acc.device)
-        for batch in loader:
+        for batch in timed_batches(loader, run.logger):
             apply_pending_rng(run)
             group_start = state.batches_in_epoch - state.batches_in_epoch % run.grad_accum_steps
             group_size = min(run.grad_accum_steps, batches_per_epoch - group_start)
@@ -101,6 +102,19 @@ def fit(run: TrainRun) -> TrainState:
             if state.global_step >= run.total_steps or state.stopped_early:
                 break
     return state
+
+
+def timed_batches(loader: Any, logger: TrainLogger) -> Iterator[Any]:
+    """The loader's batches, with the time the loop waits for each counted in the log."""
+    batches = iter(loader)
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        logger.count_data_wait(time.perf_counter() - start)
+        yield batch
 
 
 def apply_pending_rng(run: TrainRun) -> None:
