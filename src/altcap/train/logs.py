@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
 
 TRAIN_LOG = "train_log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -61,8 +64,15 @@ def truncate_log(path: Path, max_step: int) -> None:
 class TrainLogger:
     """Writes log rows to JSONL and the accelerate trackers, and drives the progress bar."""
 
-    def __init__(self, accelerator: Any, output_dir: Path, total_steps: int, start_step: int):
+    # Waiting for data more than this share of the time between rows means the loader starves training.
+    DATA_WAIT_WARNING_SHARE = 0.25
+
+    def __init__(
+        self, accelerator: Any, output_dir: Path, total_steps: int, start_step: int, num_workers: int = 0
+    ):
         self.accelerator = accelerator
+        self.num_workers = num_workers
+        self._warned_data_wait = False
         self.path = output_dir / TRAIN_LOG
         self.is_main = accelerator.is_main_process
         self.bar = tqdm(
@@ -100,6 +110,7 @@ class TrainLogger:
             # A fast GPU starved by its loader shows here (raise num_workers), not in samples/s alone.
             "data_wait_s": round(self._data_wait_since, 4),
         }
+        self._warn_if_starved(self._data_wait_since, elapsed_s)
         self._last_time, self._samples_since, self._data_wait_since = now, 0, 0.0
         device = self.accelerator.device
         if device.type == "cuda":
@@ -116,6 +127,19 @@ class TrainLogger:
             loss=f"{row.get('loss', float('nan')):.4f}",
             lr=f"{row.get('lr', 0):.2e}",
             samples_s=f"{row['samples_per_s']:.1f}",
+        )
+
+    def _warn_if_starved(self, waited_s: float, elapsed_s: float) -> None:
+        """Say once, with the fix, when the loop spent much of its time waiting for batches."""
+        if self._warned_data_wait or not self.is_main or waited_s < self.DATA_WAIT_WARNING_SHARE * elapsed_s:
+            return
+        self._warned_data_wait = True
+        logger.warning(
+            "training waited for data %.0f%% of the last %.1f s; raise num_workers (now %d) so the "
+            "loader keeps up",
+            100 * waited_s / elapsed_s,
+            elapsed_s,
+            self.num_workers,
         )
 
     def close(self) -> None:

@@ -257,7 +257,7 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
             acc.is_main_process and save_adapter(unwrap_peft(run), cfg.output_dir / "best")
         )
     restore_or_start(cfg, plan, run)
-    run.logger = TrainLogger(acc, cfg.output_dir, total_steps, run.state.global_step)
+    run.logger = TrainLogger(acc, cfg.output_dir, total_steps, run.state.global_step, cfg.num_workers)
     return run
 
 
