@@ -235,8 +235,8 @@ class TrainConfig(StageConfig):
     num_workers: int = Field(
         default=0,
         ge=0,
-        description="DataLoader worker processes; they also read cached features. On a GPU 6-8 keep "
-        "a large model fed (a compiled BLIP-2 Flan-T5-XL step of 128 samples waited for 4).",
+        description="DataLoader worker processes; they also read cached features. On a GPU use 6-8: "
+        "compiled BLIP-2 Flan-T5-XL at batch 128 ran 502 samples/s with 6, 354 with 4 (H100s).",
     )
 
     @model_validator(mode="after")

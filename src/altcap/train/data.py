@@ -162,7 +162,13 @@ def make_collate(
 
 
 def build_loader(
-    examples: list[Example], collate: Callable, batch_size: int, seed: int, num_workers: int, shuffle: bool
+    examples: list[Example],
+    collate: Callable,
+    batch_size: int,
+    seed: int,
+    num_workers: int,
+    shuffle: bool,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, EpochShuffleSampler]:
     """A DataLoader over examples with a resumable sampler.
 
@@ -173,6 +179,8 @@ def build_loader(
         seed: data-order seed.
         num_workers: DataLoader worker processes.
         shuffle: shuffle per epoch (training) or keep file order (validation).
+        pin_memory: page-lock batches (training on CUDA), so their copy to the GPU need not wait
+            for the step before (accelerate's non_blocking).
 
     Returns:
         (loader, sampler); call `sampler.select_epoch` before each epoch.
@@ -191,7 +199,6 @@ def build_loader(
         # GPU (docs/benchmarks.md, session 6). The sampler runs in the main process, so data order
         # and resume are unaffected.
         persistent_workers=num_workers > 0,
-        # Page-locked batches let accelerate copy them to the GPU without waiting for it (non_blocking).
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
     )
     return loader, sampler

@@ -206,13 +206,14 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
         if cache is not None:
             collate = CollateWithFeatures(collate, cache)
+    pin_memory = acc.device.type == "cuda"
     train_loader, sampler = build_loader(
-        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True
+        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True, pin_memory
     )
     val_loader = None
     if plan.val_examples:
         val_loader, _ = build_loader(
-            plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False
+            plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False, pin_memory
         )
     if cfg.compile:
         # In place, not torch.compile's OptimizedModule wrapper nor accelerate's dynamo plugin (which
