@@ -261,7 +261,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=Path, help="Flickr8k folder; default synthetic images")
     parser.add_argument("--num-images", type=int, default=64)
     parser.add_argument(
-        "--captions-per-image", type=int, default=1, help="Flickr8k captions per image (1-5): more examples"
+        "--captions-per-image", type=int, default=1, choices=range(1, 6), metavar="{1..5}",
+        help="Flickr8k captions per image: more examples",
     )
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per variant")
     parser.add_argument("--batch-size", type=int, default=8)
