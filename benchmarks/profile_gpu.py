@@ -163,20 +163,25 @@ def make_train_step(state: dict[str, Any]) -> Callable[[], float]:
     device, loss_module, optimizer = state["device"], state["loss_module"], state["optimizer"]
     max_norm = state["cfg"].optim.max_grad_norm
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         # fit() gets the text batch from the loader and the features from the cache on the CPU.
         inputs, features = move_to_device(state["inputs"], device), move_to_device(state["features"], device)
         with torch.autocast(device, torch.bfloat16, enabled=state["precision"] == "bf16"):
             loss = loss_module(inputs, features)
         loss.backward()
-        if not torch.isfinite(loss.detach()).item():  # fit()'s check_finite: a sync per step
+        fused = optimizer.defaults.get("fused")
+        if fused:  # fit(): the fused optimizer skips a NaN step on the GPU, no sync
+            optimizer.found_inf = (~torch.isfinite(loss.detach())).float()
+        elif not torch.isfinite(loss.detach()).item():  # fit()'s check_finite: a sync per step
             raise RuntimeError(f"loss is {loss.item()}; the profiled step diverged")
         if max_norm is not None:
             torch.nn.utils.clip_grad_norm_(loss_module.parameters(), max_norm)
         optimizer.step()
+        if fused:
+            del optimizer.found_inf
         state["scheduler"].step()
         optimizer.zero_grad(set_to_none=True)
-        return loss.detach().item()  # fit() reads the logged loss after the optimizer step
+        return loss.detach()  # fit() reads losses at log rows only
 
     return step
 
@@ -300,7 +305,9 @@ def run_profile(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any]
         **summarize_events(prof, args.steps, wall_s),
     }
     result["memory"] = summarize_memory(state["model"], state.get("optimizer"))
-    result["losses" if train else "first_captions"] = outputs
+    result["losses" if train else "first_captions"] = [
+        o.item() if isinstance(o, torch.Tensor) else o for o in outputs
+    ]
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     settings["train_config"] = state["cfg"].model_dump(mode="json") if train else None
     settings["generation"] = state.get("generation")

@@ -92,6 +92,42 @@ def pad_to_length(inputs: dict[str, Any], length: int, pad_ids: dict[str, int]) 
     return padded
 
 
+def pad_labels_to(model: Any, inputs: dict[str, Any], length: int) -> dict[str, Any]:
+    """The batch with its label sequence padded to `length`: the decoder's input for an
+    encoder-decoder LM (T5), the whole token sequence for a decoder-only one."""
+    encoder_decoder = getattr(model.config, "use_decoder_only_language_model", True) is False
+    pads = {"labels": -100} if encoder_decoder else {"input_ids": 0, "attention_mask": 0, "labels": -100}
+    return pad_to_length(inputs, length, pads)
+
+
+def cached_flops_by_label_length(
+    model: Any, family: Any, features: dict[str, torch.Tensor], inputs: dict[str, Any]
+) -> list[list[int]]:
+    """[label length, FLOPs per sample] of a cached training step at four padded lengths.
+
+    Counted FLOPs are a polynomial of degree 2 in the sequence length (matmuls linear, attention
+    quadratic), so three lengths fix it and the fourth checks it (`flops_at_label_length`); every
+    timed step's FLOPs then follow from its own padded length, as the FLOP counter would count them.
+    """
+    batch_size, start = inputs["labels"].shape
+    points = []
+    for length in (start, start + 8, start + 16, start + 24):
+        padded = pad_labels_to(model, inputs, length)
+        flops = count_step_flops(lambda padded=padded: family.forward_from_features(model, features, padded))
+        points.append([length, round(flops / batch_size)])
+    return points
+
+
+def flops_at_label_length(points: list[list[int]], length: float) -> float:
+    """FLOPs per sample at `length`: the quadratic through the first three counted points (Lagrange)."""
+    (x0, y0), (x1, y1), (x2, y2) = points[:3]
+    return (
+        y0 * (length - x1) * (length - x2) / ((x0 - x1) * (x0 - x2))
+        + y1 * (length - x0) * (length - x2) / ((x1 - x0) * (x1 - x2))
+        + y2 * (length - x0) * (length - x1) / ((x2 - x0) * (x2 - x1))
+    )
+
+
 VARIANTS = ("A_tutorial_fp32", "B_peft_bf16", "B_dynamic", "altcap", "altcap_no_cache", "altcap_compiled")
 DEFAULT_VARIANTS = VARIANTS[:-1]  # compiling is opt-in: minutes of compile time on a CPU
 
@@ -179,8 +215,10 @@ def check_fixed_batch(
     with autocast:
         flops_full = count_step_flops(lambda: model(**inputs).loss)
         flops_cached = count_step_flops(lambda: family.forward_from_features(model, features, inputs))
+        by_length = cached_flops_by_label_length(model, family, features, inputs)
     model.zero_grad(set_to_none=True)
     return {
+        "flops_per_sample_cached_by_label_length": by_length,
         "loss_plain_forward": plain,
         "loss_from_cached_features": cached,
         "relative_difference": abs(plain - cached) / max(abs(plain), 1e-12),
@@ -202,7 +240,7 @@ def run_altcap(
         f"feature_cache.dir={work / 'features'}",
         f"batch_size={batch_size}",
         "grad_accum_steps=1",
-        f"max_steps={args.steps + 1}",
+        f"max_steps={args.steps + args.altcap_warmup_steps}",
         "epochs=1000",
         f"lora.r={args.lora_r}",
         f"lora.alpha={args.lora_r}",
@@ -216,6 +254,7 @@ def run_altcap(
         f"compile={str(compiled).lower()}",
         f"compile_mode={args.compile_mode}",
         f"compile_scope={args.compile_scope}",
+        f"group_by_length={str(args.group_by_length).lower()}",
     ]
     if args.family:
         sets.append(f"model.family={args.family}")
@@ -225,22 +264,34 @@ def run_altcap(
         run_train(cfg)
     wall_s = time.perf_counter() - start
     all_rows = read_log_rows(cfg.output_dir / "train_log.jsonl")
-    rows = all_rows[1:]  # step 1 warms up (and compiles)
-    samples_per_s = sum(r["samples_per_s"] for r in rows) / len(rows)
+    rows = all_rows[args.altcap_warmup_steps :]  # step 1 compiles; later ones meet new shapes
+    elapsed_s = sum(r["elapsed_s"] for r in rows)
+    samples = sum(r["samples"] for r in rows)
+    caption_tokens = sum(r["caption_tokens"] for r in rows)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # run_train resets CUDA peak stats after the one-off cache fill: the peak is training's own.
     training_peaks = [r["peak_gpu_memory_mb"] for r in rows if "peak_gpu_memory_mb" in r]
     return {
         "batch_size": batch_size,
-        "samples_per_s": samples_per_s,
+        "group_by_length": args.group_by_length,
+        # Time-weighted over the timed steps: all their samples over all their time.
+        "samples_per_s": samples / elapsed_s,
         "samples_per_s_median": statistics.median(r["samples_per_s"] for r in rows),
+        # The mean of per-step rates, as sessions up to 6 reported it (higher when steps vary).
+        "samples_per_s_mean_of_steps": statistics.mean(r["samples_per_s"] for r in rows),
+        "tokens_per_s": caption_tokens / elapsed_s,
+        "padding_share": 1 - caption_tokens / sum(r["padded_tokens"] for r in rows),
         "peak_memory_mb": max(training_peaks) if training_peaks else peak_memory_mb(device),
         "gpu_utilisation_percent_incl_startup": sampler.mean_percent,
         "end_to_end_wall_s": wall_s,
-        "first_step_s": batch_size / all_rows[0]["samples_per_s"],  # compile time included
+        "first_step_s": all_rows[0]["elapsed_s"],  # compile time included
+        "warmup_steps_elapsed_s": [r["elapsed_s"] for r in all_rows[: args.altcap_warmup_steps]],
         # Per timed step: where a mean hides slow steps, these show them and whether data was late.
+        "per_step_samples": [r["samples"] for r in rows],
+        "per_step_elapsed_s": [r["elapsed_s"] for r in rows],
         "per_step_samples_per_s": [r["samples_per_s"] for r in rows],
-        "per_step_data_wait_s": [r.get("data_wait_s") for r in rows],
+        "per_step_data_wait_s": [r["data_wait_s"] for r in rows],
+        "per_step_label_length": [r["padded_tokens"] / r["samples"] for r in rows],
     }
 
 
@@ -265,6 +316,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Flickr8k captions per image: more examples",
     )
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps per variant")
+    parser.add_argument(
+        "--altcap-warmup-steps", type=int, default=1,
+        help="untimed first steps of altcap variants (compile; e.g. one epoch, whose steps meet each "
+        "padded length for the first time)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--altcap-batch-sizes", default=None, help="comma list for the altcap variant; default --batch-size"
@@ -277,6 +333,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="every altcap variant with compile=true")
     parser.add_argument("--compile-mode", default="default", help="compile_mode of compiled altcap variants")
     parser.add_argument("--compile-scope", default="blocks", help="compile_scope of compiled altcap variants")
+    parser.add_argument(
+        "--group-by-length", action="store_true", help="altcap variants batch captions of similar length"
+    )
     parser.add_argument(
         "--num-workers", type=int, default=0, help="altcap's DataLoader workers (its num_workers field)"
     )
@@ -339,7 +398,10 @@ def add_derived_figures(args: argparse.Namespace, results: dict[str, dict[str, A
             if name.startswith("altcap") and name != "altcap_no_cache"
             else "flops_per_sample_full_step"
         )
-        if key in checks:
+        by_length = checks.get("flops_per_sample_cached_by_label_length")
+        if key == "flops_per_sample_cached_step" and by_length and "per_step_label_length" in result:
+            add_per_step_flops(result, by_length, peak)
+        elif key in checks:
             result["flops_per_sample"] = checks[key]
             result["achieved_tflops"] = checks[key] * result["samples_per_s"] / 1e12
             result["mfu"] = checks[key] * result["samples_per_s"] / peak if peak else None
@@ -348,7 +410,27 @@ def add_derived_figures(args: argparse.Namespace, results: dict[str, dict[str, A
         if baseline in results:
             base = results[baseline]["samples_per_s"]
             ratios[f"vs_{baseline}"] = {name: r["samples_per_s"] / base for name, r in results.items()}
+    if checks.get("flops_per_sample_cached_by_label_length"):
+        points = checks["flops_per_sample_cached_by_label_length"]
+        checks["flops_by_length_fourth_point_predicted"] = flops_at_label_length(points, points[3][0])
     return {"device": device_name, "peak_bf16_flops": peak, "fixed_batch_check": checks, "speedups": ratios}
+
+
+def add_per_step_flops(result: dict[str, Any], by_length: list[list[int]], peak: float | None) -> None:
+    """FLOPs and MFU from every timed step's own padded length (padding counted, as the FLOP counter
+    counts what runs; `padding_share` says how much of it was padding)."""
+    step_flops = [
+        n * flops_at_label_length(by_length, length)
+        for n, length in zip(result["per_step_samples"], result["per_step_label_length"], strict=True)
+    ]
+    elapsed_s = sum(result["per_step_elapsed_s"])
+    result["flops_per_sample"] = sum(step_flops) / sum(result["per_step_samples"])
+    result["achieved_tflops"] = sum(step_flops) / elapsed_s / 1e12
+    result["mfu"] = sum(step_flops) / elapsed_s / peak if peak else None
+    if peak:
+        result["per_step_mfu"] = [
+            f / t / peak for f, t in zip(step_flops, result["per_step_elapsed_s"], strict=True)
+        ]
 
 
 def main(argv: list[str] | None = None) -> Path:

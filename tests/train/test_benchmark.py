@@ -12,7 +12,8 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = module.main(["--tiny", "--steps", "2", "--num-images", "16", "--out", str(tmp_path / "bench.json")])
+    argv = ["--tiny", "--steps", "2", "--num-images", "16", "--group-by-length"]
+    out = module.main([*argv, "--out", str(tmp_path / "bench.json")])
     report = json.loads(out.read_text())
     assert set(report["results"]) == {
         "A_tutorial_fp32",
@@ -29,8 +30,21 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     assert check["relative_difference"] < 1e-5
     # Skipping the frozen vision tower and Q-Former must remove FLOPs from every training step.
     assert 0 < check["flops_per_sample_cached_step"] < check["flops_per_sample_full_step"]
-    assert report["results"]["altcap"]["flops_per_sample"] == check["flops_per_sample_cached_step"]
+    # Counted FLOPs are quadratic in the label length: three counts predict the fourth exactly.
+    points = check["flops_per_sample_cached_by_label_length"]
+    assert check["flops_by_length_fourth_point_predicted"] == pytest.approx(points[3][1], rel=1e-9)
+    assert points[0][1] == check["flops_per_sample_cached_step"] and points[0][1] < points[1][1]
     altcap = report["results"]["altcap"]
+    # Each timed step's FLOPs come from its own padded length: a step padded to L costs F(L).
+    step_flops = [
+        n * module.flops_at_label_length(points, length)
+        for n, length in zip(altcap["per_step_samples"], altcap["per_step_label_length"], strict=True)
+    ]
+    assert altcap["flops_per_sample"] == pytest.approx(sum(step_flops) / sum(altcap["per_step_samples"]))
+    assert all(length == int(length) for length in altcap["per_step_label_length"])
+    assert 0 <= altcap["padding_share"] < 1
+    time_weighted = sum(altcap["per_step_samples"]) / sum(altcap["per_step_elapsed_s"])
+    assert altcap["samples_per_s"] == pytest.approx(time_weighted)
     assert len(altcap["per_step_samples_per_s"]) == len(altcap["per_step_data_wait_s"]) == 2
     assert all(wait >= 0 for wait in altcap["per_step_data_wait_s"])
     assert report["versions"]["torch"]

@@ -96,3 +96,39 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     with pytest.raises(TrainingDivergedError, match=r"loss is nan at optimizer step 3 .*kept at .*step-2"):
         run_train(cfg)
     assert find_latest_checkpoint(tmp_path / "run").name == "step-2"
+
+
+def test_fused_optimizer_skips_a_nan_step_on_the_device_and_the_error_names_it(
+    tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fused AdamW the loss is read only at log rows; the NaN step must still never be applied."""
+    from altcap.train import loop
+
+    manifest = write_manifest(tmp_path / "data", n_train=8, n_val=0)
+    # 2 optimizer steps per epoch; rows and checkpoints only at epoch ends (steps 2 and 4).
+    sets = ("optim.fused=true", "log_every_n_steps=100", "save_every_n_steps=2", "schedule.warmup_steps=0")
+    cfg = make_config(tiny_model("blip"), manifest, tmp_path / "run", *sets)
+    real_loss, real_step = loop.compute_loss, loop.optimizer_step
+    calls, applied, reads = [], [], []
+
+    def loss_nan_at_step_3(run, batch):
+        calls.append(1)
+        loss = real_loss(run, batch)
+        return loss * float("nan") if len(calls) in (5, 6) else loss
+
+    def step_and_record(run, skip_if_nonfinite=None):
+        trainable = [p for p in run.loss_module.parameters() if p.requires_grad]
+        before = [p.detach().clone() for p in trainable]
+        real_step(run, skip_if_nonfinite)
+        applied.append(any(not torch.equal(b, p) for b, p in zip(before, trainable, strict=True)))
+
+    real_read = loop.read_losses
+    monkeypatch.setattr(loop, "compute_loss", loss_nan_at_step_3)
+    monkeypatch.setattr(loop, "optimizer_step", step_and_record)
+    monkeypatch.setattr(loop, "read_losses", lambda run: reads.append(1) or real_read(run))
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at optimizer step 3 .*kept at .*step-2"):
+        run_train(cfg)
+    # Step 3's NaN was skipped on the device, step 4 trained on, and the host read losses twice
+    # (the two epoch ends), not once per step; the error came at step 4's read, before its save.
+    assert applied == [True, True, False, True] and len(reads) == 2
+    assert find_latest_checkpoint(tmp_path / "run").name == "step-2"

@@ -62,3 +62,41 @@ def test_long_captions_are_cut_to_max_tokens(tiny_model, tmp_path: Path) -> None
     _, processor, fam = load_model(ModelConfig(device="cpu", model_id=str(tiny_model("blip2", "opt"))))
     labels = make_collate(fam, processor, max_caption_tokens=3)(examples)["inputs"]["labels"]
     assert ((labels != -100).sum(dim=1) == 4).all()  # 3 caption tokens + end of sequence
+
+
+def test_length_grouping_batches_similar_lengths_and_keeps_every_example() -> None:
+    import random
+
+    from altcap.train.data import LENGTH_GROUP_BATCHES
+
+    lengths = [random.Random(index).randint(3, 40) for index in range(1003)]
+    batch_size = 4
+    sampler = EpochShuffleSampler(len(lengths), seed=5, lengths=lengths, batch_size=batch_size)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(lengths)))  # a permutation: nothing dropped or repeated
+    batches = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    assert len(batches[-1]) == len(lengths) % batch_size  # the short batch is still the last one
+    assert lengths[batches[0][0]] == max(lengths)  # the longest batch first: out of memory at step 1
+
+    def padding(batches: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    shuffled = list(EpochShuffleSampler(len(lengths), seed=5))
+    plain = padding([shuffled[k : k + batch_size] for k in range(0, len(shuffled), batch_size)])
+    assert padding(batches) < plain / 5
+    # Batches stay within one window of the shuffle, so the epoch order is not one global sort.
+    assert len(lengths) > batch_size * LENGTH_GROUP_BATCHES
+    again = EpochShuffleSampler(len(lengths), seed=5, lengths=lengths, batch_size=batch_size)
+    assert list(again) == order  # depends only on (seed, epoch): resume rebuilds it
+    again.select_epoch(1)
+    assert list(again) != order
+
+
+def test_collate_counts_caption_tokens_and_padded_positions(tiny_model, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path, n_train=3, n_val=0)
+    _, processor, family = load_model(ModelConfig(model_id=str(tiny_model("blip"))))
+    examples = read_split_examples(manifest, "train", None)
+    batch = make_collate(family, processor, max_caption_tokens=32)(examples)
+    labels = batch["inputs"]["labels"]
+    assert batch["padded_tokens"] == labels.numel() == 3 * labels.shape[1]
+    assert batch["caption_tokens"] == int((labels != -100).sum()) < batch["padded_tokens"]

@@ -184,3 +184,17 @@ def test_two_processes_through_accelerate(tiny_model, tmp_path: Path) -> None:
     # 8 examples sharded over 2 processes x batch 2 = 2 steps per epoch; rows written once (main process).
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_length_grouped_run_logs_tokens_and_pads_less(tiny_model, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data", n_train=8, n_val=0, captions_per_image=2)
+    padded = {}
+    for grouped in (False, True):
+        out = tmp_path / f"run-{grouped}"
+        sets = ("epochs=2", "grad_accum_steps=1", "batch_size=4", f"group_by_length={str(grouped).lower()}")
+        run_train(make_config(tiny_model("blip"), manifest, out, *sets))
+        rows = read_log(out)
+        assert sum(r["samples"] for r in rows) == 2 * 16  # two epochs of 8 images x 2 captions
+        assert all(0 < r["caption_tokens"] <= r["padded_tokens"] for r in rows)
+        padded[grouped] = sum(r["padded_tokens"] for r in rows)
+    assert padded[True] < padded[False]

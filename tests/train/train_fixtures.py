@@ -53,8 +53,11 @@ def make_config(model_dir: Path, manifest: Path, output_dir: Path, *sets: str) -
     return load_config(TrainConfig, None, {}, [*base, *sets])
 
 
+WALL_CLOCK_FIELDS = {"samples_per_s", "caption_tokens_per_s", "data_wait_s", "elapsed_s"}
+
+
 def read_log(output_dir: Path) -> list[dict]:
     """train_log.jsonl rows without the wall-clock fields."""
     lines = (output_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
-    return [{k: v for k, v in row.items() if k not in {"samples_per_s", "data_wait_s"}} for row in rows]
+    return [{k: v for k, v in row.items() if k not in WALL_CLOCK_FIELDS} for row in rows]

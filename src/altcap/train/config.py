@@ -232,6 +232,11 @@ class TrainConfig(StageConfig):
     merge: bool = Field(
         default=False, description="Also save the adapter merged into a full model in `merged/`."
     )
+    group_by_length: bool = Field(
+        default=False,
+        description="Batch training captions of similar length together (sorted within windows of 50 "
+        "batches, batches shuffled, the longest first), so little of each batch is padding.",
+    )
     num_workers: int = Field(
         default=0,
         ge=0,

@@ -11,7 +11,7 @@ examples 1 x batch N*b does, step for step (tests/train/test_multiprocess.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,12 +101,24 @@ class ExampleDataset(Dataset):
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A permutation that depends only on (seed, epoch), so any epoch's order can be rebuilt on resume."""
+    """A permutation that depends only on (seed, epoch), so any epoch's order can be rebuilt on resume.
 
-    def __init__(self, num_examples: int, seed: int, shuffle: bool = True):
+    With `lengths`, examples of similar length share a batch (`length_grouped_order`).
+    """
+
+    def __init__(
+        self,
+        num_examples: int,
+        seed: int,
+        shuffle: bool = True,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+    ):
         self.num_examples = num_examples
         self.seed = seed
         self.shuffle = shuffle
+        self.lengths = lengths
+        self.batch_size = batch_size
         self.epoch = 0
 
     def select_epoch(self, epoch: int) -> None:
@@ -121,10 +133,58 @@ class EpochShuffleSampler(Sampler[int]):
         if not self.shuffle:
             return iter(range(self.num_examples))
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.num_examples, generator=generator).tolist())
+        order = torch.randperm(self.num_examples, generator=generator).tolist()
+        if self.lengths is not None:
+            order = length_grouped_order(order, self.lengths, self.batch_size, generator)
+        return iter(order)
 
     def __len__(self) -> int:
         return self.num_examples
+
+
+# Examples are sorted by length within windows of this many batches (Hugging Face's
+# LengthGroupedSampler uses 50 too): wide enough that batches are nearly padding-free, while which
+# examples meet in a batch still changes from epoch to epoch.
+LENGTH_GROUP_BATCHES = 50
+
+
+def length_grouped_order(
+    order: list[int], lengths: Sequence[int], batch_size: int, generator: torch.Generator
+) -> list[int]:
+    """Reorder a shuffled order so that each batch holds examples of similar length.
+
+    Within each window of `LENGTH_GROUP_BATCHES` batches, examples are sorted longest first and cut
+    into batches; the full batches are then shuffled, except that the batch with the longest example
+    goes first (running out of memory shows at step 1, not hours in). A short last batch stays last,
+    so the loader's own batching cuts exactly these batches.
+
+    Args:
+        order: a permutation of example indices (the epoch's shuffle).
+        lengths: token count of each example's caption.
+        batch_size: examples per micro-batch, as the loader batches them.
+        generator: the epoch's generator, so the order depends only on (seed, epoch).
+
+    Returns:
+        The same indices in the new order.
+    """
+    window = batch_size * LENGTH_GROUP_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda index: -lengths[index])
+        batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
+    short = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    if not batches:
+        return [index for batch in short for index in batch]
+    longest = max(range(len(batches)), key=lambda b: lengths[batches[b][0]])
+    first = batches.pop(longest)
+    shuffled = [batches[b] for b in torch.randperm(len(batches), generator=generator).tolist()]
+    return [index for batch in [first, *shuffled, *short] for index in batch]
+
+
+def caption_lengths(tokenizer: Any, examples: list[Example], max_caption_tokens: int) -> list[int]:
+    """Each example's caption length in tokens, capped as training cuts it (for length grouping)."""
+    ids = tokenizer([e.caption for e in examples], add_special_tokens=False)["input_ids"]
+    return [min(len(row), max_caption_tokens) for row in ids]
 
 
 def truncate_caption(tokenizer: Any, caption: str, max_tokens: int) -> str:
@@ -147,7 +207,8 @@ def make_collate(
             resizing every image at every step is what starved the GPU (issue #13).
 
     Returns:
-        collate(examples) -> {"inputs": dict of tensors, "examples": the examples}.
+        collate(examples) -> {"inputs": dict of tensors, "examples": the examples,
+        "caption_tokens": labelled tokens, "padded_tokens": label positions, padding included}.
     """
     tokenizer = processor.tokenizer
 
@@ -156,7 +217,14 @@ def make_collate(
         captions = [truncate_caption(tokenizer, e.caption, max_caption_tokens) for e in examples]
         prompts = [e.prompt for e in examples]
         inputs = family.build_inputs(processor, images, prompts, captions, with_pixels=with_pixels)
-        return {"inputs": dict(inputs), "examples": examples}
+        labels = inputs["labels"]
+        # Counted here on the CPU: the training loop logs tokens/s without a GPU sync.
+        return {
+            "inputs": dict(inputs),
+            "examples": examples,
+            "caption_tokens": int((labels != -100).sum()),
+            "padded_tokens": labels.numel(),
+        }
 
     return collate
 
@@ -169,6 +237,7 @@ def build_loader(
     num_workers: int,
     shuffle: bool,
     pin_memory: bool = False,
+    lengths: Sequence[int] | None = None,
 ) -> tuple[DataLoader, EpochShuffleSampler]:
     """A DataLoader over examples with a resumable sampler.
 
@@ -181,11 +250,12 @@ def build_loader(
         shuffle: shuffle per epoch (training) or keep file order (validation).
         pin_memory: page-lock batches (training on CUDA), so their copy to the GPU need not wait
             for the step before (accelerate's non_blocking).
+        lengths: caption lengths, to batch examples of similar length together (`group_by_length`).
 
     Returns:
         (loader, sampler); call `sampler.select_epoch` before each epoch.
     """
-    sampler = EpochShuffleSampler(len(examples), seed, shuffle)
+    sampler = EpochShuffleSampler(len(examples), seed, shuffle, lengths, batch_size)
     loader = DataLoader(
         ExampleDataset(examples),
         batch_size=batch_size,

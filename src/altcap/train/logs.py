@@ -85,33 +85,47 @@ class TrainLogger:
         )
         self._last_time = time.perf_counter()
         self._samples_since = 0
+        self._caption_tokens_since = 0
+        self._padded_tokens_since = 0
         self._data_wait_since = 0.0
 
-    def count_samples(self, num_samples: int) -> None:
-        """Add samples processed since the last log row (for samples/s)."""
+    def count_batch(self, num_samples: int, caption_tokens: int, padded_tokens: int) -> None:
+        """Add a micro-batch's samples, caption tokens and label positions (padding included)."""
         self._samples_since += num_samples
+        self._caption_tokens_since += caption_tokens
+        self._padded_tokens_since += padded_tokens
 
     def count_data_wait(self, seconds: float) -> None:
         """Add time the loop waited for the data loader since the last log row (data_wait_s)."""
         self._data_wait_since += seconds
 
-    def advance(self, loss: float, lr: float) -> None:
-        """Move the progress bar one optimizer step and show loss and lr."""
+    def advance(self) -> None:
+        """Move the progress bar one optimizer step (loss and lr show at each log row)."""
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
 
     def write_row(self, row: dict[str, Any]) -> None:
-        """Append one row (with samples/s since the previous row) to JSONL and the trackers."""
+        """Append one row (with throughput since the previous row) to JSONL and the trackers.
+
+        `samples`, `caption_tokens` and `padded_tokens` (label positions, padding included) count
+        this process's micro-batches since the previous row; the rates count every process.
+        """
         now = time.perf_counter()
         elapsed_s = max(now - self._last_time, 1e-9)
+        processes = self.accelerator.num_processes
         row = {
             **row,
-            "samples_per_s": round(self._samples_since * self.accelerator.num_processes / elapsed_s, 3),
+            "samples": self._samples_since,
+            "caption_tokens": self._caption_tokens_since,
+            "padded_tokens": self._padded_tokens_since,
+            "elapsed_s": round(elapsed_s, 4),
+            "samples_per_s": round(self._samples_since * processes / elapsed_s, 3),
+            "caption_tokens_per_s": round(self._caption_tokens_since * processes / elapsed_s, 1),
             # A fast GPU starved by its loader shows here (raise num_workers), not in samples/s alone.
             "data_wait_s": round(self._data_wait_since, 4),
         }
         self._warn_if_starved(self._data_wait_since, elapsed_s)
-        self._last_time, self._samples_since, self._data_wait_since = now, 0, 0.0
+        self._last_time, self._data_wait_since = now, 0.0
+        self._samples_since = self._caption_tokens_since = self._padded_tokens_since = 0
         device = self.accelerator.device
         if device.type == "cuda":
             import torch

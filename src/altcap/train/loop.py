@@ -53,6 +53,8 @@ class TrainRun:
     objective: str = "cross_entropy"
     # Extra figures for each logged row (SCST: mean sample reward since the last row).
     step_metrics: Callable[[], dict[str, float]] | None = None
+    # (step, loss on the device, lr) of optimizer steps whose loss the host has not read yet.
+    unread_losses: list[tuple[int, torch.Tensor, float]] = field(default_factory=list)
 
 
 def fit(run: TrainRun) -> TrainState:
@@ -64,6 +66,7 @@ def fit(run: TrainRun) -> TrainState:
     """
     state, acc = run.state, run.accelerator
     set_train_mode(run)
+    skip_on_device = optimizer_skips_on_device(run)
     while state.global_step < run.total_steps and not state.stopped_early:
         run.train_sampler.select_epoch(state.epoch)
         batches_per_epoch = len(run.train_loader)
@@ -83,21 +86,22 @@ def fit(run: TrainRun) -> TrainState:
                 acc.backward(loss)
             step_loss += loss.detach()
             state.samples_seen += len(batch["examples"]) * acc.num_processes  # every process's share
-            run.logger.count_samples(len(batch["examples"]))
+            run.logger.count_batch(
+                len(batch["examples"]), batch.get("caption_tokens", 0), batch.get("padded_tokens", 0)
+            )
             if not at_boundary:
                 continue
             step_loss = acc.reduce(step_loss, "mean")
-            check_finite(run, step_loss)
             lr = run.scheduler.get_last_lr()[0]  # the rate this step uses, before the schedule moves on
-            optimizer_step(run)
+            run.unread_losses.append((state.global_step + 1, step_loss, lr))
+            if skip_on_device:
+                optimizer_step(run, skip_if_nonfinite=step_loss)
+            else:
+                check_finite(run, step_loss)
+                optimizer_step(run)
             state.global_step += 1
-            loss_value = step_loss.item()
-            state.epoch_loss_sum += loss_value
-            state.epoch_loss_steps += 1
-            run.logger.advance(loss_value, lr)
-            end_of_epoch = state.batches_in_epoch == batches_per_epoch
-            row = {"step": state.global_step, "epoch": state.epoch, "loss": loss_value, "lr": lr}
-            finish_step(run, row, end_of_epoch)
+            run.logger.advance()
+            finish_step(run, end_of_epoch=state.batches_in_epoch == batches_per_epoch)
             step_loss = torch.zeros((), device=acc.device)
             if state.global_step >= run.total_steps or state.stopped_early:
                 break
@@ -128,8 +132,12 @@ def apply_pending_rng(run: TrainRun) -> None:
         run.resume_rng = None
 
 
-def finish_step(run: TrainRun, row: dict[str, Any], end_of_epoch: bool) -> None:
-    """After an optimizer step: epoch bookkeeping, eval, early stopping, log and save, in that order."""
+def finish_step(run: TrainRun, end_of_epoch: bool) -> None:
+    """After an optimizer step: epoch bookkeeping, eval, early stopping, log and save, in that order.
+
+    Steps that do none of these leave their loss on the GPU, so the host queues the next step
+    without waiting for this one to finish.
+    """
     state = run.state
     last_step = state.global_step >= run.total_steps
     eval_now = run.val_loader is not None and (
@@ -139,17 +147,41 @@ def finish_step(run: TrainRun, row: dict[str, Any], end_of_epoch: bool) -> None:
             and (state.global_step % run.eval_every_n_steps == 0 or last_step)
         )
     )
+    log_now = eval_now or end_of_epoch or last_step or state.global_step % run.log_every_n_steps == 0
+    save_now = state.global_step % run.save_every_n_steps == 0 or last_step
+    if not (log_now or save_now):
+        return
+    row = read_losses(run)
     if eval_now:
         row["val_loss"] = evaluate(run)
         update_early_stopping(run, row["val_loss"])
     if end_of_epoch or last_step:
         close_epoch(run, row.get("val_loss"), end_of_epoch)
-    if eval_now or end_of_epoch or last_step or state.global_step % run.log_every_n_steps == 0:
+    if log_now:
         if run.step_metrics is not None:
             row.update(run.step_metrics())
         run.logger.write_row(row)
-    if state.global_step % run.save_every_n_steps == 0 or last_step or state.stopped_early:
+    if save_now or state.stopped_early:
         save(run)
+
+
+def read_losses(run: TrainRun) -> dict[str, Any]:
+    """Read the losses of the steps since the last read (one sync), check them, and return the
+    log row of the latest step.
+
+    Raises:
+        TrainingDivergedError: naming the first step whose loss was NaN or infinite.
+    """
+    state, unread = run.state, run.unread_losses
+    values = torch.stack([loss for _, loss, _ in unread]).tolist()
+    for (step, _, _), value in zip(unread, values, strict=True):
+        if not math.isfinite(value):
+            raise_diverged(run, value, step)
+        state.epoch_loss_sum += value
+        state.epoch_loss_steps += 1
+    step, _, lr = unread[-1]
+    unread.clear()
+    return {"step": step, "epoch": state.epoch, "loss": values[-1], "lr": lr}
 
 
 def close_epoch(run: TrainRun, val_loss: float | None, end_of_epoch: bool) -> None:
@@ -171,27 +203,52 @@ def compute_loss(run: TrainRun, batch: dict[str, Any]) -> torch.Tensor:
     return run.loss_module(batch["inputs"], batch.get("features"))
 
 
-def optimizer_step(run: TrainRun) -> None:
-    """Clip, step, schedule, zero_grad."""
+def optimizer_skips_on_device(run: TrainRun) -> bool:
+    """Whether the optimizer can skip a step with a NaN/inf loss on the GPU, without a host sync.
+
+    Fused AdamW reads `found_inf` as GradScaler's step does. Not under fp16, whose GradScaler sets
+    and clears that attribute itself.
+    """
+    inner = getattr(run.optimizer, "optimizer", run.optimizer)
+    scaler = getattr(run.accelerator, "scaler", None)
+    return bool(getattr(inner, "defaults", {}).get("fused")) and scaler is None
+
+
+def optimizer_step(run: TrainRun, skip_if_nonfinite: torch.Tensor | None = None) -> None:
+    """Clip, step, schedule, zero_grad. With `skip_if_nonfinite`, the fused optimizer leaves the
+    weights and its state untouched when that loss is NaN/inf; `read_losses` raises later."""
     if run.max_grad_norm is not None:
         run.accelerator.clip_grad_norm_(run.loss_module.parameters(), run.max_grad_norm)
-    run.optimizer.step()
+    inner = getattr(run.optimizer, "optimizer", run.optimizer)
+    if skip_if_nonfinite is not None:
+        inner.found_inf = (~torch.isfinite(skip_if_nonfinite)).float()
+    try:
+        run.optimizer.step()
+    finally:
+        if skip_if_nonfinite is not None:
+            del inner.found_inf
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
 
 
 def check_finite(run: TrainRun, loss: torch.Tensor) -> None:
-    """Stop on NaN/inf before the optimizer applies it, so the last checkpoint stays good."""
+    """Stop on NaN/inf before the optimizer applies it, for optimizers that cannot skip on the GPU."""
     # One host-device sync per optimizer step: the price of never stepping on a NaN.
-    if not torch.isfinite(loss).item():
-        from altcap.train.checkpoint import find_latest_checkpoint
+    value = loss.item()
+    if not math.isfinite(value):
+        raise_diverged(run, value, run.state.global_step + 1)
 
-        last = find_latest_checkpoint(run.output_dir)
-        kept = f"last good checkpoint kept at {last}" if last else "no checkpoint was written yet"
-        raise TrainingDivergedError(
-            f"loss is {loss.item()} at optimizer step {run.state.global_step + 1} (epoch {run.state.epoch}); "
-            f"{kept}. Lower optim.lr, use precision=fp32 or bf16 instead of fp16, or check the data."
-        )
+
+def raise_diverged(run: TrainRun, value: float, step: int) -> None:
+    """Stop with the step and the checkpoint that is kept (the optimizer never applied this loss)."""
+    from altcap.train.checkpoint import find_latest_checkpoint
+
+    last = find_latest_checkpoint(run.output_dir)
+    kept = f"last good checkpoint kept at {last}" if last else "no checkpoint was written yet"
+    raise TrainingDivergedError(
+        f"loss is {value} at optimizer step {step} (epoch {run.state.epoch}); "
+        f"{kept}. Lower optim.lr, use precision=fp32 or bf16 instead of fp16, or check the data."
+    )
 
 
 @torch.no_grad()

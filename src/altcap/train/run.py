@@ -25,7 +25,7 @@ from altcap.train.cache import CollateWithFeatures
 from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
 from altcap.train.compile import compile_for_training
 from altcap.train.config import TrainConfig
-from altcap.train.data import build_loader, make_collate
+from altcap.train.data import build_loader, caption_lengths, make_collate
 from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_frozen_modules
 from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, read_log_rows, truncate_log
 from altcap.train.loop import TrainRun, fit
@@ -207,8 +207,11 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         if cache is not None:
             collate = CollateWithFeatures(collate, cache)
     pin_memory = acc.device.type == "cuda"
+    lengths = None
+    if cfg.group_by_length:
+        lengths = caption_lengths(processor.tokenizer, plan.train_examples, cfg.data.max_caption_tokens)
     train_loader, sampler = build_loader(
-        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True, pin_memory
+        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True, pin_memory, lengths
     )
     val_loader = None
     if plan.val_examples:
