@@ -1,6 +1,7 @@
-"""Training samples/s against batch size from a train_throughput JSON (altcap variants vs baselines).
+"""Plots from train_throughput JSON: samples/s against batch size, or every timed step of runs.
 
 python benchmarks/plot_train_throughput.py benchmarks/results/train_throughput-X.json docs/train-X.png
+python benchmarks/plot_train_throughput.py steps docs/train-steps.png "label=results/X.json" ...
 """
 
 from __future__ import annotations
@@ -60,5 +61,31 @@ def plot(report_path: Path, out: Path) -> Path:
     return out
 
 
+def plot_steps(runs: list[tuple[str, Path]], out: Path, variant: str = "altcap_compiled_batch384") -> Path:
+    """One line per run: each timed step's MFU (samples/s where no GPU peak is known), so epoch
+    starts, short last batches and one-off stalls show where a mean hides them."""
+    results = [json.loads(path.read_text(encoding="utf-8"))["results"][variant] for _, path in runs]
+    use_mfu = all(r.get("per_step_mfu") for r in results)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (label, _), result in zip(runs, results, strict=True):
+        values = [100 * m for m in result["per_step_mfu"]] if use_mfu else result["per_step_samples_per_s"]
+        ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
+    if use_mfu:
+        ax.axhline(30, linestyle="--", color="grey")
+        ax.annotate("30 % target", (1, 30), va="bottom", fontsize=8)
+    ax.set_xlabel("timed step")
+    ax.set_ylabel("MFU of the step (%, padding counted)" if use_mfu else "samples/s")
+    ax.set_title(f"{variant}: every timed step", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
 if __name__ == "__main__":
-    print(plot(Path(sys.argv[1]), Path(sys.argv[2])))
+    if sys.argv[1] == "steps":
+        pairs = [arg.split("=", 1) for arg in sys.argv[3:]]
+        print(plot_steps([(label, Path(path)) for label, path in pairs], Path(sys.argv[2])))
+    else:
+        print(plot(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -291,7 +291,9 @@ def run_altcap(
         "per_step_elapsed_s": [r["elapsed_s"] for r in rows],
         "per_step_samples_per_s": [r["samples_per_s"] for r in rows],
         "per_step_data_wait_s": [r["data_wait_s"] for r in rows],
+        "per_step_gc_s": [r["gc_s"] for r in rows],
         "per_step_label_length": [r["padded_tokens"] / r["samples"] for r in rows],
+        "per_step_padding_positions": [r["padded_tokens"] - r["caption_tokens"] for r in rows],
     }
 
 
@@ -418,15 +420,22 @@ def add_derived_figures(args: argparse.Namespace, results: dict[str, dict[str, A
 
 def add_per_step_flops(result: dict[str, Any], by_length: list[list[int]], peak: float | None) -> None:
     """FLOPs and MFU from every timed step's own padded length (padding counted, as the FLOP counter
-    counts what runs; `padding_share` says how much of it was padding)."""
-    step_flops = [
-        n * flops_at_label_length(by_length, length)
-        for n, length in zip(result["per_step_samples"], result["per_step_label_length"], strict=True)
-    ]
+    counts what runs), and an MFU without padding: each padding position charged at the cost of
+    the step's last position, the dearest one, so that figure is a lower bound."""
+    step_flops, useful_flops = [], []
+    for n, length, padding in zip(
+        result["per_step_samples"], result["per_step_label_length"], result["per_step_padding_positions"],
+        strict=True,
+    ):
+        flops = flops_at_label_length(by_length, length)
+        last_position = flops - flops_at_label_length(by_length, length - 1)
+        step_flops.append(n * flops)
+        useful_flops.append(n * flops - padding * last_position)
     elapsed_s = sum(result["per_step_elapsed_s"])
     result["flops_per_sample"] = sum(step_flops) / sum(result["per_step_samples"])
     result["achieved_tflops"] = sum(step_flops) / elapsed_s / 1e12
     result["mfu"] = sum(step_flops) / elapsed_s / peak if peak else None
+    result["mfu_without_padding_lower_bound"] = sum(useful_flops) / elapsed_s / peak if peak else None
     if peak:
         result["per_step_mfu"] = [
             f / t / peak for f, t in zip(step_flops, result["per_step_elapsed_s"], strict=True)

@@ -55,6 +55,8 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     plot_spec.loader.exec_module(plotter)
     png = plotter.plot(out, tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    steps_png = plotter.plot_steps([("tiny", out)], tmp_path / "steps.png", variant="altcap")
+    assert steps_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_collate_only_mode_times_both_collates(tmp_path: Path) -> None:
@@ -67,3 +69,27 @@ def test_collate_only_mode_times_both_collates(tmp_path: Path) -> None:
     assert set(report["results"]) == {"collate_with_pixels", "collate_text_only"}
     assert all(r["median_ms"] >= r["min_ms"] > 0 for r in report["results"].values())
     assert report["text_only_speedup"] > 0
+
+
+def test_mfu_counts_each_steps_padded_length_and_bounds_the_padding() -> None:
+    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def flops(length: int) -> int:  # per sample: what the FLOP counter gives, quadratic in length
+        return 1000 + 50 * length + 2 * length**2
+
+    points = [[length, flops(length)] for length in (10, 18, 26, 34)]
+    result = {
+        "per_step_samples": [4, 2],
+        "per_step_label_length": [12.0, 30.0],
+        "per_step_padding_positions": [0, 6],
+        "per_step_elapsed_s": [1.0, 3.0],
+    }
+    module.add_per_step_flops(result, points, peak=100.0)
+    total = 4 * flops(12) + 2 * flops(30)
+    assert result["mfu"] == pytest.approx(total / 4.0 / 100.0)
+    # 6 padding positions, each charged as a 30th position: (flops(30) - flops(29)) apiece.
+    without = total - 6 * (flops(30) - flops(29))
+    assert result["mfu_without_padding_lower_bound"] == pytest.approx(without / 4.0 / 100.0)
+    assert result["per_step_mfu"] == pytest.approx([4 * flops(12) / 100.0, 2 * flops(30) / 3.0 / 100.0])

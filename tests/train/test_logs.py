@@ -69,3 +69,30 @@ def test_rows_record_how_long_the_loop_waited_for_data(
     # Nearly all of the time went to waiting: the user is told once what to change.
     warnings = [r.getMessage() for r in caplog.records if "waited for data" in r.getMessage()]
     assert len(warnings) == 1 and "raise num_workers (now 2)" in warnings[0]
+
+
+def test_rows_record_garbage_collection_pauses(tmp_path: Path) -> None:
+    import gc
+    from types import SimpleNamespace
+
+    import torch
+
+    from altcap.train.logs import TrainLogger
+
+    accelerator = SimpleNamespace(
+        is_main_process=True, num_processes=1, device=torch.device("cpu"), log=lambda *a, **k: None,
+        end_training=lambda: None,
+    )  # fmt: skip
+    logger = TrainLogger(accelerator, tmp_path, total_steps=2, start_step=0)
+    garbage = [[] for _ in range(200_000)]
+    for item in garbage:
+        item.append(item)  # reference cycles: only the collector frees them
+    del garbage
+    gc.collect()
+    logger.write_row({"step": 1, "loss": 1.0})
+    logger.write_row({"step": 2, "loss": 1.0})
+    logger.close()
+    first, second = read_log_rows(tmp_path / "train_log.jsonl")
+    assert first["gc_s"] > 0 and second["gc_s"] == 0  # counted in the row it happened in, then reset
+    gc.collect()
+    assert logger._time_gc not in gc.callbacks  # closing the log stops the timing

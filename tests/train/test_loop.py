@@ -1,6 +1,8 @@
+import gc
 import json
 from pathlib import Path
 
+import pytest
 from train_fixtures import make_config, read_log, write_manifest
 
 from altcap.train.run import run_train
@@ -27,3 +29,46 @@ def test_accumulation_steps_count_optimizer_steps(tiny_model, tmp_path: Path) ->
     rows = read_log(out)
     assert [(r["step"], r["epoch"]) for r in rows] == [(1, 0), (2, 0), (3, 1), (4, 1)]
     assert rows[0]["lr"] == 0.0 and rows[1]["lr"] > rows[-1]["lr"]  # 1 warm-up step, then cosine decay
+    assert gc.get_freeze_count() == 0  # objects frozen for the run are collectable again
+
+
+def test_early_stopping_with_loader_workers_drops_the_prefetched_epoch(tiny_model, tmp_path: Path) -> None:
+    # With workers, each epoch's first batch is fetched during the last step of the one before;
+    # early stopping then ends the run with a fetched epoch that never runs.
+    manifest = write_manifest(tmp_path / "data", n_train=4, n_val=2)
+    sets = ("epochs=10", "grad_accum_steps=1", "early_stopping.patience=2", "early_stopping.min_delta=100")
+    logs = {}
+    for workers in (0, 1):
+        out = tmp_path / f"run-{workers}"
+        run_train(make_config(tiny_model("blip"), manifest, out, *sets, f"num_workers={workers}"))
+        assert json.loads((out / "provenance.json").read_text())["final_step"] == 6
+        logs[workers] = read_log(out)
+    assert [r["epoch"] for r in logs[1]] == [r["epoch"] for r in logs[0]]
+    assert [r["loss"] for r in logs[1]] == pytest.approx([r["loss"] for r in logs[0]], abs=1e-6)
+
+
+def test_next_epoch_fetches_its_first_batch_on_another_thread() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from altcap.train.loop import NextEpoch
+
+    fetched_on = []
+
+    class Loader:
+        def __iter__(self):
+            for batch in ("b0", "b1"):
+                fetched_on.append(threading.current_thread().name)
+                yield batch
+
+    sampler = SimpleNamespace(epoch=0, select_epoch=lambda epoch: setattr(sampler, "epoch", epoch))
+    run = SimpleNamespace(train_loader=Loader(), train_sampler=sampler)
+    finishing = iter(["last batch of epoch 0"])
+    next(finishing)
+    upcoming = NextEpoch.start(run, finishing, epoch=1)
+    upcoming.thread.join()
+    assert sampler.epoch == 1 and fetched_on == ["altcap-next-epoch"]  # fetched before it was asked for
+    assert list(upcoming.batches()) == ["b0", "b1"]
+    # An epoch whose iterator yields more than its length is a bug, not something to drop silently.
+    with pytest.raises(RuntimeError, match="more batches than its length"):
+        NextEpoch.start(run, iter(["unexpected"]), epoch=2)

@@ -53,7 +53,7 @@ def make_config(model_dir: Path, manifest: Path, output_dir: Path, *sets: str) -
     return load_config(TrainConfig, None, {}, [*base, *sets])
 
 
-WALL_CLOCK_FIELDS = {"samples_per_s", "caption_tokens_per_s", "data_wait_s", "elapsed_s"}
+WALL_CLOCK_FIELDS = {"samples_per_s", "caption_tokens_per_s", "data_wait_s", "elapsed_s", "gc_s"}
 
 
 def read_log(output_dir: Path) -> list[dict]:

@@ -6,6 +6,7 @@ Trackers go through `Accelerator(log_with=...)` so the main-process-only logic i
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import logging
@@ -88,6 +89,17 @@ class TrainLogger:
         self._caption_tokens_since = 0
         self._padded_tokens_since = 0
         self._data_wait_since = 0.0
+        self._gc_since = 0.0
+        self._gc_started: float | None = None
+        gc.callbacks.append(self._time_gc)
+
+    def _time_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """Add Python's garbage-collection pauses to the row (a stall no GPU trace shows)."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self._gc_since += time.perf_counter() - self._gc_started
+            self._gc_started = None
 
     def count_batch(self, num_samples: int, caption_tokens: int, padded_tokens: int) -> None:
         """Add a micro-batch's samples, caption tokens and label positions (padding included)."""
@@ -122,9 +134,10 @@ class TrainLogger:
             "caption_tokens_per_s": round(self._caption_tokens_since * processes / elapsed_s, 1),
             # A fast GPU starved by its loader shows here (raise num_workers), not in samples/s alone.
             "data_wait_s": round(self._data_wait_since, 4),
+            "gc_s": round(self._gc_since, 4),
         }
         self._warn_if_starved(self._data_wait_since, elapsed_s)
-        self._last_time, self._data_wait_since = now, 0.0
+        self._last_time, self._data_wait_since, self._gc_since = now, 0.0, 0.0
         self._samples_since = self._caption_tokens_since = self._padded_tokens_since = 0
         device = self.accelerator.device
         if device.type == "cuda":
@@ -158,5 +171,7 @@ class TrainLogger:
 
     def close(self) -> None:
         """Close the progress bar and flush trackers."""
+        if self._time_gc in gc.callbacks:
+            gc.callbacks.remove(self._time_gc)
         self.bar.close()
         self.accelerator.end_training()

@@ -7,7 +7,9 @@ every M -> stop. One code path for CPU, one GPU and N GPUs through `accelerate`.
 
 from __future__ import annotations
 
+import gc
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -55,6 +57,8 @@ class TrainRun:
     step_metrics: Callable[[], dict[str, float]] | None = None
     # (step, loss on the device, lr) of optimizer steps whose loss the host has not read yet.
     unread_losses: list[tuple[int, torch.Tensor, float]] = field(default_factory=list)
+    # Fetch each next epoch's first batch during the last step of the one before (loader workers only).
+    prefetch_next_epoch: bool = False
 
 
 def fit(run: TrainRun) -> TrainState:
@@ -67,50 +71,79 @@ def fit(run: TrainRun) -> TrainState:
     state, acc = run.state, run.accelerator
     set_train_mode(run)
     skip_on_device = optimizer_skips_on_device(run)
-    while state.global_step < run.total_steps and not state.stopped_early:
-        run.train_sampler.select_epoch(state.epoch)
-        batches_per_epoch = len(run.train_loader)
-        loader = run.train_loader
-        if state.batches_in_epoch:
-            loader = acc.skip_first_batches(run.train_loader, state.batches_in_epoch)
-        step_loss = torch.zeros((), device=acc.device)
-        for batch in timed_batches(loader, run.logger):
-            apply_pending_rng(run)
-            group_start = state.batches_in_epoch - state.batches_in_epoch % run.grad_accum_steps
-            group_size = min(run.grad_accum_steps, batches_per_epoch - group_start)
-            state.batches_in_epoch += 1
-            at_boundary = state.batches_in_epoch - group_start == group_size
-            with acc.no_sync(run.loss_module) if not at_boundary else nullcontext():
-                with acc.autocast():
-                    loss = compute_loss(run, batch) / group_size
-                acc.backward(loss)
-            step_loss += loss.detach()
-            state.samples_seen += len(batch["examples"]) * acc.num_processes  # every process's share
-            run.logger.count_batch(
-                len(batch["examples"]), batch.get("caption_tokens", 0), batch.get("padded_tokens", 0)
-            )
-            if not at_boundary:
-                continue
-            step_loss = acc.reduce(step_loss, "mean")
-            lr = run.scheduler.get_last_lr()[0]  # the rate this step uses, before the schedule moves on
-            run.unread_losses.append((state.global_step + 1, step_loss, lr))
-            if skip_on_device:
-                optimizer_step(run, skip_if_nonfinite=step_loss)
+    upcoming: NextEpoch | None = None
+    froze_gc = False
+    try:
+        while state.global_step < run.total_steps and not state.stopped_early:
+            batches_per_epoch = len(run.train_loader)
+            if upcoming is not None:
+                epoch_batches, upcoming = upcoming.batches(), None
             else:
-                check_finite(run, step_loss)
-                optimizer_step(run)
-            state.global_step += 1
-            run.logger.advance()
-            finish_step(run, end_of_epoch=state.batches_in_epoch == batches_per_epoch)
+                run.train_sampler.select_epoch(state.epoch)
+                loader = run.train_loader
+                if state.batches_in_epoch:
+                    loader = acc.skip_first_batches(run.train_loader, state.batches_in_epoch)
+                epoch_batches = iter(loader)
             step_loss = torch.zeros((), device=acc.device)
-            if state.global_step >= run.total_steps or state.stopped_early:
-                break
+            for batch in timed_batches(epoch_batches, run.logger):
+                apply_pending_rng(run)
+                group_start = state.batches_in_epoch - state.batches_in_epoch % run.grad_accum_steps
+                group_size = min(run.grad_accum_steps, batches_per_epoch - group_start)
+                state.batches_in_epoch += 1
+                at_boundary = state.batches_in_epoch - group_start == group_size
+                end_of_epoch = state.batches_in_epoch == batches_per_epoch
+                if end_of_epoch and run.prefetch_next_epoch and state.global_step + 1 < run.total_steps:
+                    upcoming = NextEpoch.start(run, epoch_batches, state.epoch + 1)
+                with acc.no_sync(run.loss_module) if not at_boundary else nullcontext():
+                    with acc.autocast():
+                        loss = compute_loss(run, batch) / group_size
+                    acc.backward(loss)
+                step_loss += loss.detach()
+                state.samples_seen += len(batch["examples"]) * acc.num_processes  # every process's share
+                run.logger.count_batch(
+                    len(batch["examples"]), batch.get("caption_tokens", 0), batch.get("padded_tokens", 0)
+                )
+                if not at_boundary:
+                    continue
+                step_loss = acc.reduce(step_loss, "mean")
+                lr = run.scheduler.get_last_lr()[0]  # the rate this step uses, before the schedule moves on
+                run.unread_losses.append((state.global_step + 1, step_loss, lr))
+                if skip_on_device:
+                    optimizer_step(run, skip_if_nonfinite=step_loss)
+                else:
+                    check_finite(run, step_loss)
+                    optimizer_step(run)
+                state.global_step += 1
+                run.logger.advance()
+                finish_step(run, end_of_epoch)
+                if not froze_gc:  # after the first step: the model, optimizer and compiled code exist
+                    froze_gc = freeze_long_lived_objects()
+                step_loss = torch.zeros((), device=acc.device)
+                if state.global_step >= run.total_steps or state.stopped_early:
+                    break
+    finally:
+        if froze_gc:  # what training froze is collectable again (notebooks train many times)
+            gc.unfreeze()
+        if upcoming is not None:  # early stopping (or an error) ended the run at an epoch's end
+            upcoming.cancel()
     return state
 
 
-def timed_batches(loader: Any, logger: TrainLogger) -> Iterator[Any]:
-    """The loader's batches, with the time the loop waits for each counted in the log."""
-    batches = iter(loader)
+def freeze_long_lived_objects() -> bool:
+    """Keep the model, optimizer and compiled code out of Python's full garbage collections.
+
+    After the first step these objects live as long as the run, yet every full collection walks
+    all of them (torch.compile adds many), pausing whichever step it lands in; each log row's
+    `gc_s` shows such pauses. Objects stay freed by reference counting as usual, and `fit`
+    unfreezes them when it ends. Returns True (frozen).
+    """
+    gc.collect()
+    gc.freeze()
+    return True
+
+
+def timed_batches(batches: Iterator[Any], logger: TrainLogger) -> Iterator[Any]:
+    """The batches of an iterator, with the time the loop waits for each counted in the log."""
     while True:
         start = time.perf_counter()
         try:
@@ -119,6 +152,55 @@ def timed_batches(loader: Any, logger: TrainLogger) -> Iterator[Any]:
             return
         logger.count_data_wait(time.perf_counter() - start)
         yield batch
+
+
+class NextEpoch:
+    """The next epoch's first batch, fetched on a thread while the current epoch's last step runs.
+
+    Each epoch starts a fresh iterator over the loader, and its first batch used to be collated
+    while the GPU sat idle: 0.3 s per epoch for BLIP-2 Flan-T5-XL at batch 384 (docs/benchmarks.md,
+    session 7). Only with loader workers, which collate in their own processes: nothing on the
+    thread draws random numbers that the training step also draws.
+    """
+
+    def __init__(self, iterator: Iterator[Any]):
+        self.iterator = iterator
+        self.first: list[Any] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._fetch_first, name="altcap-next-epoch", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, run: TrainRun, finishing: Iterator[Any], epoch: int) -> NextEpoch:
+        """Close the finishing epoch's iterator (its last batch is in hand) and start `epoch`'s."""
+        leftover = next(finishing, None)  # lets accelerate's iterator end, so the next one can begin
+        if leftover is not None:
+            raise RuntimeError("the training loader yielded more batches than its length says")
+        run.train_sampler.select_epoch(epoch)
+        return cls(iter(run.train_loader))
+
+    def _fetch_first(self) -> None:
+        try:
+            self.first = [next(self.iterator)]
+        except StopIteration:
+            self.first = []
+        except BaseException as err:  # re-raised on the training thread by `batches`
+            self.error = err
+
+    def batches(self) -> Iterator[Any]:
+        """The epoch's batches; the first `next` waits for the thread (counted as data wait)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        yield from self.first
+        yield from self.iterator
+
+    def cancel(self) -> None:
+        """Wait for the thread and drop the epoch that will not run."""
+        self.thread.join()
+        close = getattr(self.iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def apply_pending_rng(run: TrainRun) -> None:

@@ -254,6 +254,7 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         min_delta=cfg.early_stopping.min_delta,
         frozen_modules=frozen_submodules(model, plan.family),
         objective=cfg.objective,
+        prefetch_next_epoch=cfg.num_workers > 0,
         step_metrics=getattr(acc.unwrap_model(loss_module), "pop_mean_reward", None),
     )
     if cfg.keep_best:
