@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -21,6 +20,7 @@ import torch
 
 from altcap.train.checkpoint import TrainState, restore_rng_state, save_checkpoint
 from altcap.train.logs import TrainLogger
+from altcap.train.next_epoch import NextEpoch
 
 
 class TrainingDivergedError(RuntimeError):
@@ -68,57 +68,31 @@ def fit(run: TrainRun) -> TrainState:
         TrainingDivergedError: on a NaN/inf loss (the last good checkpoint is kept).
         CheckpointError: when a checkpoint cannot be written (disk full included).
     """
-    state, acc = run.state, run.accelerator
+    state = run.state
     set_train_mode(run)
     skip_on_device = optimizer_skips_on_device(run)
     upcoming: NextEpoch | None = None
     froze_gc = False
     try:
         while state.global_step < run.total_steps and not state.stopped_early:
+            epoch_batches = upcoming.batches() if upcoming is not None else start_epoch(run)
+            upcoming = None
             batches_per_epoch = len(run.train_loader)
-            if upcoming is not None:
-                epoch_batches, upcoming = upcoming.batches(), None
-            else:
-                run.train_sampler.select_epoch(state.epoch)
-                loader = run.train_loader
-                if state.batches_in_epoch:
-                    loader = acc.skip_first_batches(run.train_loader, state.batches_in_epoch)
-                epoch_batches = iter(loader)
-            step_loss = torch.zeros((), device=acc.device)
+            step_loss = torch.zeros((), device=run.accelerator.device)
             for batch in timed_batches(epoch_batches, run.logger):
                 apply_pending_rng(run)
-                group_start = state.batches_in_epoch - state.batches_in_epoch % run.grad_accum_steps
-                group_size = min(run.grad_accum_steps, batches_per_epoch - group_start)
-                state.batches_in_epoch += 1
-                at_boundary = state.batches_in_epoch - group_start == group_size
+                group_size, at_boundary = advance_position(run, batches_per_epoch)
                 end_of_epoch = state.batches_in_epoch == batches_per_epoch
                 if end_of_epoch and run.prefetch_next_epoch and state.global_step + 1 < run.total_steps:
                     upcoming = NextEpoch.start(run, epoch_batches, state.epoch + 1)
-                with acc.no_sync(run.loss_module) if not at_boundary else nullcontext():
-                    with acc.autocast():
-                        loss = compute_loss(run, batch) / group_size
-                    acc.backward(loss)
-                step_loss += loss.detach()
-                state.samples_seen += len(batch["examples"]) * acc.num_processes  # every process's share
-                run.logger.count_batch(
-                    len(batch["examples"]), batch.get("caption_tokens", 0), batch.get("padded_tokens", 0)
-                )
+                step_loss += forward_backward(run, batch, group_size, at_boundary)
                 if not at_boundary:
                     continue
-                step_loss = acc.reduce(step_loss, "mean")
-                lr = run.scheduler.get_last_lr()[0]  # the rate this step uses, before the schedule moves on
-                run.unread_losses.append((state.global_step + 1, step_loss, lr))
-                if skip_on_device:
-                    optimizer_step(run, skip_if_nonfinite=step_loss)
-                else:
-                    check_finite(run, step_loss)
-                    optimizer_step(run)
-                state.global_step += 1
-                run.logger.advance()
+                take_optimizer_step(run, step_loss, skip_on_device)
                 finish_step(run, end_of_epoch)
                 if not froze_gc:  # after the first step: the model, optimizer and compiled code exist
                     froze_gc = freeze_long_lived_objects()
-                step_loss = torch.zeros((), device=acc.device)
+                step_loss = torch.zeros((), device=run.accelerator.device)
                 if state.global_step >= run.total_steps or state.stopped_early:
                     break
     finally:
@@ -142,6 +116,57 @@ def freeze_long_lived_objects() -> bool:
     return True
 
 
+def start_epoch(run: TrainRun) -> Iterator[Any]:
+    """An iterator over the current epoch's batches (the rest of it, when resuming mid-epoch)."""
+    state = run.state
+    run.train_sampler.select_epoch(state.epoch)
+    loader = run.train_loader
+    if state.batches_in_epoch:
+        loader = run.accelerator.skip_first_batches(run.train_loader, state.batches_in_epoch)
+    return iter(loader)
+
+
+def advance_position(run: TrainRun, batches_per_epoch: int) -> tuple[int, bool]:
+    """Count a micro-batch into the epoch; returns (micro-batches in its accumulation group,
+    whether it ends the group). An epoch's last group may be shorter than grad_accum_steps."""
+    state = run.state
+    group_start = state.batches_in_epoch - state.batches_in_epoch % run.grad_accum_steps
+    group_size = min(run.grad_accum_steps, batches_per_epoch - group_start)
+    state.batches_in_epoch += 1
+    return group_size, state.batches_in_epoch - group_start == group_size
+
+
+def forward_backward(
+    run: TrainRun, batch: dict[str, Any], group_size: int, at_boundary: bool
+) -> torch.Tensor:
+    """Loss and gradients of one micro-batch (gradients synced across processes only at the
+    group's end); returns the detached loss share, still on the device."""
+    acc = run.accelerator
+    with acc.no_sync(run.loss_module) if not at_boundary else nullcontext():
+        with acc.autocast():
+            loss = compute_loss(run, batch) / group_size
+        acc.backward(loss)
+    run.state.samples_seen += len(batch["examples"]) * acc.num_processes  # every process's share
+    run.logger.count_batch(
+        len(batch["examples"]), batch.get("caption_tokens", 0), batch.get("padded_tokens", 0)
+    )
+    return loss.detach()
+
+
+def take_optimizer_step(run: TrainRun, step_loss: torch.Tensor, skip_on_device: bool) -> None:
+    """Queue the step's loss for reading, step the optimizer (never on a NaN loss), count the step."""
+    step_loss = run.accelerator.reduce(step_loss, "mean")
+    lr = run.scheduler.get_last_lr()[0]  # the rate this step uses, before the schedule moves on
+    run.unread_losses.append((run.state.global_step + 1, step_loss, lr))
+    if skip_on_device:
+        optimizer_step(run, skip_if_nonfinite=step_loss)
+    else:
+        check_finite(run, step_loss)
+        optimizer_step(run)
+    run.state.global_step += 1
+    run.logger.advance()
+
+
 def timed_batches(batches: Iterator[Any], logger: TrainLogger) -> Iterator[Any]:
     """The batches of an iterator, with the time the loop waits for each counted in the log."""
     while True:
@@ -152,55 +177,6 @@ def timed_batches(batches: Iterator[Any], logger: TrainLogger) -> Iterator[Any]:
             return
         logger.count_data_wait(time.perf_counter() - start)
         yield batch
-
-
-class NextEpoch:
-    """The next epoch's first batch, fetched on a thread while the current epoch's last step runs.
-
-    Each epoch starts a fresh iterator over the loader, and its first batch used to be collated
-    while the GPU sat idle: 0.3 s per epoch for BLIP-2 Flan-T5-XL at batch 384 (docs/benchmarks.md,
-    session 7). Only with loader workers, which collate in their own processes: nothing on the
-    thread draws random numbers that the training step also draws.
-    """
-
-    def __init__(self, iterator: Iterator[Any]):
-        self.iterator = iterator
-        self.first: list[Any] = []
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._fetch_first, name="altcap-next-epoch", daemon=True)
-        self.thread.start()
-
-    @classmethod
-    def start(cls, run: TrainRun, finishing: Iterator[Any], epoch: int) -> NextEpoch:
-        """Close the finishing epoch's iterator (its last batch is in hand) and start `epoch`'s."""
-        leftover = next(finishing, None)  # lets accelerate's iterator end, so the next one can begin
-        if leftover is not None:
-            raise RuntimeError("the training loader yielded more batches than its length says")
-        run.train_sampler.select_epoch(epoch)
-        return cls(iter(run.train_loader))
-
-    def _fetch_first(self) -> None:
-        try:
-            self.first = [next(self.iterator)]
-        except StopIteration:
-            self.first = []
-        except BaseException as err:  # re-raised on the training thread by `batches`
-            self.error = err
-
-    def batches(self) -> Iterator[Any]:
-        """The epoch's batches; the first `next` waits for the thread (counted as data wait)."""
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        yield from self.first
-        yield from self.iterator
-
-    def cancel(self) -> None:
-        """Wait for the thread and drop the epoch that will not run."""
-        self.thread.join()
-        close = getattr(self.iterator, "close", None)
-        if close is not None:
-            close()
 
 
 def apply_pending_rng(run: TrainRun) -> None:
