@@ -121,6 +121,7 @@ def test_altcap_train_scst_end_to_end(tiny_mini: Path, tmp_path: Path) -> None:
     rows = read_log(out)
     assert [r["step"] for r in rows] == [1, 2]
     assert all(r["sample_cider_d"] >= 0 for r in rows)
+    assert all("caption_tokens" not in r for r in rows)  # sampled captions: no teacher-forced token counts
     assert rows[-1]["val_loss"] <= 0  # -CIDEr-D of greedy captions
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["feature_cache_used"] is False and provenance["train_examples"] == 4

@@ -127,15 +127,16 @@ class TrainLogger:
         row = {
             **row,
             "samples": self._samples_since,
-            "caption_tokens": self._caption_tokens_since,
-            "padded_tokens": self._padded_tokens_since,
             "elapsed_s": round(elapsed_s, 4),
             "samples_per_s": round(self._samples_since * processes / elapsed_s, 3),
-            "caption_tokens_per_s": round(self._caption_tokens_since * processes / elapsed_s, 1),
             # A fast GPU starved by its loader shows here (raise num_workers), not in samples/s alone.
             "data_wait_s": round(self._data_wait_since, 4),
             "gc_s": round(self._gc_since, 4),
         }
+        if self._padded_tokens_since:  # SCST samples its captions: its batches carry no token counts
+            row["caption_tokens"] = self._caption_tokens_since
+            row["padded_tokens"] = self._padded_tokens_since
+            row["caption_tokens_per_s"] = round(self._caption_tokens_since * processes / elapsed_s, 1)
         self._warn_if_starved(self._data_wait_since, elapsed_s)
         self._last_time, self._data_wait_since, self._gc_since = now, 0.0, 0.0
         self._samples_since = self._caption_tokens_since = self._padded_tokens_since = 0
