@@ -280,6 +280,8 @@ def run_altcap(
         # The mean of per-step rates, as sessions up to 6 reported it (higher when steps vary).
         "samples_per_s_mean_of_steps": statistics.mean(r["samples_per_s"] for r in rows),
         "tokens_per_s": caption_tokens / elapsed_s,
+        # Padding alone for encoder-decoder LMs (T5: the labels are the caption); decoder-only LMs'
+        # labels also span the masked image and prompt positions, which this then counts too.
         "padding_share": 1 - caption_tokens / sum(r["padded_tokens"] for r in rows),
         "peak_memory_mb": max(training_peaks) if training_peaks else peak_memory_mb(device),
         "gpu_utilisation_percent_incl_startup": sampler.mean_percent,
@@ -421,7 +423,8 @@ def add_derived_figures(args: argparse.Namespace, results: dict[str, dict[str, A
 def add_per_step_flops(result: dict[str, Any], by_length: list[list[int]], peak: float | None) -> None:
     """FLOPs and MFU from every timed step's own padded length (padding counted, as the FLOP counter
     counts what runs), and an MFU without padding: each padding position charged at the cost of
-    the step's last position, the dearest one, so that figure is a lower bound."""
+    the step's last position, the dearest one, so that figure is a lower bound (a loose one for
+    decoder-only LMs, whose masked image and prompt positions count as padding here)."""
     step_flops, useful_flops = [], []
     for n, length, padding in zip(
         result["per_step_samples"], result["per_step_label_length"], result["per_step_padding_positions"],

@@ -208,7 +208,8 @@ def make_collate(
 
     Returns:
         collate(examples) -> {"inputs": dict of tensors, "examples": the examples,
-        "caption_tokens": labelled tokens, "padded_tokens": label positions, padding included}.
+        "caption_tokens": labelled tokens, "padded_tokens": every label position: padding, and
+        for decoder-only LMs also the masked image and prompt positions}.
     """
     tokenizer = processor.tokenizer
 

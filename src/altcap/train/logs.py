@@ -102,7 +102,7 @@ class TrainLogger:
             self._gc_started = None
 
     def count_batch(self, num_samples: int, caption_tokens: int, padded_tokens: int) -> None:
-        """Add a micro-batch's samples, caption tokens and label positions (padding included)."""
+        """Add a micro-batch's samples, caption tokens and label positions (see `make_collate`)."""
         self._samples_since += num_samples
         self._caption_tokens_since += caption_tokens
         self._padded_tokens_since += padded_tokens
@@ -118,7 +118,8 @@ class TrainLogger:
     def write_row(self, row: dict[str, Any]) -> None:
         """Append one row (with throughput since the previous row) to JSONL and the trackers.
 
-        `samples`, `caption_tokens` and `padded_tokens` (label positions, padding included) count
+        `samples`, `caption_tokens` and `padded_tokens` (every label position: padding, and for
+        decoder-only LMs the masked image and prompt positions too) count
         this process's micro-batches since the previous row; the rates count every process.
         """
         now = time.perf_counter()
