@@ -55,10 +55,7 @@ def plot(report_path: Path, out: Path) -> Path:
     ax.set_ylabel("samples/s")
     ax.set_title(f"{report['model_id']} on {report['device']}", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_steps(runs: list[tuple[str, Path]], out: Path, variant: str = "altcap_compiled_batch384") -> Path:
@@ -77,9 +74,15 @@ def plot_steps(runs: list[tuple[str, Path]], out: Path, variant: str = "altcap_c
     ax.set_ylabel("MFU of the step (%, padding counted)" if use_mfu else "samples/s")
     ax.set_title(f"{variant}: every timed step", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
+    return save_figure(fig, out)
+
+
+def save_figure(fig: plt.Figure, out: Path) -> Path:
+    """Lay out, write and close a figure; returns its path."""
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
     return out
 
 

@@ -91,7 +91,8 @@ def fit(run: TrainRun) -> TrainState:
                 take_optimizer_step(run, step_loss, skip_on_device)
                 finish_step(run, end_of_epoch)
                 if not froze_gc:  # after the first step: the model, optimizer and compiled code exist
-                    froze_gc = freeze_long_lived_objects()
+                    freeze_long_lived_objects()
+                    froze_gc = True
                 step_loss = torch.zeros((), device=run.accelerator.device)
                 if state.global_step >= run.total_steps or state.stopped_early:
                     break
@@ -103,17 +104,16 @@ def fit(run: TrainRun) -> TrainState:
     return state
 
 
-def freeze_long_lived_objects() -> bool:
+def freeze_long_lived_objects() -> None:
     """Keep the model, optimizer and compiled code out of Python's full garbage collections.
 
     After the first step these objects live as long as the run, yet every full collection walks
     all of them (torch.compile adds many), pausing whichever step it lands in; each log row's
     `gc_s` shows such pauses. Objects stay freed by reference counting as usual, and `fit`
-    unfreezes them when it ends. Returns True (frozen).
+    unfreezes them when it ends.
     """
     gc.collect()
     gc.freeze()
-    return True
 
 
 def start_epoch(run: TrainRun) -> Iterator[Any]:
@@ -267,9 +267,13 @@ def optimizer_skips_on_device(run: TrainRun) -> bool:
     Fused AdamW reads `found_inf` as GradScaler's step does. Not under fp16, whose GradScaler sets
     and clears that attribute itself.
     """
-    inner = getattr(run.optimizer, "optimizer", run.optimizer)
     scaler = getattr(run.accelerator, "scaler", None)
-    return bool(getattr(inner, "defaults", {}).get("fused")) and scaler is None
+    return bool(getattr(torch_optimizer(run), "defaults", {}).get("fused")) and scaler is None
+
+
+def torch_optimizer(run: TrainRun) -> Any:
+    """The torch optimizer inside accelerate's wrapper (its attributes are the ones its step reads)."""
+    return getattr(run.optimizer, "optimizer", run.optimizer)
 
 
 def optimizer_step(run: TrainRun, skip_if_nonfinite: torch.Tensor | None = None) -> None:
@@ -277,7 +281,7 @@ def optimizer_step(run: TrainRun, skip_if_nonfinite: torch.Tensor | None = None)
     weights and its state untouched when that loss is NaN/inf; `read_losses` raises later."""
     if run.max_grad_norm is not None:
         run.accelerator.clip_grad_norm_(run.loss_module.parameters(), run.max_grad_norm)
-    inner = getattr(run.optimizer, "optimizer", run.optimizer)
+    inner = torch_optimizer(run)
     if skip_if_nonfinite is not None:
         inner.found_inf = (~torch.isfinite(skip_if_nonfinite)).float()
     try:
