@@ -61,7 +61,11 @@ def plot(report_path: Path, out: Path) -> Path:
 def plot_steps(runs: list[tuple[str, Path]], out: Path, variant: str = "altcap_compiled_batch384") -> Path:
     """One line per run: each timed step's MFU (samples/s where no GPU peak is known), so epoch
     starts, short last batches and one-off stalls show where a mean hides them."""
-    results = [json.loads(path.read_text(encoding="utf-8"))["results"][variant] for _, path in runs]
+    reports = {path: json.loads(path.read_text(encoding="utf-8"))["results"] for _, path in runs}
+    missing = [str(path) for path, results in reports.items() if variant not in results]
+    if missing:
+        raise SystemExit(f"no {variant!r} result in {', '.join(missing)}; pass the variant that ran")
+    results = [reports[path][variant] for _, path in runs]
     use_mfu = all(r.get("per_step_mfu") for r in results)
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for (label, _), result in zip(runs, results, strict=True):
@@ -88,6 +92,10 @@ def save_figure(fig: plt.Figure, out: Path) -> Path:
 
 if __name__ == "__main__":
     if sys.argv[1] == "steps":
+        malformed = [arg for arg in sys.argv[3:] if "=" not in arg]
+        if malformed or len(sys.argv) < 4:
+            got = malformed or "no runs"
+            raise SystemExit(f"give each run as label=path/to/train_throughput.json (got {got})")
         pairs = [arg.split("=", 1) for arg in sys.argv[3:]]
         print(plot_steps([(label, Path(path)) for label, path in pairs], Path(sys.argv[2])))
     else:
