@@ -185,7 +185,6 @@ def test_cli_run_and_error(tiny_blip2, manifest, tmp_path) -> None:
 
 
 def test_adapter_captions_are_recorded_and_not_mixed_with_base(tiny_blip2, manifest, tmp_path) -> None:
-    import torch
 
     from altcap.models.loading import apply_lora, load_model
 
@@ -235,11 +234,11 @@ def test_speed_fields_reach_generate_and_stay_out_of_records(tiny_blip2, manifes
 
     def spy(model, processor, inputs, kwargs):
         seen.append((inputs["input_ids"].shape[0], kwargs))
-        return family.generate(model, processor, inputs, kwargs)
+        return family.encode_for_generation(model, processor, inputs, kwargs)
 
     items = caption_module.order_for_throughput(caption_module.collect_items(cfg))
     written = caption_module.caption_items(
-        model, processor, replace(family, generate=spy), items, cfg, progress=False
+        model, processor, replace(family, encode_for_generation=spy), items, cfg, progress=False
     )
     # 4 images with the default prompt, 1 with its own: the second batch is padded to 4 rows.
     assert written == 5 and [rows for rows, _ in seen] == [4, 4]
@@ -256,73 +255,6 @@ def test_worker_processes_give_the_same_captions(tiny_blip2, manifest, tmp_path,
     run_caption(make_config(tiny_blip2, manifest, out, num_workers=num_workers, batch_size=2))
     expected = {r.image: r.caption for r in read_captions(reference)}
     assert {r.image: r.caption for r in read_captions(out)} == expected and len(expected) == 5
-
-
-def test_pad_batches_fills_short_batches_with_their_last_item() -> None:
-    items = [caption_module.CaptionItem(f"k{i}", Path(f"k{i}.jpg")) for i in range(5)]
-    batches = list(caption_module.iter_batches(items, 2))
-    padded = caption_module.pad_batches(batches, 2)
-    assert [len(b) for b in padded] == [2, 2, 2] and padded[-1] == [items[4], items[4]]
-    assert padded[:2] == batches[:2]
-
-
-def test_split_evenly_keeps_order_and_chunk_sizes() -> None:
-    items = [caption_module.CaptionItem(f"k{i}", Path(f"k{i}.jpg")) for i in range(21)]
-    chunks = caption_module.split_evenly(items, 4, min_size=5)
-    assert [len(c) for c in chunks] == [6, 5, 5, 5] and [i for c in chunks for i in c] == items
-    assert caption_module.split_evenly(items[:7], 4, min_size=5) == [items[:7]]
-
-
-def test_worker_chunks_join_into_the_whole_batch(tiny_blip2, manifest) -> None:
-    _, processor, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
-    cfg = make_config(tiny_blip2, manifest, manifest.parent / "unused.jsonl", split=None)
-    items = [item for item in caption_module.collect_items(cfg) if item.prompt is None]
-    whole = caption_module._prepare_batch(family, processor, items, None)
-    chunks = caption_module.split_evenly(items, 3, min_size=2)
-    assert len(chunks) == 3
-    parts = [caption_module._prepare_batch(family, processor, chunk, None) for chunk in chunks]
-    assert caption_module.joinable(parts)
-    joined = caption_module.concat_inputs(parts)
-    assert joined.keys() == whole.keys()
-    assert all(torch.equal(joined[key], whole[key]) for key in whole)
-    # Chunks of different prompt lengths cannot be stacked: the caller prepares the batch whole.
-    other = caption_module._prepare_batch(family, processor, chunks[0], "A much longer instruction here.")
-    assert not caption_module.joinable([parts[0], other])
-
-
-def test_batches_split_across_workers_give_the_same_captions(
-    tiny_blip2, manifest, tmp_path, monkeypatch
-) -> None:
-    reference = tmp_path / "thread.jsonl"
-    run_caption(make_config(tiny_blip2, manifest, reference, num_workers=0, batch_size=4))
-    split = caption_module.split_evenly
-    chunk_sizes = []
-
-    def small_chunks(batch, parts, min_size=8):
-        chunks = split(batch, parts, min_size=1)
-        chunk_sizes.append([len(chunk) for chunk in chunks])
-        return chunks
-
-    monkeypatch.setattr(caption_module, "split_evenly", small_chunks)
-    out = tmp_path / "chunks.jsonl"
-    run_caption(make_config(tiny_blip2, manifest, out, num_workers=2, batch_size=4))
-    assert any(len(sizes) == 2 for sizes in chunk_sizes)  # some batch really was prepared in two halves
-    assert [(r.image, r.caption) for r in read_captions(out)] == [
-        (r.image, r.caption) for r in read_captions(reference)
-    ]
-
-
-def test_batches_shaped_by_image_size_are_not_split(tiny_blip2, manifest) -> None:
-    """LLaVA-NeXT-like inputs (tiles per image size) would pad differently per chunk: one part each."""
-    _, processor, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
-    cfg = make_config(tiny_blip2, manifest, manifest.parent / "unused.jsonl", split=None)
-    items = [item for item in caption_module.collect_items(cfg) if item.prompt is None] * 4
-    for shaped, parts in ((False, 2), (True, 1)):
-        chosen = replace(family, inputs_shaped_by_image_size=shaped)
-        prepared = caption_module.iter_prepared_batches(chosen, processor, [items], None, num_workers=2)
-        ((batch, chunks),) = list(prepared)
-        assert batch == items and len(chunks) == parts
-        assert sum(len(chunk["input_ids"]) for chunk in chunks) == len(items)
 
 
 def test_cuda_graphs_refusals_name_the_fix_and_write_nothing(tiny_blip2, manifest, tmp_path) -> None:

@@ -11,18 +11,16 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from altcap.data.images import load_image_rgb
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
+from altcap.infer.batches import iter_batches, iter_prepared_batches, pad_batches
 from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 from altcap.infer.config import CaptionConfig
 from altcap.provenance import build_provenance
@@ -164,162 +162,6 @@ def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:
     return sorted(items, key=sort_key)
 
 
-def iter_batches(items: list[CaptionItem], batch_size: int) -> Iterator[list[CaptionItem]]:
-    """Consecutive batches of at most `batch_size`, never mixing prompts (some models cannot pad them)."""
-    batch: list[CaptionItem] = []
-    for item in items:
-        if batch and (len(batch) == batch_size or item.prompt != batch[0].prompt):
-            yield batch
-            batch = []
-        batch.append(item)
-    if batch:
-        yield batch
-
-
-def _prepare_batch(family: Any, processor: Any, batch: list[CaptionItem], default_prompt: str | None) -> dict:
-    images = [load_image_rgb(item.path) for item in batch]
-    prompts = [item.prompt if item.prompt is not None else default_prompt for item in batch]
-    return family.build_inputs(processor, images, prompts)
-
-
-def iter_prepared_batches(
-    family: Any,
-    processor: Any,
-    batches: list[list[CaptionItem]],
-    prompt: str | None,
-    prefetch: bool = True,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> Iterator[tuple[list[CaptionItem], dict]]:
-    """(batch, CPU inputs) pairs, prepared ahead while the caller generates the current batch.
-
-    Args:
-        family, processor: from `load_model`.
-        batches: batches of items, in order.
-        prompt: the default prompt.
-        prefetch: False prepares each batch only when asked (a diagnostic baseline).
-        num_workers: >0 prepares batches in that many processes, else in one background thread.
-        pin_memory: page-lock the inputs (CUDA copies from pinned memory run faster).
-
-    Returns:
-        An iterator over (batch, parts), in the order of `batches`: the batch's CPU inputs in one or
-        more consecutive chunks (`concat_inputs` joins them, best after moving them to the GPU).
-    """
-    if not prefetch:
-        for batch in batches:
-            yield batch, [_prepare_batch(family, processor, batch, prompt)]
-    elif num_workers > 0:
-        yield from _iter_worker_batches(family, processor, batches, prompt, num_workers, pin_memory)
-    else:
-        yield from _iter_thread_batches(family, processor, batches, prompt)
-
-
-def _iter_thread_batches(
-    family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None
-) -> Iterator[tuple[list[CaptionItem], dict]]:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_prepare_batch, family, processor, batches[0], prompt) if batches else None
-        for index, batch in enumerate(batches):
-            inputs = pending.result()
-            if index + 1 < len(batches):
-                pending = pool.submit(_prepare_batch, family, processor, batches[index + 1], prompt)
-            yield batch, [inputs]
-
-
-class _PreparedBatches:
-    """Map-style dataset of whole prepared batches (one DataLoader item = one generate call)."""
-
-    def __init__(self, family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None):
-        self.family, self.processor, self.batches, self.prompt = family, processor, batches, prompt
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> dict:
-        return _prepare_batch(self.family, self.processor, self.batches[index], self.prompt)
-
-
-def _iter_worker_batches(
-    family: Any,
-    processor: Any,
-    batches: list[list[CaptionItem]],
-    prompt: str | None,
-    num_workers: int,
-    pin_memory: bool,
-) -> Iterator[tuple[list[CaptionItem], dict]]:
-    from torch.utils.data import DataLoader
-
-    # Processes, not threads: the image processor's numpy code holds the GIL, and a thread running it
-    # slows the Python-heavy generate loop; DataLoader hands tensors back through shared memory.
-    # Each batch is split into one chunk per worker, so it is ready in 1/num_workers of the time
-    # one process needs: the first batch, which no prefetching can hide, most of all. Not where
-    # image sizes shape the inputs: chunks would pad differently, and the batch be prepared twice.
-    parts_per_batch = 1 if family.inputs_shaped_by_image_size else num_workers
-    chunked = [split_evenly(batch, parts_per_batch) for batch in batches]
-    loader = DataLoader(
-        _PreparedBatches(family, processor, [chunk for chunks in chunked for chunk in chunks], prompt),
-        batch_size=None,
-        num_workers=min(num_workers, sum(len(chunks) for chunks in chunked)),
-        pin_memory=pin_memory,
-    )
-    prepared = iter(loader)
-    for batch, chunks in zip(batches, chunked, strict=True):
-        parts = [next(prepared) for _ in chunks]
-        # Chunks padded to different lengths (per-image prompts, LLaVA tiles) cannot be stacked.
-        yield batch, parts if joinable(parts) else [_prepare_batch(family, processor, batch, prompt)]
-
-
-def split_evenly(batch: list[CaptionItem], parts: int, min_size: int = 8) -> list[list[CaptionItem]]:
-    """`batch` in at most `parts` consecutive chunks of near-equal size, none under `min_size` items
-    (smaller chunks cost more in process hand-offs than they save)."""
-    count = max(1, min(parts, len(batch) // min_size))
-    size, extra = divmod(len(batch), count)
-    bounds = [index * size + min(index, extra) for index in range(count + 1)]
-    return [batch[start:end] for start, end in pairwise(bounds)]
-
-
-def joinable(parts: list[dict]) -> bool:
-    """Whether chunks' inputs can be stacked: same keys, same non-tensor values, and tensors that
-    differ only in their batch dimension."""
-    import torch
-
-    first = parts[0]
-    for part in parts[1:]:
-        if part.keys() != first.keys():
-            return False
-        for key, value in part.items():
-            head = first[key]
-            if isinstance(head, torch.Tensor) != isinstance(value, torch.Tensor):
-                return False
-            if isinstance(value, torch.Tensor):
-                if value.shape[1:] != head.shape[1:] or value.dtype != head.dtype:
-                    return False
-            elif value != head:
-                return False
-    return True
-
-
-def concat_inputs(parts: list[dict]) -> dict:
-    """Chunks' inputs joined along the batch dimension (`joinable` must hold)."""
-    import torch
-
-    if len(parts) == 1:
-        return parts[0]
-    return {
-        key: torch.cat([part[key] for part in parts]) if isinstance(value, torch.Tensor) else value
-        for key, value in parts[0].items()
-    }
-
-
-def pad_batches(batches: list[list[CaptionItem]], batch_size: int) -> list[list[CaptionItem]]:
-    """Fill short batches up to `batch_size` with copies of their last item.
-
-    A static KV cache, a compiled decoder step and CUDA graphs are built for one batch shape; a
-    short last batch would cost a recompile or recapture to save a few rows of work.
-    """
-    return [batch + [batch[-1]] * (batch_size - len(batch)) for batch in batches]
-
-
 def caption_items(
     model: Any,
     processor: Any,
@@ -344,7 +186,7 @@ def caption_items(
     import torch
     from tqdm import tqdm
 
-    from altcap.models.text_inputs import move_to_device
+    from altcap.infer.encode_ahead import decoding_stream, iter_captioned_batches
 
     batches = list(iter_batches(items, cfg.batch_size))
     sizes = [len(batch) for batch in batches]
@@ -362,12 +204,10 @@ def caption_items(
     with (
         ThreadPoolExecutor(max_workers=1) as writer,
         tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
+        decoding_stream(model.device),
     ):
-        for (batch, parts), size in zip(prepared, sizes, strict=True):
-            # Chunks are joined on the device: one copy fewer of the batch through host memory.
-            inputs = concat_inputs([move_to_device(part, model.device, model.dtype) for part in parts])
-            with torch.inference_mode():
-                captions = family.generate(model, processor, inputs, generate_kwargs)
+        captioned = iter_captioned_batches(model, processor, family, prepared, generate_kwargs)
+        for (batch, captions), size in zip(captioned, sizes, strict=True):
             records = [
                 CaptionRecord(
                     image=item.key,

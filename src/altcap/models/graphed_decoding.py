@@ -4,14 +4,13 @@ Why by hand: on the H100 profile of BLIP-2 Flan-T5-XL beam search the GPU idled 
 step while Python launched the ~1,800 kernels of 24 T5 decoder layers. A CUDA graph launches a
 step's kernels with one call. transformers' own answer, a static cache compiled by inductor, fuses
 kernels and so rounds bf16 differently (greedy ids changed in 93 of 256 rows), and it made beam
-search slower. Here each graph holds the kernels eager mode launches for that step, and
-transformers' own beam-search and greedy loops run unchanged around it; only the model call is
-replayed.
+search slower. Here a graph holds the kernels eager mode launches for a step; transformers' own
+search loops run unchanged around it, only the model call is replayed.
 
 How: the KV cache lives in buffers allocated once (`PreallocatedLayer`), so every step reads and
 writes fixed addresses; decode step t (t tokens already cached) gets its own graph, captured the
 first time that shape is seen, because its attention spans t + 1 keys; inputs are copied into
-fixed tensors before a replay. Batches must keep one size (`altcap caption` pads the last one).
+fixed tensors before a replay. Batches keep one size (`altcap caption` pads the last one).
 """
 
 from __future__ import annotations
@@ -19,12 +18,17 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
+
+# Held during a capture, which fails if another thread makes CUDA calls meanwhile (torch's default
+# global capture mode): threads doing CUDA work beside decoding (`infer.encode_ahead`) hold it too.
+CAPTURE_LOCK = threading.Lock()
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -122,17 +126,15 @@ class PreallocatedLayer(DynamicLayer):
         self.set_length(self.length)
 
     def reset(self) -> None:
-        self.length = 0
-        self.keys = self.values = None
+        self.length, self.keys, self.values = 0, None, None
 
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("the graphed decoder's cache cannot be cropped (assisted decoding)")
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
+    def batch_repeat_interleave(self, *args: Any) -> None:
         raise NotImplementedError("the graphed decoder's cache cannot change its batch size")
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        raise NotImplementedError("the graphed decoder's cache cannot change its batch size")
+    batch_select_indices = batch_repeat_interleave
 
 
 class PreallocatedEncoderDecoderCache(EncoderDecoderCache):
@@ -242,10 +244,7 @@ class GraphedDecoder:
 
     def _drop_graphs(self) -> None:
         # A memory pool dies with its last graph; a new capture needs a new pool.
-        self.graphs.clear()
-        self.static.clear()
-        self.sources.clear()
-        self.pool = None
+        self.graphs, self.static, self.sources, self.pool = {}, {}, {}, None
 
     def _eager_forward(self, **kwargs: Any) -> Any:
         return type(self.lm).forward(self.lm, **kwargs)
@@ -309,12 +308,11 @@ class GraphedDecoder:
         graph = None
         if self.use_cuda_graphs:
             graph = torch.cuda.CUDAGraph()
-            if self.pool is None:
-                self.pool = torch.cuda.graph_pool_handle()
+            self.pool = self.pool or torch.cuda.graph_pool_handle()
             # One capture stream for all graphs: the allocator caches blocks per stream, so only then
             # can a step's graph reuse the memory the previous step's capture freed.
             self.capture_stream = self.capture_stream or torch.cuda.Stream()
-            with torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
+            with CAPTURE_LOCK, torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
                 run()
         self.captured += 1
         return _StepGraph(run, outputs, graph)
@@ -357,12 +355,11 @@ class GraphedDecoder:
     def _deferred_stop_checks(self) -> Iterator[None]:
         """Let greedy search read its stop flag one step late on CUDA too.
 
-        transformers' greedy loop waits for every step to finish to learn whether to stop, so the
-        GPU idles while the host launches the next step's graph (~3 ms for T5-XL's ~1,800 nodes)
-        and runs its bookkeeping. Its `DeferredStopCheck` reads the flag a step late and undoes the
-        one extra step; transformers enables it only on Apple's mps for now ("we should enable it
-        for cuda if we observe perf gains"). The extra step writes one more cache position, which
-        `active` allocates, and the cache is never handed back, so nothing needs rolling back.
+        transformers' greedy loop waits for every step to learn whether to stop, so the GPU idles
+        while the host launches the next step's graph (~3 ms for T5-XL's ~1,800 nodes). Its
+        `DeferredStopCheck` reads the flag a step late and undoes the extra step; transformers
+        enables it only on Apple's mps for now ("we should enable it for cuda if we observe perf
+        gains"). The extra step writes one more cache position, which `active` allocates.
         """
         try:
             from transformers.generation.utils import DeferredStopCheck
