@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,10 +60,6 @@ ALTCAP_SETTINGS = {  # (c)'s settings: GenerationConfig speed fields
     "static-eager": {"cache_implementation": "static", "disable_compile": True},
     "graphs": {"cuda_graphs": True},
 }
-# "<setting>-serial": the same, with the next batch not encoded during this one's decoding
-# (`infer.encode_ahead` off), to measure what that overlap gives in the same run.
-SERIAL = "-serial"
-ALTCAP_SETTINGS |= {name + SERIAL: speed for name, speed in ALTCAP_SETTINGS.items()}
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -163,13 +158,9 @@ def time_direct(loaded: tuple, paths: list[Path], batch_size: int, kwargs: dict)
     return {"seconds": sum(latencies), "latencies_s": latencies, "peak_gpu_gb": peak_gb}
 
 
-def time_altcap(
-    loaded: tuple, paths: list[Path], cfg: CaptionConfig, ordered: bool = True, serial: bool = False
-) -> dict:
-    """altcap's own path: throughput ordering, worker prefetch, the next batch encoded during this
-    one's decoding (not if `serial`), JSONL append + fsync per batch."""
+def time_altcap(loaded: tuple, paths: list[Path], cfg: CaptionConfig, ordered: bool = True) -> dict:
+    """altcap's own path: throughput ordering, worker prefetch, JSONL append + fsync per batch."""
     _, model, processor, family = loaded
-    family = replace(family, encode_for_generation=None) if serial else family
     read_peak_memory_gb(model.device, reset=True)
     began = time.perf_counter()
     items = [CaptionItem(p.name, p) for p in paths]
@@ -214,10 +205,8 @@ class Sweep:
             kwargs = self.generation(beams).generate_kwargs()
             time_direct(self.loaded, self.paths[:batch_size], batch_size, kwargs)
             return time_direct(self.loaded, self.paths, batch_size, kwargs)
-        serial = setting.endswith(SERIAL)
-        warm_up, cfg = (self.caption_config(beams, setting, batch_size) for _ in range(2))
-        time_altcap(self.loaded, self.paths[:batch_size], warm_up, serial=serial)
-        timed = time_altcap(self.loaded, self.paths, cfg, serial=serial)
+        time_altcap(self.loaded, self.paths[:batch_size], self.caption_config(beams, setting, batch_size))
+        timed = time_altcap(self.loaded, self.paths, self.caption_config(beams, setting, batch_size))
         model = self.loaded[1]
         decoder = getattr(getattr(model, "language_model", model), "_altcap_graphed_decoder", None)
         if decoder is not None:
@@ -294,7 +283,7 @@ class Sweep:
         same_shape = ids[0].shape == ids[1].shape
         equal_rows = int((ids[0] == ids[1]).all(dim=1).sum()) if same_shape else 0
         cfg = self.caption_config(1, setting, batch_size)
-        time_altcap(self.loaded, paths, cfg, ordered=False, serial=setting.endswith(SERIAL))
+        time_altcap(self.loaded, paths, cfg, ordered=False)
         written = [json.loads(line)["caption"] for line in cfg.out.read_text(encoding="utf-8").splitlines()]
         same_captions = sum(a == b for a, b in zip(written, expected, strict=True))
         return {

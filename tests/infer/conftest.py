@@ -24,11 +24,6 @@ def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model("blip2", tmp_path_factory.mktemp("tiny-blip2"), seed=0, variant="opt")
 
 
-@pytest.fixture(scope="session")
-def tiny_blip2_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model("blip2", tmp_path_factory.mktemp("tiny-blip2-t5"), seed=0, variant="t5")
-
-
 @pytest.fixture
 def manifest(tmp_path: Path) -> Path:
     """7 images (5 test, 2 train) of different sizes, one test image with its own prompt."""

@@ -234,11 +234,11 @@ def test_speed_fields_reach_generate_and_stay_out_of_records(tiny_blip2, manifes
 
     def spy(model, processor, inputs, kwargs):
         seen.append((inputs["input_ids"].shape[0], kwargs))
-        return family.encode_for_generation(model, processor, inputs, kwargs)
+        return family.generate(model, processor, inputs, kwargs)
 
     items = caption_module.order_for_throughput(caption_module.collect_items(cfg))
     written = caption_module.caption_items(
-        model, processor, replace(family, encode_for_generation=spy), items, cfg, progress=False
+        model, processor, replace(family, generate=spy), items, cfg, progress=False
     )
     # 4 images with the default prompt, 1 with its own: the second batch is padded to 4 rows.
     assert written == 5 and [rows for rows, _ in seen] == [4, 4]

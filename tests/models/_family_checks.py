@@ -130,34 +130,6 @@ def check_generate(folder: Path) -> None:
     assert one[0] == captions[0], "batching (padding) must not change a caption"
 
 
-SPLIT_SETTINGS = (
-    {"num_beams": 1, "max_new_tokens": 6, "no_repeat_ngram_size": 3},
-    {"num_beams": 3, "num_return_sequences": 2, "max_new_tokens": 6, "min_new_tokens": 6},
-)
-
-
-def check_split_generation(folder: Path) -> None:
-    """`encode_for_generation` then the LM's own `generate` gives `model.generate`'s ids and
-    scores bit for bit, and `generate_from_encoded` the family's captions."""
-    model, processor, family = load(folder)
-    inputs = family.build_inputs(processor, make_images() * 2, PROMPTS * 2)
-    lm = model.language_model
-    for settings in SPLIT_SETTINGS:
-        # Suppressing the pad token keeps a random tiny model from emitting only pads.
-        traced = {**settings, "suppress_tokens": [0], "output_scores": True, "return_dict_in_generate": True}
-        expected = model.generate(**inputs, **traced)
-        encoded = family.encode_for_generation(model, processor, inputs, traced)
-        assert ("encoder_outputs" in encoded) == lm.config.is_encoder_decoder
-        got = type(lm).generate(lm, **encoded)
-        assert torch.equal(got.sequences, expected.sequences)
-        assert all(torch.equal(a, b) for a, b in zip(got.scores, expected.scores, strict=True))
-        assert "generate" not in vars(lm), "the LM's own generate is back"
-        plain = {**settings, "suppress_tokens": [0]}
-        encoded = family.encode_for_generation(model, processor, inputs, plain)
-        captions = family.generate_from_encoded(model, processor, encoded, plain)
-        assert captions == family.generate(model, processor, inputs, plain)
-
-
 def _has_seq2seq_lm(model: Any) -> bool:
     text_config = getattr(model.config, "text_config", None)
     return bool(getattr(text_config, "is_encoder_decoder", False))

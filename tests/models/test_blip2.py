@@ -62,11 +62,6 @@ def test_cached_features_with_text_only_inputs_give_the_full_loss(tiny_model_dir
     checks.check_text_only_cached_loss(tiny_model_dir("blip2", variant))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_generation_split_at_the_lm_gives_generates_ids(tiny_model_dir, variant: str) -> None:
-    checks.check_split_generation(tiny_model_dir("blip2", variant))
-
-
 def test_t5_beam_search_without_cross_attention_reorder_gives_the_same_ids(tiny_model_dir) -> None:
     import torch
 

@@ -57,8 +57,3 @@ def test_text_only_inputs_equal_the_text_part_of_full_inputs(tiny_model_dir, tmp
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cached_features_with_text_only_inputs_give_the_full_loss(tiny_model_dir, variant) -> None:
     checks.check_text_only_cached_loss(tiny_model_dir("instructblip", variant))
-
-
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_generation_split_at_the_lm_gives_generates_ids(tiny_model_dir, variant: str | None) -> None:
-    checks.check_split_generation(tiny_model_dir("instructblip", variant))

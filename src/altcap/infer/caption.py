@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
-from altcap.infer.batches import iter_batches, iter_prepared_batches, pad_batches
+from altcap.infer.batches import concat_inputs, iter_batches, iter_prepared_batches, pad_batches
 from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 from altcap.infer.config import CaptionConfig
 from altcap.provenance import build_provenance
@@ -186,7 +186,7 @@ def caption_items(
     import torch
     from tqdm import tqdm
 
-    from altcap.infer.encode_ahead import decoding_stream, iter_captioned_batches
+    from altcap.models.text_inputs import move_to_device
 
     batches = list(iter_batches(items, cfg.batch_size))
     sizes = [len(batch) for batch in batches]
@@ -204,10 +204,12 @@ def caption_items(
     with (
         ThreadPoolExecutor(max_workers=1) as writer,
         tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
-        decoding_stream(model.device),
     ):
-        captioned = iter_captioned_batches(model, processor, family, prepared, generate_kwargs)
-        for (batch, captions), size in zip(captioned, sizes, strict=True):
+        for (batch, parts), size in zip(prepared, sizes, strict=True):
+            # Chunks are joined on the device: one copy fewer of the batch through host memory.
+            inputs = concat_inputs([move_to_device(part, model.device, model.dtype) for part in parts])
+            with torch.inference_mode():
+                captions = family.generate(model, processor, inputs, generate_kwargs)
             records = [
                 CaptionRecord(
                     image=item.key,

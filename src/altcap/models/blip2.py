@@ -9,8 +9,6 @@ The shared helpers here are reused by InstructBLIP, which has the same layout.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -249,113 +247,30 @@ def cuda_graphs_problem(model: Any, processor: Any) -> str | None:
 def generate_sequences(
     model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]
 ) -> torch.Tensor:
-    """`model.generate`'s ids for a batch (labels dropped), with `decoding_speedups`."""
-    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-    plain = {key: value for key, value in generation.items() if key != "cuda_graphs"}
-    with decoding_speedups(model, processor, generation) as extra:
-        return model.generate(**model_inputs, **plain, **extra)
+    """`model.generate`'s ids for a batch (labels dropped).
 
-
-@contextlib.contextmanager
-def decoding_speedups(model: Any, processor: Any, generation: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Extra `generate` kwargs that change the speed, never the ids, of decoding with a T5 LM.
-
-    `generation["cuda_graphs"]` replays the decode steps as CUDA graphs (`graphed_decoding`); beam
-    search otherwise skips transformers' reorder of the cross-attention cache
-    (`beam_search_cache_without_cross_reorder`). Nothing for an OPT LM.
+    Beam search on a T5 LM skips transformers' reorder of the cross-attention cache
+    (`beam_search_cache_without_cross_reorder`): same ids, less copying. `generation["cuda_graphs"]`
+    replays a T5 LM's decode steps as CUDA graphs (`graphed_decoding`): same ids, fewer launches.
     """
-    lm = _unwrapped(model).language_model
-    if generation.get("cuda_graphs"):
+    generation = dict(generation)
+    cuda_graphs = generation.pop("cuda_graphs", False)
+    encoder_decoder = is_encoder_decoder(processor)
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    if cuda_graphs:
         if problem := cuda_graphs_problem(model, processor):
             raise ValueError(problem)
         from altcap.models.graphed_decoding import graphed_decoder_for
 
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        decoder = graphed_decoder_for(base.language_model)
         max_new_tokens = generation.get("max_new_tokens") or model.generation_config.max_new_tokens
-        with graphed_decoder_for(lm).active(max_new_tokens) as cache_kwargs:
-            yield cache_kwargs
-    elif (
-        lm.config.is_encoder_decoder
-        and (generation.get("num_beams") or 1) > 1
-        and "cache_implementation" not in generation
-    ):
-        yield beam_search_cache_without_cross_reorder()
-    else:
-        yield {}
-
-
-class _LanguageModelCall(Exception):
-    """Stops `model.generate` where it hands over to its LM, carrying what it handed over."""
-
-    def __init__(self, kwargs: dict[str, Any]):
-        super().__init__()
-        self.kwargs = kwargs
-
-
-def encode_for_generation(
-    model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]
-) -> dict[str, Any]:
-    """Everything `model.generate` runs before its LM decodes: the vision tower, the Q-Former, the
-    prompt embeddings and, for a T5 LM, its encoder. `generate_from_encoded` finishes the job.
-
-    Why by interception, not by rebuilding the LM's inputs: the arguments and the encoder call are
-    then whatever this transformers release's own `generate` computes, so the ids are `generate`'s.
-    Not thread-safe for a second encode of the same model at once (the LM's `generate` is swapped
-    on the instance meanwhile); decoding, which calls the class's `generate`, may run beside it.
-
-    Returns:
-        The LM's `generate` keyword arguments, `generation` included (`cuda_graphs` dropped); for a
-        T5 LM, `encoder_outputs` in place of `inputs_embeds`.
-    """
-    generation = {key: value for key, value in generation.items() if key != "cuda_graphs"}
-    lm = _unwrapped(model).language_model
-
-    def hand_over(*args: Any, **kwargs: Any) -> None:
-        raise _LanguageModelCall(kwargs)
-
-    lm.generate = hand_over
-    try:
-        model.generate(**{k: v for k, v in inputs.items() if k != "labels"}, **generation)
-    except _LanguageModelCall as call:
-        lm_kwargs = call.kwargs
-    else:
-        raise RuntimeError("model.generate returned without calling its language model's generate")
-    finally:
-        del lm.generate  # back to the class's own
-    if not lm.config.is_encoder_decoder:
-        return lm_kwargs
-    encoder = lm.get_encoder()
-
-    def encoded(module: Any, args: Any, kwargs: Any, output: Any) -> None:
-        raise _LanguageModelCall({"encoder_outputs": output})
-
-    hook = encoder.register_forward_hook(encoded, with_kwargs=True)
-    try:
-        type(lm).generate(lm, **lm_kwargs)
-    except _LanguageModelCall as call:
-        encoder_outputs = call.kwargs["encoder_outputs"]
-    else:
-        raise RuntimeError("the language model's generate returned without running its encoder")
-    finally:
-        hook.remove()
-    rest = {key: value for key, value in lm_kwargs.items() if key != "inputs_embeds"}
-    return {**rest, "encoder_outputs": encoder_outputs}
-
-
-def generate_from_encoded(
-    model: Any, processor: Any, encoded: dict[str, Any], generation: dict[str, Any]
-) -> list[str]:
-    """Decoded captions from `encode_for_generation`'s output: the ids `generate` gives, with the
-    same `decoding_speedups` (`generation` says which; `encoded` already holds its other fields)."""
-    lm = _unwrapped(model).language_model
-    prompt_length = 0 if lm.config.is_encoder_decoder else encoded["input_ids"].shape[1]
-    with decoding_speedups(model, processor, {**encoded, **generation}) as extra:
-        # The class's generate, not the instance's: an encode in another thread may be swapping it.
-        sequences = type(lm).generate(lm, **encoded, **extra)
-    return decode_new_tokens(processor.tokenizer, sequences, prompt_length)
-
-
-def _unwrapped(model: Any) -> Any:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+        with decoder.active(max_new_tokens) as cache_kwargs:
+            return model.generate(**model_inputs, **generation, **cache_kwargs)
+    beams = generation.get("num_beams") or 1
+    if encoder_decoder and beams > 1 and "cache_implementation" not in generation:
+        generation = {**generation, **beam_search_cache_without_cross_reorder()}
+    return model.generate(**model_inputs, **generation)
 
 
 FAMILY = register_family(
@@ -368,8 +283,6 @@ FAMILY = register_family(
         load=load,
         build_inputs=build_inputs,
         generate=generate,
-        encode_for_generation=encode_for_generation,
-        generate_from_encoded=generate_from_encoded,
         encode_images=encode_images,
         forward_from_features=forward_from_features,
         frozen_modules=("vision_model", "query_tokens", "qformer"),

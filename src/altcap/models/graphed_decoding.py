@@ -18,17 +18,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
-
-# Held during a capture, which fails if another thread makes CUDA calls meanwhile (torch's default
-# global capture mode): threads doing CUDA work beside decoding (`infer.encode_ahead`) hold it too.
-CAPTURE_LOCK = threading.Lock()
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -312,7 +307,7 @@ class GraphedDecoder:
             # One capture stream for all graphs: the allocator caches blocks per stream, so only then
             # can a step's graph reuse the memory the previous step's capture freed.
             self.capture_stream = self.capture_stream or torch.cuda.Stream()
-            with CAPTURE_LOCK, torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
                 run()
         self.captured += 1
         return _StepGraph(run, outputs, graph)

@@ -17,10 +17,8 @@ import torch
 
 from altcap.models.blip2 import (
     build_query_token_inputs,
-    encode_for_generation,
     forward_with_query_output,
     generate,
-    generate_from_encoded,
     load_query_token_model,
     run_query_former,
 )
@@ -98,8 +96,6 @@ FAMILY = register_family(
         load=load,
         build_inputs=build_inputs,
         generate=generate,
-        encode_for_generation=encode_for_generation,
-        generate_from_encoded=generate_from_encoded,
         encode_images=encode_images,
         forward_from_features=forward_from_features,
         frozen_modules=("vision_model", "query_tokens", "qformer"),

@@ -67,12 +67,6 @@ class ModelFamily:
     load: Callable[..., tuple[Any, Any]]
     build_inputs: Callable[..., dict[str, Any]]
     generate: Callable[..., list[str]]
-    # `generate` in two halves (BLIP-2, InstructBLIP), so `altcap caption` can run one batch's
-    # images-to-encoder half beside the previous batch's decoding: `encode_for_generation(model,
-    # processor, inputs, generation) -> encoded`, `generate_from_encoded(model, processor, encoded,
-    # generation) -> captions`, together the captions `generate` gives.
-    encode_for_generation: Callable[..., dict[str, Any]] | None = None
-    generate_from_encoded: Callable[..., list[str]] | None = None
     encode_images: Callable[..., dict[str, Any]] | None = None
     forward_from_features: Callable[..., Any] | None = None
     frozen_modules: tuple[str, ...] = field(default=())
