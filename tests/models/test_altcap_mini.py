@@ -13,6 +13,7 @@ from altcap.models import altcap_mini as mini
 from altcap.models import efficientnet_lite as effnet
 from altcap.models.registry import get_family
 from altcap.models.text_inputs import IGNORE_INDEX
+from altcap.models.tiny import build_tiny_altcap_mini
 
 FLICKR = Path("/work/shared/data/flickr8k")
 # ImageNet-1k indices 151..268 are the dog breeds (Chihuahua .. Mexican hairless). The weights
@@ -45,7 +46,7 @@ def make_images() -> list[Image.Image]:
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return mini.build_tiny_altcap_mini(tmp_path_factory.mktemp("tiny") / "altcap-mini-tiny")
+    return build_tiny_altcap_mini(tmp_path_factory.mktemp("tiny") / "altcap-mini-tiny")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import yaml
 from typer.testing import CliRunner
 
 from altcap.cli import app
-from altcap.models.altcap_mini import build_tiny_altcap_mini
+from altcap.models.tiny import build_tiny_altcap_mini
 
 pytestmark = pytest.mark.slow
 

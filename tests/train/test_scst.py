@@ -14,8 +14,8 @@ from train_fixtures import CAPTIONS, make_config, read_log, write_manifest
 
 from altcap.config import ConfigError
 from altcap.metrics.cider_reward import CorpusCiderD
-from altcap.models import altcap_mini as mini
 from altcap.models.loading import ModelConfig, load_model
+from altcap.models.tiny import build_tiny_altcap_mini
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, read_split_examples
 from altcap.train.run import run_train
@@ -29,7 +29,7 @@ from altcap.train.scst import (
 
 @pytest.fixture(scope="module")
 def tiny_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return mini.build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
+    return build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
 
 
 def _images(count: int) -> list[Image.Image]:

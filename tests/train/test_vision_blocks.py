@@ -9,14 +9,14 @@ from safetensors.torch import load_file
 from train_fixtures import make_config, write_manifest
 
 from altcap.config import ConfigError
-from altcap.models import altcap_mini as mini
 from altcap.models.loading import ModelConfig, load_model
+from altcap.models.tiny import build_tiny_altcap_mini
 from altcap.train.run import run_train
 
 
 @pytest.fixture(scope="module")
 def tiny_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return mini.build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
+    return build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
 
 
 def test_last_vision_blocks_train_and_travel_with_the_adapter(tiny_mini: Path, tmp_path: Path) -> None:

@@ -186,13 +186,10 @@ def caption_items(
     import torch
     from tqdm import tqdm
 
-    from altcap.models.text_inputs import move_to_device
-
     batches = list(iter_batches(items, cfg.batch_size))
     sizes = [len(batch) for batch in batches]
     if cfg.generation.cache_implementation == "static" or cfg.generation.cuda_graphs:
         batches = pad_batches(batches, cfg.batch_size)
-    settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
     pin_memory = torch.device(model.device).type == "cuda"
     prepared = iter_prepared_batches(
         family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
@@ -206,20 +203,8 @@ def caption_items(
         tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
     ):
         for (batch, parts), size in zip(prepared, sizes, strict=True):
-            # Chunks are joined on the device: one copy fewer of the batch through host memory.
-            inputs = concat_inputs([move_to_device(part, model.device, model.dtype) for part in parts])
-            with torch.inference_mode():
-                captions = family.generate(model, processor, inputs, generate_kwargs)
-            records = [
-                CaptionRecord(
-                    image=item.key,
-                    caption=caption,
-                    model_id=cfg.model.model_id,
-                    adapter=cfg.model.adapter,
-                    generation=settings,
-                )
-                for item, caption in zip(batch[:size], captions[:size], strict=True)
-            ]
+            captions = _generate_batch(model, processor, family, parts, cfg)
+            records = _records(batch[:size], captions[:size], cfg)
             if pending is not None:
                 pending.result()
             pending = writer.submit(append_captions, cfg.out, records)
@@ -228,6 +213,33 @@ def caption_items(
         if pending is not None:
             pending.result()
     return written
+
+
+def _generate_batch(
+    model: Any, processor: Any, family: Any, parts: list[dict], cfg: CaptionConfig
+) -> list[str]:
+    import torch
+
+    from altcap.models.text_inputs import move_to_device
+
+    # Chunks are joined on the device: one copy fewer of the batch through host memory.
+    inputs = concat_inputs([move_to_device(part, model.device, model.dtype) for part in parts])
+    with torch.inference_mode():
+        return family.generate(model, processor, inputs, cfg.generation.generate_kwargs())
+
+
+def _records(batch: list[CaptionItem], captions: list[str], cfg: CaptionConfig) -> list[CaptionRecord]:
+    settings = cfg.record_settings()
+    return [
+        CaptionRecord(
+            image=item.key,
+            caption=caption,
+            model_id=cfg.model.model_id,
+            adapter=cfg.model.adapter,
+            generation=settings,
+        )
+        for item, caption in zip(batch, captions, strict=True)
+    ]
 
 
 def provenance_path(out: Path) -> Path:

@@ -22,7 +22,6 @@ from torch import nn
 from altcap.models import efficientnet_lite as effnet
 from altcap.models.loading import resolve_device, resolve_dtype
 from altcap.models.mini_tokens import (
-    TINY_CHAT_TEMPLATE,
     AltcapMiniProcessor,
     build_processor,
     caption_end_id,
@@ -377,38 +376,6 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
         processor.tokenizer.save_pretrained(folder / LM_DIR)
     (folder / CONFIG_FILE).write_text(config.model_dump_json(indent=2), encoding="utf-8")
     return folder
-
-
-def build_tiny_altcap_mini(folder: Path, seed: int = 0) -> Path:
-    """A tiny random altcap-mini (32 px, 16 visual tokens, 2-layer llama) saved for fast pipeline tests.
-
-    Args:
-        folder: a new or empty folder.
-        seed: torch seed for all random weights.
-
-    Returns:
-        `folder`, loadable with `load(folder)`.
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from altcap.models.tiny import build_tiny_tokenizer
-
-    torch.manual_seed(seed)
-    config = AltcapMiniConfig(
-        image_size_px=32, vision_stages=[[1, 3, 1, 1, 8], [1, 3, 2, 2, 16], [1, 3, 2, 2, 16]],
-        vision_stem_channels=8, vision_head_channels=32, vision_source="folder", language_source="folder",
-        text_hidden_size=32,
-    )
-    tokenizer = build_tiny_tokenizer("llama", (config.image_token,))
-    tokenizer.chat_template = TINY_CHAT_TEMPLATE
-    special_ids = {f"{n}_token_id": getattr(tokenizer, f"{n}_token_id") for n in ("pad", "bos", "eos")}
-    language_model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, **special_ids,
-    ))
-    model = AltcapMini(config, config.build_vision(), language_model,
-                       tokenizer.convert_tokens_to_ids(config.image_token))
-    return save_altcap_mini(model.eval(), build_processor(config, tokenizer), folder)
 
 
 FAMILY = register_family(ModelFamily(
