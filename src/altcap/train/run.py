@@ -198,26 +198,9 @@ def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
 def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, processor: Any) -> TrainRun:
     """Cache, loaders, optimizer and scheduler, prepared by accelerate, bundled for `fit`."""
     cache = fill_feature_cache(cfg, plan, model, processor, acc) if plan.use_cache else None
-    if cfg.objective == "scst":
-        loss_module, collate = build_scst_loss(cfg, plan, model, processor)
-    else:
-        loss_module = CaptionLoss(model, plan.family)
-        # With the cache, the loss reads cached features, so the loaders never decode an image.
-        collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
-        if cache is not None:
-            collate = CollateWithFeatures(collate, cache)
-    pin_memory = acc.device.type == "cuda"
-    lengths = None
-    if cfg.group_by_length:
-        lengths = caption_lengths(processor.tokenizer, plan.train_examples, cfg.data.max_caption_tokens)
-    train_loader, sampler = build_loader(
-        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True, pin_memory, lengths
+    loss_module, train_loader, sampler, val_loader = build_loss_and_loaders(
+        cfg, plan, model, processor, acc, cache
     )
-    val_loader = None
-    if plan.val_examples:
-        val_loader, _ = build_loader(
-            plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False, pin_memory
-        )
     if cfg.compile:
         # In place, not torch.compile's OptimizedModule wrapper nor accelerate's dynamo plugin (which
         # wraps too): unwrap_model then still yields CaptionLoss, so checkpoint keys are unchanged.
@@ -264,6 +247,33 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
     restore_or_start(cfg, plan, run)
     run.logger = TrainLogger(acc, cfg.output_dir, total_steps, run.state.global_step, cfg.num_workers)
     return run
+
+
+def build_loss_and_loaders(
+    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any, cache: Any
+) -> tuple[Any, Any, Any, Any]:
+    """The objective's loss module and its (train loader, train sampler, val loader or None)."""
+    if cfg.objective == "scst":
+        loss_module, collate = build_scst_loss(cfg, plan, model, processor)
+    else:
+        loss_module = CaptionLoss(model, plan.family)
+        # With the cache, the loss reads cached features, so the loaders never decode an image.
+        collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
+        if cache is not None:
+            collate = CollateWithFeatures(collate, cache)
+    pin_memory = acc.device.type == "cuda"
+    lengths = None
+    if cfg.group_by_length:
+        lengths = caption_lengths(processor.tokenizer, plan.train_examples, cfg.data.max_caption_tokens)
+    train_loader, sampler = build_loader(
+        plan.train_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, True, pin_memory, lengths
+    )
+    val_loader = None
+    if plan.val_examples:
+        val_loader, _ = build_loader(
+            plan.val_examples, collate, cfg.batch_size, cfg.seed, cfg.num_workers, False, pin_memory
+        )
+    return loss_module, train_loader, sampler, val_loader
 
 
 def flatten_for_trackers(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
