@@ -158,17 +158,6 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         }
     )
     adapter = p["train"] / "adapter"
-    evaluate = cfg.evaluate.model_copy(
-        update={
-            "refs": p["clean"],
-            "pred": [p["base"], p["finetuned"]],
-            "name": ["base", "finetuned"],
-            "out": p["evaluate"],
-            "split": cfg.caption.split,
-            # caption.limit captions a subset on purpose: score those images (recorded in metrics.json).
-            "allow_missing": cfg.evaluate.allow_missing or cfg.caption.limit is not None,
-        }
-    )
     export_dir = p["study"] if cfg.study.mode == "simulate" else cfg.study.export_dir
     analysis = cfg.analysis.model_copy(
         update={
@@ -188,13 +177,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         _caption_stage(cfg, "caption base", p["base"], None, [p["clean"]]),
         Stage("train", train, [p["clean"]], [adapter], lambda: _run_train(train)),
         _caption_stage(cfg, "caption fine-tuned", p["finetuned"], adapter, [p["clean"], adapter]),
-        Stage(
-            "evaluate",
-            evaluate,
-            [p["clean"], p["base"], p["finetuned"]],
-            [p["evaluate"] / "metrics.json"],
-            lambda: _run_evaluate(evaluate),
-        ),
+        _evaluate_stage(cfg, p),
         _study_stage(cfg, p),
         Stage(
             "analysis",
@@ -211,6 +194,23 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             lambda: _run_memo(memo),
         ),
     ]
+
+
+def _evaluate_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
+    evaluate = cfg.evaluate.model_copy(
+        update={
+            "refs": p["clean"],
+            "pred": [p["base"], p["finetuned"]],
+            "name": ["base", "finetuned"],
+            "out": p["evaluate"],
+            "split": cfg.caption.split,
+            # caption.limit captions a subset on purpose: score those images (recorded in metrics.json).
+            "allow_missing": cfg.evaluate.allow_missing or cfg.caption.limit is not None,
+        }
+    )
+    metrics = p["evaluate"] / "metrics.json"
+    inputs = [p["clean"], p["base"], p["finetuned"]]
+    return Stage("evaluate", evaluate, inputs, [metrics], lambda: _run_evaluate(evaluate))
 
 
 def _study_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
