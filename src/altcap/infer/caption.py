@@ -190,6 +190,7 @@ def caption_items(
     sizes = [len(batch) for batch in batches]
     if cfg.generation.cache_implementation == "static" or cfg.generation.cuda_graphs:
         batches = pad_batches(batches, cfg.batch_size)
+    settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
     pin_memory = torch.device(model.device).type == "cuda"
     prepared = iter_prepared_batches(
         family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
@@ -203,8 +204,8 @@ def caption_items(
         tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
     ):
         for (batch, parts), size in zip(prepared, sizes, strict=True):
-            captions = _generate_batch(model, processor, family, parts, cfg)
-            records = _records(batch[:size], captions[:size], cfg)
+            captions = _generate_batch(model, processor, family, parts, generate_kwargs)
+            records = _records(batch[:size], captions[:size], cfg, settings)
             if pending is not None:
                 pending.result()
             pending = writer.submit(append_captions, cfg.out, records)
@@ -216,7 +217,7 @@ def caption_items(
 
 
 def _generate_batch(
-    model: Any, processor: Any, family: Any, parts: list[dict], cfg: CaptionConfig
+    model: Any, processor: Any, family: Any, parts: list[dict], generate_kwargs: dict[str, Any]
 ) -> list[str]:
     import torch
 
@@ -225,11 +226,12 @@ def _generate_batch(
     # Chunks are joined on the device: one copy fewer of the batch through host memory.
     inputs = concat_inputs([move_to_device(part, model.device, model.dtype) for part in parts])
     with torch.inference_mode():
-        return family.generate(model, processor, inputs, cfg.generation.generate_kwargs())
+        return family.generate(model, processor, inputs, generate_kwargs)
 
 
-def _records(batch: list[CaptionItem], captions: list[str], cfg: CaptionConfig) -> list[CaptionRecord]:
-    settings = cfg.record_settings()
+def _records(
+    batch: list[CaptionItem], captions: list[str], cfg: CaptionConfig, settings: dict[str, Any]
+) -> list[CaptionRecord]:
     return [
         CaptionRecord(
             image=item.key,

@@ -119,8 +119,8 @@ class TrainLogger:
         """Append one row (with throughput since the previous row) to JSONL and the trackers.
 
         `samples`, `caption_tokens` and `padded_tokens` (every label position: padding, and for
-        decoder-only LMs the masked image and prompt positions too) count
-        this process's micro-batches since the previous row; the rates count every process.
+        decoder-only LMs the masked image and prompt positions too) count this process's
+        micro-batches since the previous row; the rates count every process.
         """
         now = time.perf_counter()
         elapsed_s = max(now - self._last_time, 1e-9)
