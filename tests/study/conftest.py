@@ -9,6 +9,7 @@ from study_helpers import StudyFixture, make_study
 from study_pg import reset_postgres_database, start_temp_postgres
 
 from altcap.study.app import create_app
+from altcap.study.config import StudySiteConfig
 
 
 @pytest.fixture(scope="session")
@@ -43,5 +44,6 @@ def study(request: pytest.FixtureRequest, tmp_path: Path) -> StudyFixture:
 
 @pytest.fixture
 def client(study: StudyFixture) -> TestClient:
-    with TestClient(create_app(study.db_url), follow_redirects=False) as test_client:
+    site = StudySiteConfig(run_dir=study.run_dir, db=study.db_url)
+    with TestClient(create_app(site), follow_redirects=False) as test_client:
         yield test_client

@@ -6,6 +6,7 @@ import csv
 import io
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from study_helpers import SQLI, XSS, StudyFixture, fill_form, parse_form, trial_index_of
@@ -77,8 +78,7 @@ def test_double_submit_and_retry_store_one_answer(client: TestClient, study: Stu
     first = client.post(form.action, data=data)
     stored = count_answers(study)
     second = client.post(form.action, data=data)
-    changed = client.post(form.action, data={**data, "preference": "2"})
-    assert first.status_code == second.status_code == changed.status_code == 303
+    assert first.status_code == second.status_code == 303
     assert second.headers["location"] == first.headers["location"]
     assert count_answers(study) == stored == 5  # 2 captions x 2 items + preference; empty comment: no row
 
@@ -193,6 +193,11 @@ def test_pages_do_not_reveal_which_system_wrote_a_caption(client: TestClient, st
             lowered = html.lower()
             for leak in ("base", "finetuned", "fine-tuned", "fine_tuned", "adapter", "lora", "model"):
                 assert not re.search(rf"\b{leak}\b", lowered), f"{leak!r} in page"
+            assert re.findall(r'alt="([^"]*)"', html) == [
+                "The photograph for this trial. Its two descriptions follow."
+            ]
+            if "<title>Practice trial" in html:
+                continue  # the shipped example, not a study image
             orders.add(html.index("BASECAP") < html.index("TUNEDCAP"))
             assert re.findall(r'alt="([^"]*)"', html) == [
                 "The photograph for this trial. Its two descriptions follow."
@@ -222,3 +227,110 @@ def test_security_headers_and_landmarks(client: TestClient, study: StudyFixture)
         'role="status"',
     ):
         assert landmark in html
+
+
+def test_future_trial_image_refused_before_consent_and_before_reached(
+    client: TestClient, study: StudyFixture
+) -> None:
+    token = study.tokens[0]
+    with make_session_factory(make_engine(study.db_url))() as db:
+        participant = db.scalars(select(Participant).where(Participant.public_id == "P001")).one()
+        rating = [t.trial_index for t in participant_trials(db, participant.id) if t.kind == "rating"]
+    assert client.get(f"/p/{token}/trial/0/image").status_code == 404  # before consent: not even practice
+    assert client.get(f"/p/{token}/trial/{rating[0]}/image").status_code == 404
+    url = client.get(f"/p/{token}").headers["location"]
+    for _ in range(2):
+        _, url = step(client, url)
+    assert client.get(f"/p/{token}/trial/0/image").status_code == 200  # the trial it is on
+    for index in rating:
+        assert client.get(f"/p/{token}/trial/{index}/image").status_code == 404  # later trials
+    while trial_index_of(url) is not None and trial_index_of(url) < rating[0]:
+        _, url = step(client, url)
+    assert client.get(f"/p/{token}/trial/{rating[0]}/image").status_code == 200
+    assert client.get(f"/p/{token}/trial/{rating[1]}/image").status_code == 404
+    _, url = step(client, url)
+    assert client.get(f"/p/{token}/trial/{rating[0]}/image").status_code == 200  # one it has done
+
+
+def participant_trials(db, participant_id: int) -> list:
+    from altcap.study.db import Trial
+
+    query = select(Trial).where(Trial.participant_id == participant_id).order_by(Trial.trial_index)
+    return db.scalars(query).all()
+
+
+def test_stale_form_replay_shows_the_recorded_value(client: TestClient, study: StudyFixture) -> None:
+    url = client.get(f"/p/{study.tokens[0]}").headers["location"]
+    for _ in range(3):
+        _, url = step(client, url)  # consent, instructions, practice: now on trial 1
+    form = parse_form(client.get(url).text)
+    data = fill_form(form)
+    assert client.post(form.action, data=data).status_code == 303
+    stored = count_answers(study)
+    retry = client.post(form.action, data=data)  # the same answer again (a lost response): acknowledged
+    assert retry.status_code == 303 and "saved=1" in retry.headers["location"]
+    changed = {**data, "confidence": "1"} if "confidence" in data else {**data, "preference": "2"}
+    stale = client.post(form.action, data=changed)
+    assert stale.status_code == 409 and "Answer saved" not in stale.text
+    assert "already saved" in stale.text and "not saved" in stale.text
+    recorded = re.findall(r"<dt>(.*?)</dt>\s*<dd>(.*?)</dd>", stale.text, re.S)
+    assert ("How confident are you in your answer?", "3") in recorded or (
+        "Which description would you rather have for this photograph?",
+        "Description 1",
+    ) in recorded
+    assert not re.search(r"\b(base|finetuned)\b", stale.text)  # the recorded preference stays blinded
+    assert count_answers(study) == stored
+
+
+def test_practice_image_never_a_study_image_in_a_simulated_65_person_study(tmp_path) -> None:
+    """SIMULATED: 65 invitations of the test design; no practice trial shows a task or rating image."""
+    from study_helpers import make_study
+
+    from altcap.study.db import Trial
+    from altcap.study.practice import PRACTICE_EXAMPLE_IMAGE, PRACTICE_EXAMPLE_PATH
+
+    study = make_study(tmp_path, n_participants=65)
+    with make_session_factory(make_engine(study.db_url))() as db:
+        trials = db.scalars(select(Trial)).all()
+    practice = [t for t in trials if t.kind == "practice"]
+    counted = {t.image for t in trials if t.kind in ("task", "rating")}
+    assert len(practice) == 65 and {t.image for t in practice} == {PRACTICE_EXAMPLE_IMAGE}
+    assert counted == set(study.captions) and not counted & {t.image for t in practice}
+    from altcap.study.app import create_app
+    from altcap.study.config import StudySiteConfig
+
+    with TestClient(create_app(StudySiteConfig(run_dir=study.run_dir)), follow_redirects=False) as client:
+        url = client.get(f"/p/{study.tokens[0]}").headers["location"]
+        for _ in range(2):
+            _, url = step(client, url)
+        page = client.get(url).text
+        assert "<title>Practice trial" in page and "a cup of coffee on a table" in page
+        assert "BASECAP" not in page and "TUNEDCAP" not in page
+        assert client.get(f"/p/{study.tokens[0]}/trial/0/image").content == PRACTICE_EXAMPLE_PATH.read_bytes()
+
+
+def test_practice_image_set_aside_at_init_is_never_a_task_rating_or_verify_image(tmp_path) -> None:
+    import yaml
+    from study_helpers import write_study_files
+
+    from altcap.study.commands import run_init
+    from altcap.study.config import StudyConfig, StudySiteConfig
+    from altcap.study.db import Trial
+    from altcap.study.freeze import StudySetupError, create_invitations
+
+    yaml_path = write_study_files(tmp_path / "design", n_images=5)
+    design = yaml.safe_load(yaml_path.read_text())
+    design.update(practice_images=["images/img4.png"], n_practice_trials=2)
+    yaml_path.write_text(yaml.safe_dump(design))
+    site = StudySiteConfig(run_dir=tmp_path / "run")
+    run_init(StudyConfig.model_validate(design), yaml_path, site)
+    with make_session_factory(make_engine(site.resolve_db_url()))() as db:
+        create_invitations(db, 4, "http://x")
+        create_invitations(db, 2, "http://x", role="verifier")
+        trials = db.scalars(select(Trial)).all()
+    assert {t.image for t in trials if t.kind == "practice"} == {"images/img4.png"}
+    assert "images/img4.png" not in {t.image for t in trials if t.kind != "practice"}
+    design.update(questions=None, images=["images/img0.png", "images/img4.png"])
+    yaml_path.write_text(yaml.safe_dump(design))
+    with pytest.raises(StudySetupError, match="also in `images`"):
+        run_init(StudyConfig.model_validate(design), yaml_path, StudySiteConfig(run_dir=tmp_path / "run2"))

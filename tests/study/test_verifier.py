@@ -123,7 +123,9 @@ def test_verify_errors_escaping_idempotency_and_csrf(client: TestClient, study: 
     data = {**fill_form(form), "comment": XSS, "hallucination": "yes"}
     first, second = client.post(form.action, data=data), client.post(form.action, data=data)
     changed = client.post(form.action, data={**data, "hallucination": "no"})
-    assert first.status_code == second.status_code == changed.status_code == 303
+    assert first.status_code == second.status_code == 303
+    # A stale page's different answer is not stored, and the page shows what was recorded.
+    assert changed.status_code == 409 and "<dd>Yes</dd>" in changed.text and "&lt;script&gt;" in changed.text
     assert count_answers(study) == 3
     rows = export_rows(client, study)
     assert [r["value"] for r in rows if r["item"] == "hallucination"] == [True]
@@ -269,6 +271,6 @@ def test_migration_0002_marks_existing_invitations_as_participants(tmp_path: Pat
                 "'', '', '')"
             )
         )
-    upgrade_database(engine)
+    upgrade_database(engine, tmp_path / "secret_key")
     with make_session_factory(engine)() as db:
         assert db.scalars(select(Participant.role)).all() == ["participant"]

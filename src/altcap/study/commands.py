@@ -6,6 +6,7 @@ The analysis commands (`analyze`, `simulate`, `power`) are attached to this same
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Annotated
 
@@ -28,12 +29,14 @@ def _site(run_dir: Path | None, db: str | None, **flags: object) -> StudySiteCon
 
 def run_init(config: StudyConfig, yaml_path: Path, site: StudySiteConfig) -> str:
     """Freeze the design into a new database; returns the admin secret."""
-    from altcap.study.db import make_engine, make_session_factory, upgrade_database
+    from altcap.study.db import make_engine, make_session_factory, secure_sqlite_file, upgrade_database
     from altcap.study.freeze import freeze_study
+    from altcap.study.security import KEY_FILE_NAME, make_private_dir
 
+    make_private_dir(site.run_dir)
+    secure_sqlite_file(site.resolve_db_url())
     engine = make_engine(site.resolve_db_url())
-    site.run_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_database(engine)
+    upgrade_database(engine, site.run_dir / KEY_FILE_NAME)
     with make_session_factory(engine)() as db:
         freeze_study(db, config, yaml_path, site.run_dir)
     return (site.run_dir / "admin_secret.txt").read_text(encoding="utf-8").strip()
@@ -67,18 +70,32 @@ def serve_command(
     db: DbUrl = None,
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            "--forwarded-allow-ips",
+            help="IPs (comma-separated, or *) of the TLS proxy whose X-Forwarded-* headers are trusted.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the study (participants: /p/<token>; researcher: /admin)."""
     import uvicorn
 
     from altcap.study.app import create_app
 
-    site = _site(run_dir, db, host=host, port=port)
+    site = _site(run_dir, db, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
     try:
-        web_app = create_app(site.resolve_db_url())
+        web_app = create_app(site)
     except ValueError as err:
         raise fail(str(err)) from err
-    uvicorn.run(web_app, host=site.host, port=site.port, log_level="warning")
+    uvicorn.run(
+        web_app,
+        host=site.host,
+        port=site.port,
+        log_level="warning",
+        proxy_headers=True,
+        forwarded_allow_ips=site.forwarded_allow_ips,
+    )
 
 
 @app.command("invite")
@@ -99,12 +116,13 @@ def invite_command(
     """Create N invitation links (printed, or written to --csv; the tokens are not stored in clear)."""
     from altcap.study.db import make_engine, make_session_factory, upgrade_database
     from altcap.study.freeze import StudySetupError, create_invitations
+    from altcap.study.security import KEY_FILE_NAME
 
     site = _site(run_dir, db, base_url=base_url)
     if csv_path is not None and csv_path.exists():
         raise fail(f"{csv_path}: already exists; choose a new file so earlier links are not lost")
     engine = make_engine(site.resolve_db_url())
-    upgrade_database(engine)
+    upgrade_database(engine, site.run_dir / KEY_FILE_NAME)
     with make_session_factory(engine)() as session:
         try:
             invitations = create_invitations(session, n, site.resolve_base_url(), valid_days, role)
@@ -114,12 +132,26 @@ def invite_command(
         for invitation in invitations:
             typer.echo(f"{invitation.public_id}\t{invitation.url}")
         return
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with csv_path.open("x", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["participant_id", "url"])
-        writer.writerows([(i.public_id, i.url) for i in invitations])
+    write_links_csv(csv_path, [(i.public_id, i.url) for i in invitations])
     typer.echo(f"wrote {len(invitations)} {role} invitation links to {csv_path}")
+
+
+def write_links_csv(path: Path, rows: list[tuple[str, str]]) -> None:
+    """Write invitation links to a new owner-only (0600) CSV: each link is a participant's password.
+
+    Args:
+        path: the CSV to create (never overwritten).
+        rows: (participant id, link) pairs.
+    """
+    from altcap.study.export import neutralise_cell
+    from altcap.study.security import write_owner_only
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["participant_id", "url"])
+    writer.writerows([[neutralise_cell(cell) for cell in row] for row in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_owner_only(path, buffer.getvalue())
 
 
 @app.command("export")

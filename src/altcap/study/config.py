@@ -86,6 +86,12 @@ class StudyConfig(StageConfig):
     )
     likert_items: list[LikertItem] = Field(default_factory=default_likert_items, description="Rating items.")
     n_practice_trials: int = Field(default=1, ge=0, le=3, description="Practice trials before the real ones.")
+    practice_images: list[str] = Field(
+        default_factory=list,
+        description="Images (captioned in both files) set aside for the practice trials: never shown in a "
+        "task, rating or verify trial. Empty = a shipped neutral example (a mug on a table) with two "
+        "fixed descriptions.",
+    )
     attention_checks: list[AttentionCheck] = Field(default_factory=list, description="Attention checks.")
     show_image: bool = Field(default=True, description="Show the image on rating trials (low-vision users).")
     completion_code: str | None = Field(default=None, description="Code shown on the thank-you page.")
@@ -114,6 +120,48 @@ class StudySiteConfig(StageConfig):
     host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `serve` listens on.")
     base_url: str | None = Field(default=None, description="Public URL used in invitation links.")
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="Comma-separated IPs (or *) of the TLS proxy whose X-Forwarded-Proto/-For headers "
+        "`serve` trusts, as uvicorn's --forwarded-allow-ips; default uvicorn's (127.0.0.1). Requests "
+        "whose scheme is then https get Secure cookies and HSTS.",
+    )
+    admin_login_failures_per_client: str = Field(
+        default="10/15 minutes",
+        description="Failed admin sign-ins allowed per client address (limits notation); the next "
+        "attempt gets HTTP 429 until the window moves on.",
+    )
+    admin_login_failures_total: str = Field(
+        default="50/15 minutes",
+        description="Failed admin sign-ins allowed from all clients together (the admin account's "
+        "limit; participants are never affected by it).",
+    )
+    token_failures_per_client: str = Field(
+        default="30/minute",
+        description="Unknown participant links allowed per client address before its link requests "
+        "get HTTP 429 (per client only, so one attacker cannot lock other participants out).",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request body accepted (declared or streamed); larger ones get HTTP 413 "
+        "before anything is stored. The study's biggest form, a 5,000-character comment, fits.",
+    )
+
+    @field_validator(
+        "admin_login_failures_per_client", "admin_login_failures_total", "token_failures_per_client"
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as err:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write e.g. '10/15 minutes' or '30/minute'"
+            ) from err
+        return value
 
     def resolve_db_url(self) -> str:
         """The database URL: `db` if given, else SQLite inside `run_dir`."""

@@ -6,6 +6,7 @@ writes them verbatim.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from altcap.study.security import OWNER_ONLY_FILE, write_owner_only
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # SQLite allows one writer; a waiting writer polls with sleeps of up to 100 ms (sqlite3_busy_timeout),
@@ -45,8 +48,15 @@ class Study(Base):
     frozen_at: Mapped[str] = mapped_column(String(40))
     stimuli_json: Mapped[str] = mapped_column(Text)
     questions_json: Mapped[str] = mapped_column(Text)
-    secret_key: Mapped[str] = mapped_column(String(100))
     admin_secret_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class AdminSession(Base):
+    """A signed-in researcher session (revision 0003): sign-out deletes the row, so the cookie dies."""
+
+    __tablename__ = "admin_session"
+    session_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
 
 
 class Participant(Base):
@@ -174,11 +184,13 @@ def make_session_factory(engine: Engine) -> sessionmaker:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def upgrade_database(engine: Engine) -> None:
+def upgrade_database(engine: Engine, key_file: Path | None = None) -> None:
     """Create or migrate the schema to the newest Alembic revision.
 
     Args:
         engine: the study database engine.
+        key_file: run_dir/secret_key; revision 0003 moves a signing key still held by an older
+            database into this file (needed only for such databases).
     """
     from alembic import command
     from alembic.config import Config
@@ -187,4 +199,25 @@ def upgrade_database(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["key_file"] = key_file
         command.upgrade(config, "head")
+
+
+def secure_sqlite_file(url: str) -> None:
+    """Make a SQLite database file (and its WAL files) owner-only, creating an empty one if absent.
+
+    SQLite creates -wal and -shm with the database file's mode, so a 0600 file keeps them 0600 too.
+
+    Args:
+        url: the database URL (anything but a SQLite file is left alone).
+    """
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_owner_only(path, "")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.chmod(part, OWNER_ONLY_FILE)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
@@ -14,10 +14,13 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from altcap.study.db import Participant
+from altcap.study.db import AdminSession, Participant
 from altcap.study.freeze import hash_token
-from altcap.study.security import ADMIN_COOKIE, read_admin_cookie
+from altcap.study.security import ADMIN_COOKIE, ADMIN_SESSION_SECONDS, read_admin_cookie
 from altcap.study.trials import LoadedStudy
+
+if TYPE_CHECKING:
+    from altcap.study.guard import FailureLimits
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -30,6 +33,18 @@ class AppState:
     session_factory: sessionmaker
     study: LoadedStudy
     templates: Jinja2Templates
+    limits: FailureLimits
+
+    def token_known(self, token: str) -> bool:
+        """Whether an invitation token exists (one indexed lookup; status is checked by the routes)."""
+        with self.session_factory() as db:
+            query = select(Participant.id).where(Participant.token_sha256 == hash_token(token))
+            return db.scalar(query) is not None
+
+    def admin_session_valid(self, cookie: str | None) -> bool:
+        """Whether an admin cookie is genuine and its session has not been signed out or expired."""
+        with self.session_factory() as db:
+            return find_admin_session(db, self.study.secret_key, cookie) is not None
 
 
 class PageError(Exception):
@@ -68,6 +83,20 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
     return state.templates.TemplateResponse(request, name, full, status_code=status_code)
 
 
+def error_response(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+    """The error page with its HTTP status."""
+    context = {"title": title, "message": message, "code": status_code}
+    return render(request, "error.html", context, status_code)
+
+
+UNKNOWN_LINK = PageError(
+    404,
+    "This link does not work",
+    "We could not find this study link. Please check that you copied the whole link from "
+    "your invitation, or ask the research team for a new one.",
+)
+
+
 def find_participant(db: Session, token: str) -> Participant:
     """The participant of an invitation token, or a PageError saying why the link does not work.
 
@@ -80,12 +109,7 @@ def find_participant(db: Session, token: str) -> Participant:
     """
     participant = db.scalars(select(Participant).where(Participant.token_sha256 == hash_token(token))).first()
     if participant is None:
-        raise PageError(
-            404,
-            "This link does not work",
-            "We could not find this study link. Please check that you copied the whole link from "
-            "your invitation, or ask the research team for a new one.",
-        )
+        raise UNKNOWN_LINK
     if participant.status == "withdrawn":
         raise PageError(
             403,
@@ -113,12 +137,67 @@ def get_participant(token: str, db: DbDep) -> Participant:
 ParticipantDep = Annotated[Participant, Depends(get_participant)]
 
 
-def require_admin(request: Request, state: StateDep) -> str:
-    """The admin session id from the signed cookie; raises AdminLoginRequired without one."""
-    session_id = read_admin_cookie(state.study.secret_key, request.cookies.get(ADMIN_COOKIE))
+def find_admin_session(db: Session, secret_key: str, cookie: str | None) -> AdminSession | None:
+    """The stored session behind a genuine admin cookie, unless signed out or older than 12 h.
+
+    Args:
+        db: session.
+        secret_key: the study's signing key.
+        cookie: the admin cookie value (None when absent).
+
+    Returns:
+        The AdminSession row, or None.
+    """
+    session_id = read_admin_cookie(secret_key, cookie)
     if session_id is None:
+        return None
+    row = db.get(AdminSession, hash_token(session_id))
+    if row is None:
+        return None
+    age = datetime.now(UTC) - datetime.fromisoformat(row.created_at)
+    return row if age.total_seconds() <= ADMIN_SESSION_SECONDS else None
+
+
+def require_admin(request: Request, state: StateDep, db: DbDep) -> str:
+    """The admin session id from the signed cookie; raises AdminLoginRequired without a live one."""
+    cookie = request.cookies.get(ADMIN_COOKIE)
+    if find_admin_session(db, state.study.secret_key, cookie) is None:
         raise AdminLoginRequired()
-    return session_id
+    return read_admin_cookie(state.study.secret_key, cookie) or ""
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
+
+
+async def read_text_form(request: Request) -> dict[str, str]:
+    """The posted form as text fields; refuses file parts and NUL characters with a 400 page.
+
+    A file part used to be stored as the comment's text, and PostgreSQL rejects NUL in text (a 500).
+
+    Args:
+        request: the request (its body is capped by the RequestGuard).
+
+    Returns:
+        Field name -> value (the last value of a repeated field).
+    """
+    form = await request.form()
+    fields: dict[str, str] = {}
+    for name, value in form.multi_items():
+        if not isinstance(value, str):
+            raise PageError(
+                400,
+                "This form could not be saved",
+                "The form contained a file. Only typed answers can be sent; go back and try again.",
+            )
+        if "\x00" in value or "\x00" in name:
+            raise PageError(
+                400,
+                "This form could not be saved",
+                "The form contained a character that cannot be stored. Go back, retype your answer "
+                "and try again.",
+            )
+        fields[name] = value
+    return fields
+
+
+FormDep = Annotated[dict[str, str], Depends(read_text_form)]

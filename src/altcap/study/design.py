@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 from altcap.study.config import AttentionCheck
+from altcap.study.practice import PRACTICE_EXAMPLE_IMAGE
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class StudyPlanInputs:
     """Everything the assignment depends on (all of it frozen in the study design)."""
 
     images: list[str]
+    practice_images: list[str] = field(default_factory=list)
     question_ids: list[str] = field(default_factory=list)
     question_images: dict[str, str] = field(default_factory=dict)
     n_practice_trials: int = 1
@@ -110,8 +112,10 @@ def plan_participant(inputs: StudyPlanInputs, participant_index: int) -> list[Tr
         main.insert(min(check.after_trial, len(main)), TrialPlan("attention", attention_index=check_index))
     practice: list[TrialPlan] = []
     if inputs.has_ratings and inputs.images:
+        # Never a study image (it would come back as a counted trial): set-aside images, else the example.
+        pool = inputs.practice_images or [PRACTICE_EXAMPLE_IMAGE]
         for p in range(inputs.n_practice_trials):
-            image = inputs.images[(inputs.seed + p) % len(inputs.images)]
+            image = pool[p % len(pool)]
             practice.append(TrialPlan("practice", image, base_position=rng.choice([1, 2])))
     return practice + main
 

@@ -19,6 +19,7 @@ from altcap.study.freeze import describe_design
 NUMERIC_ITEMS = frozenset({"task_confidence"})
 VERIFY_NUMERIC_ITEMS = frozenset({"correctness"})
 VERIFY_BOOLEAN_ITEMS = frozenset({"hallucination"})
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _json_value(answer: Answer, trial_kind: str, likert_ids: set[str]) -> Any:
@@ -100,13 +101,32 @@ def build_participant_rows(db: Session) -> list[dict[str, Any]]:
     ]
 
 
+def neutralise_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs as a formula (OWASP's rule: prefix a quote).
+
+    Text a participant typed (a comment, a withdrawal reason) starting with = + - @ tab or CR would
+    otherwise run when the researcher opens the CSV; numbers are never prefixed, so -3 stays -3.
+
+    Args:
+        value: the cell's value.
+
+    Returns:
+        The value, or its text with a leading `'` when it would start a formula.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def format_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """CSV text with a header; booleans as true/false (as in the JSON)."""
+    """CSV text with a header; booleans as true/false (as in the JSON); formula-like text neutralised."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in row.items()})
+        writer.writerow(
+            {k: (str(v).lower() if isinstance(v, bool) else neutralise_cell(v)) for k, v in row.items()}
+        )
     return buffer.getvalue()
 
 

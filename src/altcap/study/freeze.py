@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from altcap.infer.captions_file import read_captions
 from altcap.study.config import StudyConfig, TaskQuestion, load_task_questions
 from altcap.study.db import Participant, Study, Trial, utc_now
 from altcap.study.design import StudyPlanInputs, TrialPlan, count_latin_rows, plan_participant, plan_verifier
+from altcap.study.security import KEY_FILE_NAME, make_private_dir, store_signing_key, write_owner_only
 from altcap.study.trials import describe_verifier_items
 
 ROLES = ("participant", "verifier")
@@ -69,7 +69,7 @@ def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
         raise StudySetupError("\n".join(problems))
     base = {r.image: r.caption for r in read_captions(_resolve(yaml_dir, config.base_captions))}
     tuned = {r.image: r.caption for r in read_captions(_resolve(yaml_dir, config.finetuned_captions))}
-    images = config.images or [image for image in base if image in tuned]
+    images = _study_and_practice_images(config, yaml_path, [image for image in base if image in tuned])
     missing = [image for image in images if image not in base or image not in tuned]
     if missing:
         raise StudySetupError(
@@ -85,6 +85,7 @@ def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
             "base": base[image],
             "finetuned": tuned[image],
             "path": str(_resolve(folder, Path(image)).resolve()),
+            **({"practice": True} if image in config.practice_images else {}),
         }
         for image in images
     ]
@@ -95,6 +96,21 @@ def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
             f"e.g. {absent[:3]} under {folder}; fix image_root or set show_image: false"
         )
     return stimuli
+
+
+def _study_and_practice_images(config: StudyConfig, yaml_path: Path, captioned: list[str]) -> list[str]:
+    """The study images (practice ones removed), then the practice images."""
+    overlap = [image for image in config.practice_images if image in (config.images or [])]
+    if overlap:
+        raise StudySetupError(
+            f"{yaml_path}: practice_images {overlap[:3]} are also in `images`; a practice image must "
+            "never come back as a real trial, so remove it from one of the two lists"
+        )
+    wanted = config.images or captioned
+    images = [image for image in wanted if image not in config.practice_images] + config.practice_images
+    if config.practice_images and len(images) == len(config.practice_images):
+        raise StudySetupError(f"{yaml_path}: every image is a practice image; leave some for the study")
+    return images
 
 
 def load_questions_for(config: StudyConfig, yaml_path: Path, images: list[str]) -> list[TaskQuestion]:
@@ -112,10 +128,7 @@ def load_questions_for(config: StudyConfig, yaml_path: Path, images: list[str]) 
 def write_admin_secret(run_dir: Path) -> str:
     """Create run_dir/admin_secret.txt (owner-only) and return the secret."""
     secret = secrets.token_urlsafe(24)
-    path = run_dir / "admin_secret.txt"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(secret + "\n")
+    write_owner_only(run_dir / "admin_secret.txt", secret + "\n")
     return secret
 
 
@@ -138,11 +151,12 @@ def freeze_study(db: Session, config: StudyConfig, yaml_path: Path, run_dir: Pat
             f"{existing.frozen_at}; use a new --run-dir (or --db) for a new design"
         )
     stimuli = load_stimuli(config, yaml_path)
-    questions = load_questions_for(config, yaml_path, [s["image"] for s in stimuli])
+    questions = load_questions_for(config, yaml_path, [s["image"] for s in stimuli if not s.get("practice")])
     text = yaml_path.read_text(encoding="utf-8")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "admin_secret.txt").exists():
-        raise StudySetupError(f"{run_dir}/admin_secret.txt exists from another study; use a new --run-dir")
+    make_private_dir(run_dir)
+    for name in ("admin_secret.txt", KEY_FILE_NAME):
+        if (run_dir / name).exists():
+            raise StudySetupError(f"{run_dir}/{name} exists from another study; use a new --run-dir")
     study = Study(
         study_id=config.study_id,
         design_yaml=text,
@@ -150,9 +164,9 @@ def freeze_study(db: Session, config: StudyConfig, yaml_path: Path, run_dir: Pat
         frozen_at=utc_now(),
         stimuli_json=json.dumps(stimuli),
         questions_json=json.dumps([q.model_dump() for q in questions]),
-        secret_key=secrets.token_urlsafe(32),
         admin_secret_sha256="",
     )
+    store_signing_key(run_dir / KEY_FILE_NAME, secrets.token_urlsafe(32))
     secret = write_admin_secret(run_dir)
     study.admin_secret_sha256 = hashlib.sha256(secret.encode()).hexdigest()
     db.add(study)
@@ -182,8 +196,10 @@ def plan_inputs(study: Study) -> StudyPlanInputs:
     """The assignment inputs of a frozen study."""
     config = StudyConfig.model_validate(yaml.safe_load(study.design_yaml) or {})
     questions = [TaskQuestion.model_validate(q) for q in json.loads(study.questions_json)]
+    stimuli = json.loads(study.stimuli_json)
     return StudyPlanInputs(
-        images=[s["image"] for s in json.loads(study.stimuli_json)],
+        images=[s["image"] for s in stimuli if not s.get("practice")],
+        practice_images=[s["image"] for s in stimuli if s.get("practice")],
         question_ids=[q.question_id for q in questions],
         question_images={q.question_id: q.image for q in questions},
         n_practice_trials=config.n_practice_trials,

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from altcap.study.config import NOT_STATED, LikertItem, StudyConfig, TaskQuestion
 from altcap.study.db import Answer, Participant, Study, Submission, Trial, serialize_writes, utc_now
+from altcap.study.practice import practice_example_stimulus
 from altcap.study.scoring import AnswerKey, score_answer
+from altcap.study.security import parse_ascii_int
 
 SYSTEMS = ("base", "finetuned")
 CONFIDENCE_ITEM = LikertItem(
@@ -39,6 +41,7 @@ CORRECTNESS_ITEM = LikertItem(
 )
 HALLUCINATION_QUESTION = "Does it mention anything that is not in the image?"
 HALLUCINATION_CHOICES = (("yes", "Yes, it mentions something that is not in the image"), ("no", "No"))
+PREFERENCE_QUESTION = "Which description would you rather have for this photograph?"
 
 
 @dataclass(frozen=True)
@@ -62,16 +65,24 @@ class FormResult:
     values: dict[str, str] = field(default_factory=dict)
 
 
-def load_study(study: Study) -> LoadedStudy:
-    """Decode a Study row."""
+def load_study(study: Study, secret_key: str = "") -> LoadedStudy:
+    """Decode a Study row.
+
+    Args:
+        study: the frozen study.
+        secret_key: the signing key from run_dir/secret_key ("" where nothing is signed, e.g. export).
+
+    Returns:
+        The decoded study.
+    """
     config = StudyConfig.model_validate(yaml.safe_load(study.design_yaml) or {})
     questions = [TaskQuestion.model_validate(q) for q in json.loads(study.questions_json)]
     return LoadedStudy(
         study.study_id,
         config,
-        {s["image"]: s for s in json.loads(study.stimuli_json)},
+        {s["image"]: s for s in [practice_example_stimulus(), *json.loads(study.stimuli_json)]},
         {q.question_id: q for q in questions},
-        study.secret_key,
+        secret_key,
         study.admin_secret_sha256,
     )
 
@@ -92,9 +103,10 @@ def _pick_scale(
 ) -> int | None:
     raw = (form.get(name) or "").strip()
     result.values[name] = raw
-    if raw.isdigit() and 1 <= int(raw) <= scale_max:
-        return int(raw)
-    result.errors.append((name, f"{name}-1", f"{label}: choose a number from 1 to {scale_max}."))
+    value = parse_ascii_int(raw, max_digits=2)
+    if value is not None and 1 <= value <= scale_max:
+        return value
+    result.errors.append((name, f"{name}-1", f"{label} Choose 1 to {scale_max}."))
     return None
 
 
@@ -104,7 +116,7 @@ def parse_rating(study: LoadedStudy, trial: Trial, form: Mapping[str, str]) -> F
     for position in (1, 2):
         system = system_at(trial, position)
         for item in study.config.likert_items:
-            label = f"Description {position}, {item.question}"
+            label = f"Description {position}: {item.question}"
             value = _pick_scale(form, f"{item.id}-{position}", item.scale_max, label, result)
             if value is not None:
                 result.rows.append(
@@ -118,14 +130,13 @@ def parse_rating(study: LoadedStudy, trial: Trial, form: Mapping[str, str]) -> F
         result.rows.append({"item": "preference", "position": chosen, "system": "", "value": preferred})
     else:
         result.errors.append(
-            ("preference", "preference-1", "Preference: choose a description or No preference.")
+            ("preference", "preference-1", f"{PREFERENCE_QUESTION} Choose one, or No preference.")
         )
     comment = (form.get("comment") or "").strip()
     result.values["comment"] = comment
     if len(comment) > MAX_COMMENT_CHARS:
-        result.errors.append(
-            ("comment", "comment", f"Comment: please shorten it to {MAX_COMMENT_CHARS} characters.")
-        )
+        message = f"Comment: shorten it to {MAX_COMMENT_CHARS} characters (it has {len(comment)})."
+        result.errors.append(("comment", "comment", message))
     elif comment:
         result.rows.append({"item": "comment", "position": 0, "system": "", "value": comment})
     return result
@@ -163,9 +174,8 @@ def parse_verify(trial: Trial, form: Mapping[str, str]) -> FormResult:
     comment = (form.get("comment") or "").strip()
     result.values["comment"] = comment
     if len(comment) > MAX_COMMENT_CHARS:
-        result.errors.append(
-            ("comment", "comment", f"Note: please shorten it to {MAX_COMMENT_CHARS} characters.")
-        )
+        message = f"Note: shorten it to {MAX_COMMENT_CHARS} characters (it has {len(comment)})."
+        result.errors.append(("comment", "comment", message))
     elif comment:
         result.rows.append({**shared, "item": "comment", "value": comment})
     return result
@@ -177,21 +187,15 @@ def _task_answer(question: TaskQuestion, form: Mapping[str, str], result: FormRe
         result.values["answer"] = answer
         if answer in [*question.choices, NOT_STATED]:
             return answer
-        result.errors.append(
-            ("answer", "answer-1", "Question: choose an answer or The description does not say.")
-        )
+        message = f"{question.question} Choose an answer, or “The description does not say”."
+        result.errors.append(("answer", "answer-1", message))
         return None
     text, not_stated = (form.get("answer_text") or "").strip(), form.get("not_stated") == "1"
     result.values.update(answer_text=text, not_stated="1" if not_stated else "")
     if bool(text) != not_stated:
         return NOT_STATED if not_stated else text
-    result.errors.append(
-        (
-            "answer",
-            "answer-text",
-            "Question: type an answer, or tick The description does not say (not both).",
-        )
-    )
+    message = f"{question.question} Type an answer, or tick “The description does not say” (not both)."
+    result.errors.append(("answer", "answer-text", message))
     return None
 
 
@@ -230,7 +234,7 @@ def parse_attention(study: LoadedStudy, trial: Trial, form: Mapping[str, str]) -
     answer = (form.get("answer") or "").strip()
     result.values["answer"] = answer
     if answer not in check.choices:
-        result.errors.append(("answer", "answer-1", "Question: choose one of the answers."))
+        result.errors.append(("answer", "answer-1", f"{check.question} Choose one answer."))
     else:
         result.rows.append(
             {
@@ -315,3 +319,43 @@ def record_submission(
         db.rollback()
         return False
     return True
+
+
+def _recorded_label(study: LoadedStudy, trial: Trial, answer: Answer) -> str:
+    likert = {item.id: item.question for item in study.config.likert_items}
+    if trial.kind == "verify":
+        labels = {"correctness": CORRECTNESS_ITEM.question, "hallucination": HALLUCINATION_QUESTION}
+        return labels.get(answer.item, "Note")
+    if answer.item in likert and trial.kind in ("rating", "practice"):
+        return f"Description {answer.position}: {likert[answer.item]}"
+    if answer.item == "task_answer":
+        return study.questions[trial.question_id].question
+    if answer.item == "attention":
+        return study.config.attention_checks[trial.attention_index].question
+    labels = {"preference": PREFERENCE_QUESTION, "task_confidence": CONFIDENCE_ITEM.question}
+    return labels.get(answer.item, "Comment")
+
+
+def _recorded_value(answer: Answer) -> str:
+    # Shown to the participant, so the preference names the description, never the system.
+    if answer.item == "preference":
+        return f"Description {answer.position}" if answer.position else "No preference"
+    if answer.item == "hallucination":
+        return "Yes" if answer.value == "true" else "No"
+    if answer.value == NOT_STATED:
+        return "The description does not say"
+    return answer.value
+
+
+def describe_recorded(study: LoadedStudy, trial: Trial, answers: list[Answer]) -> list[tuple[str, str]]:
+    """(question, answer) pairs of a trial's stored answers, worded as the participant saw them.
+
+    Args:
+        study: the loaded study.
+        trial: the trial.
+        answers: its stored Answer rows.
+
+    Returns:
+        One pair per stored answer, in storage order.
+    """
+    return [(_recorded_label(study, trial, a), _recorded_value(a)) for a in answers]

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import exists, func, select
+from sqlalchemy import delete, exists, func, select
 
-from altcap.study.db import Participant, Submission, Trial, utc_now
-from altcap.study.deps import AdminDep, DbDep, PageError, StateDep, render
+from altcap.study.db import AdminSession, Participant, Submission, Trial, serialize_writes, utc_now
+from altcap.study.deps import AdminDep, DbDep, FormDep, PageError, StateDep, render
+from altcap.study.freeze import hash_token
+from altcap.study.guard import client_of, too_many_attempts
 from altcap.study.security import (
     ADMIN_COOKIE,
     ADMIN_SESSION_SECONDS,
     check_admin_secret,
     issue_form_token,
     make_admin_cookie,
+    new_admin_session_id,
     verify_form_token,
 )
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+logger = logging.getLogger("altcap.study")
 MAX_REASON_CHARS = 2000
 
 
@@ -44,26 +48,29 @@ def show_login(request: Request, state: StateDep) -> Response:
 
 
 @router.post("/login")
-def login(
-    request: Request,
-    state: StateDep,
-    secret: Annotated[str, Form()] = "",
-    nonce: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "",
-) -> Response:
-    """Check the admin secret and set the signed session cookie."""
+def login(request: Request, state: StateDep, db: DbDep, form: FormDep) -> Response:
+    """Check the admin secret (rate-limited per client and per account) and start a session."""
+    nonce, csrf = form.get("nonce", ""), form.get("csrf", "")
     if verify_form_token(state.study.secret_key, "login", 0, nonce, csrf) is None:
         return _login_page(
             request, state, [("secret", "secret", "The form expired; please sign in again.")], 400
         )
-    if not check_admin_secret(state.study.admin_secret_sha256, secret):
-        return _login_page(
-            request, state, [("secret", "secret", "Admin secret: that secret is not correct.")], 401
-        )
+    client = client_of(request)
+    if not state.limits.admin_allowed(client):
+        logger.warning("rate limit: too many failed admin sign-ins (from %s or in total); refused", client)
+        return too_many_attempts(request)
+    if not check_admin_secret(state.study.admin_secret_sha256, form.get("secret", "")):
+        state.limits.record_admin_failure(client)
+        logger.warning("failed admin sign-in from %s", client)
+        return _login_page(request, state, [("secret", "secret", "That admin secret is not correct.")], 401)
+    session_id = new_admin_session_id()
+    db.add(AdminSession(session_sha256=hash_token(session_id), created_at=utc_now()))
+    with serialize_writes(db):
+        db.commit()
     response = RedirectResponse("/admin/participants", status_code=303)
     response.set_cookie(
         ADMIN_COOKIE,
-        make_admin_cookie(state.study.secret_key),
+        make_admin_cookie(state.study.secret_key, session_id),
         max_age=ADMIN_SESSION_SECONDS,
         httponly=True,
         samesite="strict",
@@ -73,16 +80,15 @@ def login(
 
 
 @router.post("/logout")
-def logout(
-    session_id: AdminDep,
-    state: StateDep,
-    nonce: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "",
-) -> Response:
-    """End the admin session."""
-    _check_form_token(state, session_id, nonce, csrf)
+def logout(request: Request, session_id: AdminDep, db: DbDep, state: StateDep, form: FormDep) -> Response:
+    """End the admin session server-side, so the cookie stops working even if it was copied."""
+    _check_form_token(state, session_id, form.get("nonce", ""), form.get("csrf", ""))
+    db.execute(delete(AdminSession).where(AdminSession.session_sha256 == hash_token(session_id)))
+    with serialize_writes(db):
+        db.commit()
     response = RedirectResponse("/admin", status_code=303)
-    response.delete_cookie(ADMIN_COOKIE)
+    secure = request.url.scheme == "https"
+    response.delete_cookie(ADMIN_COOKIE, httponly=True, samesite="strict", secure=secure)
     return response
 
 
@@ -128,11 +134,10 @@ def withdraw(
     session_id: AdminDep,
     db: DbDep,
     state: StateDep,
-    reason: Annotated[str, Form()] = "",
-    nonce: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "",
+    form: FormDep,
 ) -> Response:
     """Withdraw a participant: data kept and marked, their link closed, excluded from analysis."""
+    nonce, csrf, reason = form.get("nonce", ""), form.get("csrf", ""), form.get("reason", "")
     _check_form_token(state, session_id, nonce, csrf)
     participant = db.scalars(select(Participant).where(Participant.public_id == public_id)).first()
     if participant is None:
@@ -161,5 +166,6 @@ def withdraw(
             utc_now(),
             reason,
         )
-        db.commit()
+        with serialize_writes(db):
+            db.commit()
     return RedirectResponse(f"/admin/participants?saved={public_id}", status_code=303)

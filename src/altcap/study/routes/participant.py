@@ -5,14 +5,24 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from altcap.study.db import Participant, Trial, serialize_writes, utc_now
-from altcap.study.deps import DbDep, PageError, ParticipantDep, StateDep, find_participant, get_state, render
+from altcap.study.db import Answer, Participant, Trial, serialize_writes, utc_now
+from altcap.study.deps import (
+    DbDep,
+    FormDep,
+    PageError,
+    ParticipantDep,
+    StateDep,
+    find_participant,
+    get_state,
+    read_text_form,
+    render,
+)
 from altcap.study.security import issue_form_token, verify_form_token
 from altcap.study.trials import (
     CONFIDENCE_ITEM,
@@ -22,6 +32,7 @@ from altcap.study.trials import (
     FormResult,
     captions_in_order,
     count_trials,
+    describe_recorded,
     next_open_trial,
     parse_attention,
     parse_rating,
@@ -37,6 +48,8 @@ STALE_FORM = PageError(
     "The page was out of date or did not come from this study. Open your study link again to "
     "continue where you left off; everything you saved before is kept.",
 )
+# Far above any real study (a few hundred trials), far below what SQLite/PostgreSQL integers overflow on.
+TrialIndex = Annotated[int, Path(ge=0, le=99_999)]
 
 
 def _see_other(url: str) -> RedirectResponse:
@@ -68,6 +81,12 @@ def _simple_form(request: Request, participant: Participant, name: str, context:
     )
 
 
+def _check_simple_form(state: StateDep, participant: Participant, form: dict[str, str]) -> None:
+    nonce, csrf = form.get("nonce", ""), form.get("csrf", "")
+    if verify_form_token(state.study.secret_key, str(participant.id), 0, nonce, csrf) is None:
+        raise STALE_FORM
+
+
 @router.get("/consent", response_class=HTMLResponse)
 def show_consent(request: Request, token: str, participant: ParticipantDep) -> Response:
     """The consent page."""
@@ -81,14 +100,11 @@ def give_consent(
     participant: ParticipantDep,
     db: DbDep,
     state: StateDep,
-    nonce: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "",
-    agree: Annotated[str, Form()] = "",
+    form: FormDep,
 ) -> Response:
     """Record consent (an unticked box re-shows the page with the error tied to it)."""
-    if verify_form_token(state.study.secret_key, str(participant.id), 0, nonce, csrf) is None:
-        raise STALE_FORM
-    if agree != "yes":
+    _check_simple_form(state, participant, form)
+    if form.get("agree") != "yes":
         errors = [("agree", "agree", "To take part, tick the box to say you agree.")]
         return _simple_form(request, participant, "consent.html", {"token": token, "errors": errors}, 422)
     if not participant.consented_at:
@@ -126,12 +142,10 @@ def start_trials(
     participant: ParticipantDep,
     db: DbDep,
     state: StateDep,
-    nonce: Annotated[str, Form()] = "",
-    csrf: Annotated[str, Form()] = "",
+    form: FormDep,
 ) -> Response:
     """Mark the start; the first trial follows."""
-    if verify_form_token(state.study.secret_key, str(participant.id), 0, nonce, csrf) is None:
-        raise STALE_FORM
+    _check_simple_form(state, participant, form)
     if not participant.started_at:
         participant.started_at = utc_now()
         with serialize_writes(db):
@@ -196,7 +210,12 @@ def _trial_context(request: Request, db: Session, participant: Participant, tria
 
 @router.get("/trial/{trial_index}", response_class=HTMLResponse)
 def show_trial(
-    request: Request, token: str, trial_index: int, participant: ParticipantDep, db: DbDep, saved: int = 0
+    request: Request,
+    token: str,
+    trial_index: TrialIndex,
+    participant: ParticipantDep,
+    db: DbDep,
+    saved: int = 0,
 ) -> Response:
     """One trial page; a trial already answered (or not reached yet) redirects to the open one."""
     trial = _load_trial(db, participant, trial_index)
@@ -228,6 +247,18 @@ def _parse_form(request: Request, trial: Trial, form: dict, issued_ms: int) -> F
     return parse_attention(study, trial, form)
 
 
+def _answer_already_recorded(request: Request, db: Session, trial: Trial, token: str, result: FormResult):
+    """A form for a trial that already has its answer: a retry of the same answer is acknowledged as
+    saved; a different answer (a stale page, a back button) is not stored, and the page says so."""
+    stored = db.scalars(select(Answer).where(Answer.trial_id == trial.id).order_by(Answer.id)).all()
+    sent = {(row["item"], row.get("position", 0), str(row["value"])) for row in result.rows}
+    if not result.errors and sent == {(a.item, a.position, a.value) for a in stored}:
+        return None
+    study = get_state(request).study
+    context = {"token": token, "recorded": describe_recorded(study, trial, stored)}
+    return render(request, "recorded.html", context, 409)
+
+
 def _submit_trial(request: Request, token: str, trial_index: int, form: dict) -> Response:
     state = get_state(request)
     with state.session_factory() as db:
@@ -237,33 +268,46 @@ def _submit_trial(request: Request, token: str, trial_index: int, form: dict) ->
         issued_ms = verify_form_token(state.study.secret_key, str(participant.id), trial.id, nonce, csrf)
         if issued_ms is None:
             raise STALE_FORM
+        result = _parse_form(request, trial, form, issued_ms)
         open_trial = next_open_trial(db, participant)
         if open_trial is None or open_trial.id != trial.id:
-            # Already stored (double submit or a retry after a lost response): acknowledge, store nothing.
+            if open_trial is None or trial.trial_index < open_trial.trial_index:
+                page = _answer_already_recorded(request, db, trial, token, result)
+                if page is not None:
+                    return page
+            # A retry after a lost response (or a double click): acknowledge, store nothing new.
             return _see_other(current_step_url(db, participant, token, saved=True))
-        result = _parse_form(request, trial, form, issued_ms)
         if result.errors:
             context = _trial_context(request, db, participant, trial, token)
             context.update(nonce=nonce, csrf=csrf, errors=result.errors, values=result.values)
             return render(request, template_for(trial), context, 422)
-        record_submission(db, participant, trial, nonce, issued_ms, result.rows)
+        if not record_submission(db, participant, trial, nonce, issued_ms, result.rows):
+            # Another request stored this trial between our check and our commit.
+            db.expire_all()
+            page = _answer_already_recorded(request, db, trial, token, result)
+            if page is not None:
+                return page
         return _see_other(current_step_url(db, participant, token, saved=True))
 
 
 @router.post("/trial/{trial_index}")
-async def submit_trial(request: Request, token: str, trial_index: int) -> Response:
+async def submit_trial(request: Request, token: str, trial_index: TrialIndex) -> Response:
     """Check and store a trial's answers (committed before the redirect is sent)."""
-    form = {key: str(value) for key, value in (await request.form()).items()}
+    form = await read_text_form(request)
     return await run_in_threadpool(_submit_trial, request, token, trial_index, form)
 
 
 @router.get("/trial/{trial_index}/image")
-def trial_image(request: Request, trial_index: int, participant: ParticipantDep, db: DbDep) -> FileResponse:
-    """The image of a rating trial, or of a verify trial (verifiers always see it; named neutrally)."""
+def trial_image(
+    request: Request, trial_index: TrialIndex, participant: ParticipantDep, db: DbDep
+) -> FileResponse:
+    """The image of the trial the participant is on or has done, after consent (never a later one)."""
     trial = _load_trial(db, participant, trial_index)
     state = get_state(request)
     shown = trial.kind == "verify" or (trial.kind in ("rating", "practice") and state.study.config.show_image)
-    if not shown:
+    open_trial = next_open_trial(db, participant)
+    reached = open_trial is None or trial.trial_index <= open_trial.trial_index
+    if not shown or not participant.consented_at or not participant.started_at or not reached:
         raise PageError(404, "Page not found", "This trial has no image.")
     return FileResponse(
         state.study.stimuli[trial.image]["path"], headers={"Cache-Control": "private, max-age=3600"}
