@@ -92,7 +92,8 @@ def test_missing_answers_show_error_summary_tied_to_fields(client: TestClient, s
     assert response.status_code == 422
     html = response.text
     assert "<title>Error: " in html and 'class="error-summary" role="alert"' in html
-    assert 'href="#usefulness-1-1"' in html and 'aria-describedby="usefulness-1-error"' in html
+    assert 'href="#usefulness-1-1"' in html
+    assert 'aria-describedby="usefulness-1-error description-1-text"' in html
     assert 'id="usefulness-1-error"' in html
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html
     assert count_answers(study) == 0

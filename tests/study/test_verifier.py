@@ -85,10 +85,10 @@ def test_verify_page_shows_image_and_one_caption_blinded(client: TestClient, stu
             body = re.sub(r'<p class="caption"[^>]*>.*?</p>', "", html).lower()
             for leak in LEAKS:
                 assert not re.search(rf"\b{leak}\b", body), f"{leak!r} in verify page"
-            assert (
-                '<fieldset class="scale" id="correctness">' in html and "<legend>Is this description" in html
-            )
-            assert "Completely correct" in html and '<fieldset class="choices" id="hallucination">' in html
+            tied = 'aria-describedby="description-text"'  # each question tied to the caption it judges
+            assert f'<fieldset class="scale" id="correctness" {tied}>' in html
+            assert "<legend>Is this description" in html and "Completely correct" in html
+            assert f'<fieldset class="choices" id="hallucination" {tied}>' in html
         assert len(set(shown)) == 8
         orders.append(shown)
         image = client.get(f"/p/{token}/trial/0/image")
@@ -116,7 +116,8 @@ def test_verify_errors_escaping_idempotency_and_csrf(client: TestClient, study: 
     assert response.status_code == 422 and count_answers(study) == 0
     html = response.text
     assert 'href="#correctness-1"' in html and 'href="#hallucination-1"' in html
-    assert 'aria-describedby="hallucination-error"' in html and 'id="hallucination-error"' in html
+    assert 'aria-describedby="hallucination-error description-text"' in html
+    assert 'id="hallucination-error"' in html
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html
     forged = client.post(form.action, data={**fill_form(form), "csrf": "0" * 64})
     assert forged.status_code == 400 and count_answers(study) == 0
