@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from study_helpers import StudyFixture, make_study, write_study_files
 from test_routes import complete_session, login
 from typer.testing import CliRunner
@@ -195,3 +195,19 @@ def test_secure_cookie_hsts_serve_passes_forwarded_allow_ips_to_uvicorn(
     result = runner.invoke(cli_app, args)
     assert result.exit_code == 0, result.output
     assert seen["forwarded_allow_ips"] == "10.0.0.5,10.0.0.6" and seen["proxy_headers"] is True
+
+
+def test_logout_revokes_sessions_older_than_12_hours_too(client: TestClient, study: StudyFixture) -> None:
+    from sqlalchemy import update
+
+    from altcap.study.db import AdminSession, make_session_factory
+
+    login(client, study)
+    assert client.get("/admin/participants").status_code == 200
+    with make_session_factory(make_engine(study.db_url))() as db:
+        db.execute(update(AdminSession).values(created_at="2000-01-01T00:00:00.000+00:00"))
+        db.commit()
+    assert client.get("/admin/participants").status_code == 303  # the signed cookie alone is not enough
+    login(client, study)  # a new sign-in drops the dead session row
+    with make_session_factory(make_engine(study.db_url))() as db:
+        assert len(db.scalars(select(AdminSession)).all()) == 1

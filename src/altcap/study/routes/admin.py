@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -64,6 +65,9 @@ def login(request: Request, state: StateDep, db: DbDep, form: FormDep) -> Respon
         logger.warning("failed admin sign-in from %s", client)
         return _login_page(request, state, [("secret", "secret", "That admin secret is not correct.")], 401)
     session_id = new_admin_session_id()
+    # Sessions past their 12 h are dead anyway; dropping them keeps the table to the live ones.
+    cutoff = (datetime.now(UTC) - timedelta(seconds=ADMIN_SESSION_SECONDS)).isoformat(timespec="milliseconds")
+    db.execute(delete(AdminSession).where(AdminSession.created_at < cutoff))
     db.add(AdminSession(session_sha256=hash_token(session_id), created_at=utc_now()))
     with serialize_writes(db):
         db.commit()
