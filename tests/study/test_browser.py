@@ -269,6 +269,7 @@ def walk_to(page, predicate, max_pages: int = 12) -> None:
     raise AssertionError(f"page not reached; at {page.url}")
 
 
+@pytest.mark.slow
 def test_describedby_ties_each_caption_to_its_rating_controls(live_study, browser) -> None:
     from playwright.sync_api import expect
 
@@ -302,6 +303,7 @@ def headings(page) -> list[tuple[int, str]]:
     )
 
 
+@pytest.mark.slow
 def test_focus_error_summary_after_a_validation_error(live_study, browser) -> None:
     study, base_url, _ = live_study
     context = browser.new_context(bypass_csp=True)
@@ -410,6 +412,7 @@ def visit_every_participant_page(page, base_url: str, token: str, verifier: str)
     return seen
 
 
+@pytest.mark.slow
 def test_zoom_320_every_participant_page_reflows_without_horizontal_scroll(live_study, browser) -> None:
     study, base_url, verifier = live_study
     context = browser.new_context(bypass_csp=True, viewport={"width": 320, "height": 640})
@@ -422,6 +425,7 @@ def test_zoom_320_every_participant_page_reflows_without_horizontal_scroll(live_
     context.close()
 
 
+@pytest.mark.slow
 def test_forced_colors_every_participant_page_keeps_visible_focus(live_study, browser) -> None:
     study, base_url, verifier = live_study
     context = browser.new_context(
