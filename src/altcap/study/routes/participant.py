@@ -247,7 +247,9 @@ def _parse_form(request: Request, trial: Trial, form: dict, issued_ms: int) -> F
     return parse_attention(study, trial, form)
 
 
-def _answer_already_recorded(request: Request, db: Session, trial: Trial, token: str, result: FormResult):
+def _answer_already_recorded(
+    request: Request, db: Session, trial: Trial, token: str, result: FormResult
+) -> Response | None:
     """A form for a trial that already has its answer: a retry of the same answer is acknowledged as
     saved; a different answer (a stale page, a back button) is not stored, and the page says so."""
     stored = db.scalars(select(Answer).where(Answer.trial_id == trial.id).order_by(Answer.id)).all()
