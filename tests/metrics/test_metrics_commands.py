@@ -79,11 +79,47 @@ def test_cli_comparisons_and_per_image(run) -> None:
         "CIDEr-D",
         "SPICE",
         "embedding_distance",
+        "scene_graph_f1",
+        "hallucinated_mentions",
         "length_words",
+        "hallucinated_objects",
     }
     assert all(r["embedding_distance"] is not None and 0 <= r["embedding_distance"] <= 2 for r in rows)
     table = (out / "metrics.md").read_text()
     assert "| CIDEr-D |" in table and "finetuned - base [CI]" in table
+
+
+def test_cli_length_hallucination_and_scene_graph(run) -> None:
+    """Issue #29: length statistics, length-adjusted differences, CHAIR and scene-graph F1 (not SPICE)."""
+    _, out = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    base, finetuned = (metrics["systems"][n] for n in ("base", "finetuned"))
+    assert base["length"]["mean_words"] == 5.0 and finetuned["length"]["max_words"] == 8
+    (lengths,) = metrics["length_comparisons"]
+    assert lengths["diff_words"] == pytest.approx(10 / 6) and lengths["ci_low"] > 0
+    adjusted = {r["metric"]: r for r in metrics["length_adjusted"]}
+    assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "scene_graph_f1", "CHAIR-s"} <= set(adjusted)
+    cider = adjusted["CIDEr-D"]
+    corpus_diff = next(c["diff"] for c in metrics["comparisons"] if c["metric"] == "CIDEr-D")
+    assert cider["raw_diff"] == pytest.approx(corpus_diff)  # CIDEr-D's corpus value is the per-image mean
+    assert cider["adjusted_ci_low"] <= cider["adjusted_diff"] <= cider["adjusted_ci_high"]
+    # "An image of a thing." names no COCO object; the good captions name 8, none invented
+    assert base["hallucination_rate"]["object_mentions"] == 0
+    assert base["hallucination_rate"]["CHAIR-i"]["value"] is None
+    assert finetuned["hallucination_rate"]["object_mentions"] == 8
+    assert finetuned["hallucination_rate"]["CHAIR-s"]["value"] == 0.0
+    graph = finetuned["scene_graph_f1"]
+    assert "not SPICE" in graph["label"] and graph["agreement_with_spice"]["status"].startswith("unknown")
+    assert 0 < graph["ci_low"] <= graph["value"] <= graph["ci_high"] <= 1
+    assert base["scene_graph_f1"]["value"] == 0
+    table = (out / "metrics.md").read_text()
+    for heading in (
+        "## Caption length (words)",
+        "## Differences with caption length held fixed",
+        "## Object hallucination rate",
+        "## Scene-graph F1 (not SPICE)",
+    ):
+        assert heading in table
 
 
 def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
