@@ -396,7 +396,7 @@ def test_metrics_section_says_what_the_metrics_can_and_cannot_tell(study: Path, 
     )
     text = (tmp_path / "memo" / "memo.md").read_text()
     section = text.split("## Automatic metrics")[1].split("## User study")[0]
-    assert "secondary to the study's usefulness measures" in section
+    assert "secondary to the usefulness the user study measures" in section
     assert all(citation in section for citation in CITATIONS)
     assert (
         "| finetuned | 9.1 (9) | 0.057 (0.041-0.083) | 0.117 (0.096-0.139) | 0.232 (0.211-0.243) |" in section
@@ -421,3 +421,8 @@ def test_no_shorter_caption_sentence_when_lengths_do_not_differ() -> None:
     old = describe_metric_context({"systems": {"base": {"corpus": {}}}, "comparisons": []})
     assert old["rows"] == [] and "older `altcap evaluate`" in old["sentences"][0]
     assert "MacLeod" in describe_metric_context(None)["statement"]
+    measured = planted_metrics(10.0, 10.2, (-0.3, 0.7))
+    agreement = {"kendall_tau": 0.412, "n_images": 1000, "status": "measured on these captions"}
+    measured["systems"]["finetuned"]["scene_graph_f1"]["agreement_with_spice"] = agreement
+    sentence = describe_metric_context(measured)["sentences"][-1]
+    assert sentence.endswith("with SPICE on these captions: finetuned Kendall tau 0.412 over 1000 images.")

@@ -19,7 +19,7 @@ MACLEOD_2017 = "MacLeod et al. (CHI 2017)"
 CITATIONS = (KREISS_2022, MACLEOD_2017)
 SECONDARY_STATEMENT = (
     "These metrics score agreement with sighted annotators' reference captions; they are secondary "
-    "to the study's usefulness measures above. "
+    "to the usefulness the user study measures. "
     f"{KREISS_2022} found that the referenceless CLIPScore aligned poorly with blind and low-vision "
     "participants' ratings because it ignores the context an image appears in, and that description "
     "length alone tracked those ratings closely; so caption length is reported beside every metric. "
@@ -98,6 +98,22 @@ def describe_length_adjusted(metrics: dict[str, Any]) -> list[str]:
     return sentences
 
 
+def describe_scene_graph(systems: dict[str, Any]) -> str:
+    """The scene-graph F1 is not SPICE; its agreement with SPICE is unknown unless measured here."""
+    measured = [
+        (name, block["scene_graph_f1"]["agreement_with_spice"])
+        for name, block in systems.items()
+        if "kendall_tau" in block.get("scene_graph_f1", {}).get("agreement_with_spice", {})
+    ]
+    text = "Scene-graph F1 is an offline SPICE-like tuple F1 from a spaCy parse, not SPICE; "
+    if not measured:
+        return text + "how closely it agrees with SPICE is unknown."
+    shown = "; ".join(
+        f"{name} Kendall tau {fmt(a['kendall_tau'])} over {a['n_images']} images" for name, a in measured
+    )
+    return text + f"its per-image agreement with SPICE on these captions: {shown}."
+
+
 def describe_metric_context(metrics: dict[str, Any] | None) -> dict[str, Any]:
     """Statement, table rows and sentences for the memo's automatic-metrics section.
 
@@ -122,8 +138,5 @@ def describe_metric_context(metrics: dict[str, Any] | None) -> dict[str, Any]:
         sentences.append(shorter)
     sentences += describe_length_adjusted(metrics)
     if any(r["scene_graph"] != "-" for r in rows):
-        sentences.append(
-            "Scene-graph F1 is an offline SPICE-like tuple F1 from a spaCy parse, not SPICE; how closely "
-            "it agrees with SPICE is unknown."
-        )
+        sentences.append(describe_scene_graph(metrics.get("systems", {})))
     return {"statement": SECONDARY_STATEMENT, "rows": rows, "sentences": sentences}
