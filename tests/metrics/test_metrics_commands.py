@@ -112,6 +112,8 @@ def test_cli_length_hallucination_and_scene_graph(run) -> None:
     assert "not SPICE" in graph["label"] and graph["agreement_with_spice"]["status"].startswith("unknown")
     assert 0 < graph["ci_low"] <= graph["value"] <= graph["ci_high"] <= 1
     assert base["scene_graph_f1"]["value"] == 0
+    graph_diff = next(c for c in metrics["comparisons"] if c["metric"] == "scene_graph_f1")
+    assert graph_diff["diff"] == pytest.approx(graph["value"]) and graph_diff["ci_low"] > 0
     table = (out / "metrics.md").read_text()
     for heading in (
         "## Caption length (words)",
