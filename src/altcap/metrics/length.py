@@ -104,35 +104,32 @@ def adjust_pair(
     """
     diffs = np.asarray(scores_b, float) - np.asarray(scores_a, float)
     length_diffs = np.asarray(lengths_b, float) - np.asarray(lengths_a, float)
-    full = np.ones((1, len(diffs)))
-    (raw,), (adjusted,), (slope,) = fit_length_regression(diffs, length_diffs, full)
+    (raw,), (adjusted,), (slope,) = fit_length_regression(diffs, length_diffs, np.ones((1, len(diffs))))
     raw_reps, adjusted_reps, _ = fit_length_regression(diffs, length_diffs, weights)
-    raw_test = compare_paired(0.0, raw, np.zeros_like(raw_reps), raw_reps, level)
     out: dict[str, Any] = {
-        "raw_diff": float(raw),
-        "raw_ci_low": raw_test.ci_low,
-        "raw_ci_high": raw_test.ci_high,
-        "raw_p_value": raw_test.p_value,
-        "adjusted_diff": None,
-        "adjusted_ci_low": None,
-        "adjusted_ci_high": None,
-        "adjusted_p_value": None,
+        **summarise_difference("raw", raw, raw_reps, level),
+        **dict.fromkeys(("adjusted_diff", "adjusted_ci_low", "adjusted_ci_high", "adjusted_p_value")),
         "slope_per_word": None if np.isnan(slope) else float(slope),
         "mean_length_diff_words": float(length_diffs.mean()),
         "explained_by_length": False,
     }
     if np.isnan(adjusted) or np.isnan(adjusted_reps).mean() > 1 - level:
-        return out
-    adj_test = compare_paired(0.0, adjusted, np.zeros_like(adjusted_reps), adjusted_reps, level)
-    out.update(
-        adjusted_diff=float(adjusted),
-        adjusted_ci_low=adj_test.ci_low,
-        adjusted_ci_high=adj_test.ci_high,
-        adjusted_p_value=adj_test.p_value,
-    )
-    raw_clear = raw_test.ci_low > 0 or raw_test.ci_high < 0
-    out["explained_by_length"] = bool(raw_clear and adj_test.ci_low <= 0 <= adj_test.ci_high)
+        return out  # no length variation to adjust for
+    out.update(summarise_difference("adjusted", adjusted, adjusted_reps, level))
+    raw_clear = out["raw_ci_low"] > 0 or out["raw_ci_high"] < 0
+    out["explained_by_length"] = bool(raw_clear and out["adjusted_ci_low"] <= 0 <= out["adjusted_ci_high"])
     return out
+
+
+def summarise_difference(prefix: str, value: float, replicates: np.ndarray, level: float) -> dict[str, float]:
+    """{prefix}_diff, _ci_low, _ci_high and _p_value of one difference from its bootstrap replicates."""
+    test = compare_paired(0.0, value, np.zeros_like(replicates), replicates, level)
+    return {
+        f"{prefix}_diff": float(value),
+        f"{prefix}_ci_low": test.ci_low,
+        f"{prefix}_ci_high": test.ci_high,
+        f"{prefix}_p_value": test.p_value,
+    }
 
 
 def describe_length_explained(entry: dict[str, Any], level: float) -> str | None:
