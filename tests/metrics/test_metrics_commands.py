@@ -125,7 +125,7 @@ def test_cli_length_hallucination_and_scene_graph(run) -> None:
 
 
 def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
-    from metrics_fixtures import write_captions, write_manifest
+    from metrics_fixtures import GOOD, write_captions, write_manifest
 
     refs = write_manifest(tmp_path / "manifest.jsonl")
     partial = write_captions(tmp_path / "partial.jsonl", {"img/dog.jpg": "a dog"})
@@ -134,6 +134,13 @@ def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "no caption for 'img/kids.jpg'" in result.output and not (tmp_path / "out").exists()
+    synonyms = tmp_path / "synonyms.json"
+    synonyms.write_text('{"phrases": {"red panda": "panda"}}')
+    good = write_captions(tmp_path / "good.jsonl", GOOD)
+    args = ["evaluate", "--refs", str(refs), "--pred", str(good), "--out", str(tmp_path / "out2")]
+    result = CliRunner().invoke(app, [*args, "--set", f"object_synonyms={synonyms}"])
+    assert result.exit_code == 2 and "synonyms.json: phrases['red panda'] = 'panda'" in result.output
+    assert not (tmp_path / "out2").exists()
     bad = CliRunner().invoke(app, ["evaluate", "--set", "bootstrap_samples=-1"])
     assert bad.exit_code == 2 and "bootstrap_samples" in bad.output
 

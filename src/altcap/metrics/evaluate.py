@@ -26,7 +26,12 @@ from altcap.metrics.bootstrap import (
 from altcap.metrics.coco import CocoResult, find_spice_problem, score_coco, tokenize_captions
 from altcap.metrics.config import EvaluateConfig
 from altcap.metrics.fgd import FgdStatistic, embed_sentences, load_encoder
-from altcap.metrics.hallucination import ObjectVocabularyError, load_object_vocabulary, score_hallucination
+from altcap.metrics.hallucination import (
+    ObjectVocabulary,
+    ObjectVocabularyError,
+    load_object_vocabulary,
+    score_hallucination,
+)
 from altcap.metrics.inputs import EvalInputs, load_inputs
 from altcap.metrics.length import adjust_all_pairs, compare_lengths, summarise_length
 from altcap.metrics.outputs import write_outputs
@@ -137,17 +142,24 @@ def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> No
         progress.advance(task)
 
 
-def score_hallucination_all(cfg: EvaluateConfig, scored: Scored) -> None:
-    """CHAIR-i / CHAIR-s of every system against the references (multi-reference only)."""
+def load_vocabulary(cfg: EvaluateConfig) -> ObjectVocabulary | None:
+    """The object vocabulary of the hallucination rate (None when disabled), read before any scoring
+    so a bad `object_synonyms` file fails in a second, not after minutes of COCO metrics."""
     from altcap.metrics.inputs import EvaluateInputError
 
     if not cfg.hallucination:
-        scored.missing["hallucination_rate"] = "disabled by config (hallucination: false)"
-        return
+        return None
     try:
-        vocabulary = load_object_vocabulary(cfg.object_synonyms)
+        return load_object_vocabulary(cfg.object_synonyms)
     except ObjectVocabularyError as err:
         raise EvaluateInputError([f"object_synonyms: {err}"]) from err
+
+
+def score_hallucination_all(scored: Scored, vocabulary: ObjectVocabulary | None) -> None:
+    """CHAIR-i / CHAIR-s of every system against the references (multi-reference only)."""
+    if vocabulary is None:
+        scored.missing["hallucination_rate"] = "disabled by config (hallucination: false)"
+        return
     for system in scored.inputs.systems:
         scores = score_hallucination(system.captions, scored.inputs.references, vocabulary)
         result = scored.results["multi"][system.name]
@@ -340,10 +352,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     if cfg.out is None:
         raise EvaluateInputError(["--out is required: the folder for metrics.json and friends"])
     scored = Scored(inputs=load_inputs(cfg))
+    vocabulary = load_vocabulary(cfg)
     with Progress(transient=True) as progress:
         score_coco_all(cfg, scored, progress)
         score_fgd_all(cfg, scored, progress)
-        score_hallucination_all(cfg, scored)
+        score_hallucination_all(scored, vocabulary)
         score_scene_graph_all(cfg, scored, progress)
         bootstrap_all(cfg, scored, progress)
     if cfg.fgd and cfg.fgd_bootstrap_samples == 0:
