@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from altcap.metrics.cider_reward import CorpusCiderD, simple_tokenize
+from altcap.metrics.cider_reward import CorpusCiderD, add_length_term, compute_length_term, simple_tokenize
 
 REFERENCES = [
     ["A dog runs across the green grass.", "a brown dog is running on grass", "The dog plays outside"],
@@ -47,3 +47,26 @@ def test_bad_inputs_are_named() -> None:
         CorpusCiderD([])
     with pytest.raises(ValueError, match="2 captions but 1 reference"):
         CorpusCiderD(REFERENCES).score_batch(CAPTIONS[:2], REFERENCES[:1])
+
+
+def test_length_term_is_the_capped_share_of_reference_length() -> None:
+    references = ["a dog runs on the grass", "the brown dog runs"]  # 6 and 4 words: mean 5
+    assert compute_length_term("a dog", references) == pytest.approx(2 / 5)
+    assert compute_length_term("a dog, runs; fast!", references) == pytest.approx(4 / 5)
+    assert compute_length_term("a brown dog runs on green grass today", references) == 1.0
+    assert compute_length_term("", references) == 0.0
+
+
+def test_length_aware_reward_prefers_the_longer_of_two_equal_cider_captions() -> None:
+    scorer = CorpusCiderD(REFERENCES)
+    short, longer = "zebra", "zebra beside giraffe"  # no word the dog references have
+    captions, references = [short, longer], [REFERENCES[0], REFERENCES[0]]
+    cider = scorer.score_batch(captions, references)
+    assert cider[0] == cider[1]  # equally CIDEr-D
+    plain = add_length_term(cider, captions, references, weight=0.0)
+    assert plain == cider
+    aware = add_length_term(cider, captions, references, weight=0.5)
+    assert aware[1] > aware[0] and aware[0] > cider[0]
+    # at lambda = 0 the reward is CIDEr-D exactly, on captions that do score
+    real = scorer.score_batch(CAPTIONS, REFERENCES)
+    assert add_length_term(real, CAPTIONS, REFERENCES, 0.0) == real and max(real) > 0

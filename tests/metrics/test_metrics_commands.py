@@ -79,15 +79,53 @@ def test_cli_comparisons_and_per_image(run) -> None:
         "CIDEr-D",
         "SPICE",
         "embedding_distance",
+        "scene_graph_f1",
+        "hallucinated_mentions",
         "length_words",
+        "hallucinated_objects",
     }
     assert all(r["embedding_distance"] is not None and 0 <= r["embedding_distance"] <= 2 for r in rows)
     table = (out / "metrics.md").read_text()
     assert "| CIDEr-D |" in table and "finetuned - base [CI]" in table
 
 
+def test_cli_length_hallucination_and_scene_graph(run) -> None:
+    """Issue #29: length statistics, length-adjusted differences, CHAIR and scene-graph F1 (not SPICE)."""
+    _, out = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    base, finetuned = (metrics["systems"][n] for n in ("base", "finetuned"))
+    assert base["length"]["mean_words"] == 5.0 and finetuned["length"]["max_words"] == 8
+    (lengths,) = metrics["length_comparisons"]
+    assert lengths["diff_words"] == pytest.approx(10 / 6) and lengths["ci_low"] > 0
+    adjusted = {r["metric"]: r for r in metrics["length_adjusted"]}
+    assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "scene_graph_f1", "CHAIR-s"} <= set(adjusted)
+    cider = adjusted["CIDEr-D"]
+    corpus_diff = next(c["diff"] for c in metrics["comparisons"] if c["metric"] == "CIDEr-D")
+    assert cider["raw_diff"] == pytest.approx(corpus_diff)  # CIDEr-D's corpus value is the per-image mean
+    assert cider["adjusted_ci_low"] <= cider["adjusted_diff"] <= cider["adjusted_ci_high"]
+    # "An image of a thing." names no COCO object; the good captions name 8, none invented
+    assert base["hallucination_rate"]["object_mentions"] == 0
+    assert base["hallucination_rate"]["CHAIR-i"]["value"] is None
+    assert finetuned["hallucination_rate"]["object_mentions"] == 8
+    assert finetuned["hallucination_rate"]["CHAIR-s"]["value"] == 0.0
+    graph = finetuned["scene_graph_f1"]
+    assert "not SPICE" in graph["label"] and graph["agreement_with_spice"]["status"].startswith("unknown")
+    assert 0 < graph["ci_low"] <= graph["value"] <= graph["ci_high"] <= 1
+    assert base["scene_graph_f1"]["value"] == 0
+    graph_diff = next(c for c in metrics["comparisons"] if c["metric"] == "scene_graph_f1")
+    assert graph_diff["diff"] == pytest.approx(graph["value"]) and graph_diff["ci_low"] > 0
+    table = (out / "metrics.md").read_text()
+    for heading in (
+        "## Caption length (words)",
+        "## Differences with caption length held fixed",
+        "## Object hallucination rate",
+        "## Scene-graph F1 (not SPICE)",
+    ):
+        assert heading in table
+
+
 def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
-    from metrics_fixtures import write_captions, write_manifest
+    from metrics_fixtures import GOOD, write_captions, write_manifest
 
     refs = write_manifest(tmp_path / "manifest.jsonl")
     partial = write_captions(tmp_path / "partial.jsonl", {"img/dog.jpg": "a dog"})
@@ -96,6 +134,13 @@ def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "no caption for 'img/kids.jpg'" in result.output and not (tmp_path / "out").exists()
+    synonyms = tmp_path / "synonyms.json"
+    synonyms.write_text('{"phrases": {"red panda": "panda"}}')
+    good = write_captions(tmp_path / "good.jsonl", GOOD)
+    args = ["evaluate", "--refs", str(refs), "--pred", str(good), "--out", str(tmp_path / "out2")]
+    result = CliRunner().invoke(app, [*args, "--set", f"object_synonyms={synonyms}"])
+    assert result.exit_code == 2 and "synonyms.json: phrases['red panda'] = 'panda'" in result.output
+    assert not (tmp_path / "out2").exists()
     bad = CliRunner().invoke(app, ["evaluate", "--set", "bootstrap_samples=-1"])
     assert bad.exit_code == 2 and "bootstrap_samples" in bad.output
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from altcap.report.commands import MemoConfig, memo_command, run_memo
 from altcap.report.memo import SAMPLE_RULE, describe_validity, pick_samples
+from altcap.report.metric_context import CITATIONS, describe_metric_context
 from altcap.report.samples import CASE_LABELS, THUMBNAIL_PX, build_samples
 from altcap.report.training import describe_training, read_train_run
 from altcap.study.analysis_commands import AnalysisConfig, run_analyze, run_simulate
@@ -109,6 +110,13 @@ def collect_input_numbers(paths: list[Path]) -> tuple[set[str], list[float]]:
     return tokens, [float(t) for t in tokens]
 
 
+def strip_citations(text: str) -> str:
+    """The memo's fixed citations carry years, not results: drop them before tracing numbers."""
+    for citation in CITATIONS:
+        text = text.replace(citation, "")
+    return text
+
+
 def is_traceable(token: str, raw: set[str], values: list[float]) -> bool:
     if token in raw:
         return True
@@ -192,7 +200,7 @@ def test_every_number_in_memo_comes_from_inputs(memo: Path) -> None:
     inputs = [Path(p) for p in json.loads((memo / "provenance.json").read_text())["inputs_sha256"]]
     assert {p.name for p in inputs} >= {"analysis.json", "metrics.json", "per_image.jsonl", "train_log.jsonl"}
     raw, values = collect_input_numbers(inputs)
-    tokens = NUMBER.findall((memo / "memo.md").read_text())
+    tokens = NUMBER.findall(strip_citations((memo / "memo.md").read_text()))
     assert len(tokens) > 40
     untraced = [t for t in tokens if not is_traceable(t, raw, values)]
     assert untraced == []
@@ -298,3 +306,123 @@ def test_memo_command_errors_name_the_file(tmp_path: Path) -> None:
         app, ["memo", "--analysis", str(tmp_path / "missing.json"), "--out", str(tmp_path / "m")]
     )
     assert result.exit_code == 2 and "missing.json" in result.output
+
+
+
+def planted_metrics(base_words: float, tuned_words: float, length_ci: tuple[float, float]) -> dict:
+    """A metrics.json with a fine-tuned CIDEr-D and BLEU-4 gain, lengths, CHAIR and scene-graph F1."""
+
+    def entry(value: float, low: float, high: float) -> dict:
+        return {"value": value, "ci_low": low, "ci_high": high}
+
+    def system(words: float, cider: float, chair_i: float, graph: float) -> dict:
+        return {
+            "corpus": {"CIDEr-D": entry(cider, cider - 0.03, cider + 0.03), "BLEU-4": entry(0.2, 0.19, 0.21)},
+            "length": {"mean_words": words, "median_words": words - 0.1, "q1_words": 7.0, "q3_words": 13.0},
+            "hallucination_rate": {
+                "CHAIR-i": entry(chair_i, 0.041, 0.083),
+                "CHAIR-s": entry(0.117, 0.096, 0.139),
+            },
+            "scene_graph_f1": {"label": "scene-graph F1 (not SPICE)", **entry(graph, 0.211, 0.243)},
+        }
+
+    def comparison(metric: str, diff: float, low: float, high: float) -> dict:
+        test = "paired bootstrap (n=1000)"
+        return {
+            "a": "base",
+            "b": "finetuned",
+            "metric": metric,
+            "diff": diff,
+            "ci_low": low,
+            "ci_high": high,
+            "p_value": 0.003,
+            "test": test,
+        }
+
+    return {
+        "systems": {
+            "base": system(base_words, 0.501, 0.062, 0.227),
+            "finetuned": system(tuned_words, 0.541, 0.057, 0.232),
+        },
+        "comparisons": [comparison("CIDEr-D", 0.04, 0.015, 0.066), comparison("BLEU-4", 0.025, 0.013, 0.036)],
+        "length_comparisons": [
+            {
+                "a": "base",
+                "b": "finetuned",
+                "diff_words": tuned_words - base_words,
+                "ci_low": length_ci[0],
+                "ci_high": length_ci[1],
+                "p_value": 0.001,
+            }
+        ],
+        "length_adjusted": [
+            {
+                "a": "base",
+                "b": "finetuned",
+                "metric": "BLEU-4",
+                "raw_diff": 0.025,
+                "raw_ci_low": 0.013,
+                "raw_ci_high": 0.036,
+                "adjusted_diff": 0.004,
+                "adjusted_ci_low": -0.008,
+                "adjusted_ci_high": 0.016,
+                "explained_by_length": True,
+            },
+            {
+                "a": "base",
+                "b": "finetuned",
+                "metric": "CIDEr-D",
+                "raw_diff": 0.04,
+                "raw_ci_low": 0.015,
+                "raw_ci_high": 0.066,
+                "adjusted_diff": 0.052,
+                "adjusted_ci_low": 0.021,
+                "adjusted_ci_high": 0.08,
+                "explained_by_length": False,
+            },
+        ],
+        "missing": {},
+    }
+
+
+def test_metrics_section_says_what_the_metrics_can_and_cannot_tell(study: Path, tmp_path: Path) -> None:
+    (tmp_path / "metrics.json").write_text(json.dumps(planted_metrics(11.1, 9.1, (-2.31, -1.72))))
+    run_memo(
+        MemoConfig(
+            analysis=study / "analysis" / "analysis.json",
+            metrics=tmp_path / "metrics.json",
+            out=tmp_path / "memo",
+        )
+    )
+    text = (tmp_path / "memo" / "memo.md").read_text()
+    section = text.split("## Automatic metrics")[1].split("## User study")[0]
+    assert "secondary to the usefulness the user study measures" in section
+    assert all(citation in section for citation in CITATIONS)
+    assert (
+        "| finetuned | 9.1 (9) | 0.057 (0.041-0.083) | 0.117 (0.096-0.139) | 0.232 (0.211-0.243) |" in section
+    )
+    assert "scene-graph F1, not SPICE" in section and "it agrees with SPICE is unknown" in section
+    assert (
+        "The fine-tuned model's gain on CIDEr-D, BLEU-4 comes with shorter captions: 9.1 words on average "
+        "against 11.1 for the base model (difference -2, 95% CI -2.31 to -1.72)"
+    ) in section
+    assert "The BLEU-4 change (0.025, 95% CI 0.013 to 0.036) is explained by caption length alone" in section
+    assert "The CIDEr-D change" not in section  # its adjusted CI excludes 0
+    raw, values = collect_input_numbers([tmp_path / "metrics.json", study / "analysis" / "analysis.json"])
+    untraced = [t for t in NUMBER.findall(strip_citations(text)) if not is_traceable(t, raw, values)]
+    assert untraced == []
+    assert len(PdfReader(tmp_path / "memo" / "memo.pdf").pages) <= 4
+
+
+def test_no_shorter_caption_sentence_when_lengths_do_not_differ() -> None:
+    same_length = describe_metric_context(planted_metrics(10.0, 10.2, (-0.3, 0.7)))
+    assert not any("shorter captions" in s for s in same_length["sentences"])
+    assert any("explained by caption length alone" in s for s in same_length["sentences"])
+    old = describe_metric_context({"systems": {"base": {"corpus": {}}}, "comparisons": []})
+    assert old["rows"] == [] and "older `altcap evaluate`" in old["sentences"][0]
+    assert "MacLeod" in describe_metric_context(None)["statement"]
+    measured = planted_metrics(10.0, 10.2, (-0.3, 0.7))
+    agreement = {"kendall_tau": 0.412, "n_images": 1000, "status": "measured on these captions"}
+    measured["systems"]["finetuned"]["scene_graph_f1"]["agreement_with_spice"] = agreement
+    sentence = describe_metric_context(measured)["sentences"][-1]
+    assert sentence.endswith("with SPICE on these captions: finetuned Kendall tau 0.412 over 1000 images.")

@@ -13,7 +13,7 @@ from PIL import Image
 from train_fixtures import CAPTIONS, make_config, read_log, write_manifest
 
 from altcap.config import ConfigError
-from altcap.metrics.cider_reward import CorpusCiderD
+from altcap.metrics.cider_reward import CorpusCiderD, simple_tokenize
 from altcap.models.loading import ModelConfig, load_model
 from altcap.models.tiny import build_tiny_altcap_mini
 from altcap.train.config import ScstConfig
@@ -92,7 +92,11 @@ def test_one_step_raises_the_better_samples_log_probability(tiny_mini: Path) -> 
     optimizer.step()
     after = log_probs()
     assert after[0] > before[0] and after[1] < before[1]
-    assert loss_module.pop_mean_reward()["sample_cider_d"] > 0
+    means = loss_module.pop_mean_reward()
+    assert means["sample_cider_d"] > 0
+    assert means["sample_words"] == pytest.approx(
+        (len(simple_tokenize(good).split()) + len(simple_tokenize(bad).split())) / 2
+    )
     assert loss_module.pop_mean_reward() == {}
 
 
@@ -177,3 +181,27 @@ def test_scst_on_two_processes(tiny_model, tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == [1, 2] and "sample_cider_d" in rows[0]
     assert rows[-1]["val_loss"] <= 0
     assert json.loads((out / "provenance.json").read_text())["device"] == "2 x cpu"
+
+
+def test_length_reward_weight_reaches_the_loss(tiny_mini: Path) -> None:
+    """Eval mode returns -mean greedy reward: CIDEr-D alone at weight 0, plus the length term above 0."""
+    from altcap.metrics.cider_reward import compute_length_term
+
+    model, processor, family = load_model(ModelConfig(model_id=str(tiny_mini), device="cpu"))
+    caption = "a dog plays"
+    fixed = dataclasses.replace(family, generate=lambda *args, **kwargs: [caption])
+    reward = CorpusCiderD([[CAPTIONS[1], CAPTIONS[3]], [CAPTIONS[5]], [CAPTIONS[7]]])
+    references = (CAPTIONS[1], CAPTIONS[3])
+    examples = [Example(Path("x.png"), None, CAPTIONS[1], references)]
+    images = _images(1)
+    inputs = family.build_inputs(processor, images, [None])
+    cider = reward.score(caption, references)
+    term = compute_length_term(caption, references)
+    assert 0 < term < 1
+    for weight in (0.0, 0.7):
+        settings = ScstConfig(samples=2, length_reward_weight=weight)
+        loss_module = ScstLoss(model, fixed, processor, reward, settings).eval()
+        loss = loss_module(inputs, examples, images)
+        assert loss.item() == pytest.approx(-(cider + weight * term), rel=1e-6)
+    with pytest.raises((ConfigError, ValueError), match="length_reward_weight"):
+        ScstConfig.model_validate({"length_reward_weight": -1})

@@ -43,6 +43,19 @@ class MeanStatistic:
 
 
 @dataclass
+class RatioStatistic:
+    """A corpus ratio of per-image counts, e.g. hallucinated object mentions / all object mentions."""
+
+    numerator: np.ndarray
+    denominator: np.ndarray
+
+    def replicate(self, weights: np.ndarray) -> np.ndarray:
+        """Summed numerator over summed denominator for every resample (NaN where nothing is counted)."""
+        total = weights @ self.denominator
+        return (weights @ self.numerator) / np.where(total > 0, total, np.nan)
+
+
+@dataclass
 class BleuStatistic:
     """Corpus BLEU-n recomputed from per-image n-gram counts (pycocoevalcap BleuScorer's `ctest`)."""
 

@@ -102,3 +102,43 @@ class CorpusCiderD:
         if len(captions) != len(references):
             raise ValueError(f"{len(captions)} captions but {len(references)} reference lists")
         return [self.score(c, r) for c, r in zip(captions, references, strict=True)]
+
+
+def compute_length_term(caption: str, references: Sequence[str]) -> float:
+    """Caption words over the references' mean words, capped at 1 (0 for an empty caption).
+
+    Why this form: SCST raises CIDEr-D partly by shortening captions (altcap-mini: 9.1 vs 11.1 words on
+    Flickr8k test), while blind and low-vision readers rate longer descriptions higher (Kreiss et al.
+    2022: length alone r = 0.60 with the mean rating). A term that grows with length up to the
+    references' own length, and not beyond, counters that truncation the way BLEU's brevity penalty
+    does (only shortfalls are penalised) without paying for padding past what people wrote. Relative
+    to the image's references, so images that need long descriptions ask for long captions. Bounded
+    in [0, 1], so the weight reads as "CIDEr-D points per full reference length".
+    """
+    reference_words = [len(simple_tokenize(r).split()) for r in references]
+    target = sum(reference_words) / max(len(reference_words), 1)
+    if target <= 0:
+        return 0.0
+    return min(1.0, len(simple_tokenize(caption).split()) / target)
+
+
+def add_length_term(
+    scores: Sequence[float], captions: Sequence[str], references: Sequence[Sequence[str]], weight: float
+) -> list[float]:
+    """The length-aware SCST reward: CIDEr-D + weight * `compute_length_term` (CIDEr-D itself at 0).
+
+    Args:
+        scores: CIDEr-D of each caption.
+        captions: the captions.
+        references: each caption's reference captions.
+        weight: lambda >= 0.
+
+    Returns:
+        One reward per caption.
+    """
+    if weight == 0:
+        return list(scores)
+    return [
+        score + weight * compute_length_term(caption, refs)
+        for score, caption, refs in zip(scores, captions, references, strict=True)
+    ]

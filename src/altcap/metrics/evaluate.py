@@ -15,17 +15,44 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from altcap.metrics.accessibility import summarise_accessibility
-from altcap.metrics.bootstrap import Statistic, compare_paired, compute_percentile_ci, draw_weights
+from altcap.metrics.accessibility import count_words, summarise_accessibility
+from altcap.metrics.bootstrap import (
+    MeanStatistic,
+    Statistic,
+    compare_paired,
+    compute_percentile_ci,
+    draw_weights,
+)
 from altcap.metrics.coco import CocoResult, find_spice_problem, score_coco, tokenize_captions
 from altcap.metrics.config import EvaluateConfig
 from altcap.metrics.fgd import FgdStatistic, embed_sentences, load_encoder
+from altcap.metrics.hallucination import (
+    ObjectVocabulary,
+    ObjectVocabularyError,
+    load_object_vocabulary,
+    score_hallucination,
+)
 from altcap.metrics.inputs import EvalInputs, load_inputs
+from altcap.metrics.length import adjust_all_pairs, compare_lengths, summarise_length
 from altcap.metrics.outputs import write_outputs
 
 log = logging.getLogger(__name__)
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "FGD")
 MODES = ("multi", "single")
+# Multi-reference only, reported outside the COCO `corpus` block: lower CHAIR is better.
+EXTRA_METRICS = ("CHAIR-i", "CHAIR-s", "scene_graph_f1")
+# Metrics whose per-image scores enter the length-adjusted comparison (BLEU-4 and METEOR as sentence
+# scores: their corpus values are not per-image means).
+LENGTH_ADJUSTED_METRICS = (
+    "BLEU-4",
+    "METEOR",
+    "ROUGE-L",
+    "CIDEr-D",
+    "SPICE",
+    "scene_graph_f1",
+    "CHAIR-s",
+    "embedding_distance",
+)
 
 
 @dataclass
@@ -115,6 +142,62 @@ def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> No
         progress.advance(task)
 
 
+def load_vocabulary(cfg: EvaluateConfig) -> ObjectVocabulary | None:
+    """The object vocabulary of the hallucination rate (None when disabled), read before any scoring
+    so a bad `object_synonyms` file fails in a second, not after minutes of COCO metrics."""
+    from altcap.metrics.inputs import EvaluateInputError
+
+    if not cfg.hallucination:
+        return None
+    try:
+        return load_object_vocabulary(cfg.object_synonyms)
+    except ObjectVocabularyError as err:
+        raise EvaluateInputError([f"object_synonyms: {err}"]) from err
+
+
+def score_hallucination_all(scored: Scored, vocabulary: ObjectVocabulary | None) -> None:
+    """CHAIR-i / CHAIR-s of every system against the references (multi-reference only)."""
+    if vocabulary is None:
+        scored.missing["hallucination_rate"] = "disabled by config (hallucination: false)"
+        return
+    for system in scored.inputs.systems:
+        scores = score_hallucination(system.captions, scored.inputs.references, vocabulary)
+        result = scored.results["multi"][system.name]
+        result.corpus.update(scores.corpus())
+        result.statistics.update(scores.statistics())
+        result.per_image["CHAIR-s"] = (scores.hallucinated > 0).astype(float)
+        result.per_image["object_mentions"] = scores.mentions
+        result.per_image["hallucinated_mentions"] = scores.hallucinated
+        objects = np.empty(len(scores.objects), dtype=object)  # ragged lists: fill one by one
+        for i, names in enumerate(scores.objects):
+            objects[i] = names
+        result.per_image["hallucinated_objects"] = objects
+
+
+def score_scene_graph_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+    """Offline scene-graph F1 (not SPICE) of every system; recorded as missing when spaCy is absent."""
+    from altcap.metrics.scene_graph import SceneGraphExtractor, find_scene_graph_problem, score_scene_graph
+
+    problem = "disabled by config (scene_graph: false)" if not cfg.scene_graph else None
+    problem = problem or find_scene_graph_problem(cfg.scene_graph_model)
+    if problem:
+        scored.missing["scene_graph_f1"] = problem
+        log.warning("scene-graph F1 not computed: %s", problem)
+        return
+    task = progress.add_task("scene-graph F1 (spaCy parse)", total=1 + len(scored.inputs.systems))
+    extractor = SceneGraphExtractor(cfg.scene_graph_model)
+    references = extractor.extract_references(scored.inputs.references)
+    progress.advance(task)
+    for system in scored.inputs.systems:
+        per_image = score_scene_graph(extractor.extract(system.captions), references)
+        result = scored.results["multi"][system.name]
+        defined = np.isfinite(per_image).any()
+        result.corpus["scene_graph_f1"] = float(np.nanmean(per_image)) if defined else float("nan")
+        result.per_image["scene_graph_f1"] = per_image
+        result.statistics["scene_graph_f1"] = MeanStatistic(per_image)
+        progress.advance(task)
+
+
 def bootstrap_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
     """Replicates of every (mode, system, metric) on one shared resampling of the images."""
     weights = draw_weights(len(scored.inputs.images), cfg.bootstrap_samples, cfg.seed)
@@ -160,10 +243,10 @@ def compare_systems(cfg: EvaluateConfig, scored: Scored) -> list[dict[str, Any]]
     names = [s.name for s in scored.inputs.systems]
     results = scored.results["multi"]
     for a, b in itertools.combinations(names, 2):
-        for metric in METRIC_ORDER:
+        for metric in (*METRIC_ORDER, *EXTRA_METRICS):
             rep_a, rep_b = (scored.replicates.get(("multi", n, metric)) for n in (a, b))
-            if rep_a is None or rep_b is None:
-                continue
+            if rep_a is None or rep_b is None or np.isnan(rep_b - rep_a).all():
+                continue  # all-NaN: e.g. CHAIR-i of a system whose captions name no object
             paired = compare_paired(
                 results[a].corpus[metric], results[b].corpus[metric], rep_a, rep_b, cfg.ci_level
             )
@@ -182,6 +265,58 @@ def compare_systems(cfg: EvaluateConfig, scored: Scored) -> list[dict[str, Any]]
     return comparisons
 
 
+def summarise_extra(cfg: EvaluateConfig, scored: Scored, name: str, metric: str) -> dict[str, Any]:
+    """{value, ci_low, ci_high} of one multi-reference metric outside the COCO block."""
+    replicates = scored.replicates.get(("multi", name, metric))
+    defined = replicates is not None and not np.isnan(replicates).all()
+    low, high = compute_percentile_ci(replicates, cfg.ci_level) if defined else (None, None)
+    return {"value": scored.results["multi"][name].corpus[metric], "ci_low": low, "ci_high": high}
+
+
+def summarise_content_metrics(cfg: EvaluateConfig, scored: Scored, name: str) -> dict[str, Any]:
+    """`hallucination_rate` and `scene_graph_f1` blocks of one system (those computed)."""
+    from altcap.metrics.scene_graph import SCENE_GRAPH_LABEL, describe_spice_agreement
+
+    result = scored.results["multi"][name]
+    out: dict[str, Any] = {}
+    if "CHAIR-i" in result.corpus:
+        mentions = result.per_image["object_mentions"]
+        hallucinated = result.per_image["hallucinated_mentions"]
+        out["hallucination_rate"] = {
+            "CHAIR-i": summarise_extra(cfg, scored, name, "CHAIR-i"),
+            "CHAIR-s": summarise_extra(cfg, scored, name, "CHAIR-s"),
+            "object_mentions": int(mentions.sum()),
+            "hallucinated_mentions": int(hallucinated.sum()),
+            "captions_with_hallucination": int((hallucinated > 0).sum()),
+        }
+    if "scene_graph_f1" in result.corpus:
+        out["scene_graph_f1"] = {
+            "label": SCENE_GRAPH_LABEL,
+            **summarise_extra(cfg, scored, name, "scene_graph_f1"),
+            "agreement_with_spice": describe_spice_agreement(
+                result.per_image["scene_graph_f1"], result.per_image.get("SPICE")
+            ),
+        }
+    return out
+
+
+def compare_length_adjusted(cfg: EvaluateConfig, scored: Scored) -> dict[str, Any]:
+    """`length_comparisons` (paired word-count differences) and `length_adjusted` (per pair, per metric)."""
+    weights = draw_weights(len(scored.inputs.images), cfg.bootstrap_samples, cfg.seed)  # = bootstrap_all's
+    names = [s.name for s in scored.inputs.systems]
+    lengths = {s.name: np.array([count_words(c) for c in s.captions], float) for s in scored.inputs.systems}
+    per_image = {
+        n: {m: v for m, v in scored.results["multi"][n].per_image.items() if m in LENGTH_ADJUSTED_METRICS}
+        for n in names
+    }
+    return {
+        "length_comparisons": compare_lengths(names, lengths, weights, cfg.ci_level),
+        "length_adjusted": adjust_all_pairs(
+            per_image, lengths, list(LENGTH_ADJUSTED_METRICS), weights, cfg.ci_level
+        ),
+    }
+
+
 def build_systems_block(cfg: EvaluateConfig, scored: Scored) -> dict[str, Any]:
     """The `systems` block of metrics.json."""
     systems = {}
@@ -193,6 +328,8 @@ def build_systems_block(cfg: EvaluateConfig, scored: Scored) -> dict[str, Any]:
         if "single" in scored.results:
             block["single_ref"] = summarise_mode(cfg, scored, "single", system.name)
         block["accessibility"] = summarise_accessibility(system.captions, scored.inputs.metadata)
+        block["length"] = summarise_length(system.captions)
+        block.update(summarise_content_metrics(cfg, scored, system.name))
         systems[system.name] = block
     return systems
 
@@ -215,9 +352,12 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     if cfg.out is None:
         raise EvaluateInputError(["--out is required: the folder for metrics.json and friends"])
     scored = Scored(inputs=load_inputs(cfg))
+    vocabulary = load_vocabulary(cfg)
     with Progress(transient=True) as progress:
         score_coco_all(cfg, scored, progress)
         score_fgd_all(cfg, scored, progress)
+        score_hallucination_all(scored, vocabulary)
+        score_scene_graph_all(cfg, scored, progress)
         bootstrap_all(cfg, scored, progress)
     if cfg.fgd and cfg.fgd_bootstrap_samples == 0:
         scored.missing["FGD CI"] = "fgd_bootstrap_samples is 0, so FGD has no CI or paired test"
@@ -229,6 +369,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "missing": scored.missing,
         "systems": build_systems_block(cfg, scored),
         "comparisons": compare_systems(cfg, scored),
+        **compare_length_adjusted(cfg, scored),
         "warnings": scored.inputs.warnings,
         "dropped_images": scored.inputs.dropped,
     }

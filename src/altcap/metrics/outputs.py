@@ -12,12 +12,22 @@ from typing import TYPE_CHECKING, Any
 from altcap.data.manifest import write_jsonl_atomic
 from altcap.metrics.accessibility import count_words
 from altcap.metrics.config import EvaluateConfig
+from altcap.metrics.content_report import render_content_markdown
 from altcap.provenance import build_provenance, sha256_file
 
 if TYPE_CHECKING:
     from altcap.metrics.evaluate import Scored
 
-PER_IMAGE_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "embedding_distance")
+PER_IMAGE_METRICS = (
+    "BLEU-4",
+    "METEOR",
+    "ROUGE-L",
+    "CIDEr-D",
+    "SPICE",
+    "embedding_distance",
+    "scene_graph_f1",
+    "hallucinated_mentions",
+)
 CHART_NAME = "metrics_bar"
 NOTES = {
     "ci": "percentile bootstrap over images; one seeded resampling shared by every metric and system",
@@ -34,6 +44,15 @@ NOTES = {
     "(centred on the value)",
     "comparisons": "diff = b - a on all images; CI and two-sided p from the paired bootstrap "
     "(null-shifted differences), multi-reference metrics only",
+    "length_adjusted": "per pair and metric: raw_diff = mean per-image difference b - a; adjusted_diff = "
+    "intercept of the per-image score difference regressed on the word-count difference (the "
+    "difference at equal caption length); CIs and p from the shared image resampling; BLEU-4 and "
+    "METEOR enter as sentence scores; a note when the raw CI excludes 0 and the adjusted CI covers it",
+    "hallucination_rate": "CHAIR-style (Rohrbach et al. 2018): COCO objects (80 categories, CHAIR's "
+    "synonyms) a caption names that no reference of the image names; CHAIR-i per mention, CHAIR-s per "
+    "caption; lower is better; reference-based, so an object the references omit counts as hallucinated",
+    "scene_graph_f1": "not SPICE: SPICE-like tuple F1 from SceneGraphParser on spaCy en_core_web_sm "
+    "3.8.0, exact lemma matching; agreement with SPICE unknown unless SPICE ran on the same captions",
 }
 
 
@@ -68,6 +87,8 @@ def build_per_image_rows(scored: Scored) -> list[dict[str, Any]]:
             for metric in PER_IMAGE_METRICS:
                 row[metric] = float(per_image[metric][i]) if metric in per_image else None
             row["length_words"] = count_words(caption)
+            if "hallucinated_objects" in per_image:
+                row["hallucinated_objects"] = list(per_image["hallucinated_objects"][i])
             rows.append(make_json_ready(row))
     return rows
 
@@ -130,6 +151,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         values = [metrics["systems"][n]["accessibility"][stat] for n in names]
         shown = ["-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in values]
         lines.append(f"| {stat} | " + " | ".join(shown) + " |")
+    lines += render_content_markdown(metrics)
     if metrics["missing"]:
         lines += ["", "## Not computed", ""] + [f"- **{k}**: {v}" for k, v in metrics["missing"].items()]
     if metrics["warnings"]:

@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 
 from altcap.report.analysis_md import fmt
+from altcap.report.metric_context import describe_metric_context
 from altcap.report.samples import SAMPLE_RULE, build_samples, pick_samples
 from altcap.report.training import TrainRunFiles, describe_training
 
@@ -159,6 +160,7 @@ def render_memo_markdown(
         simulated=inputs.simulated,
         metric_rows=build_metric_rows(inputs.metrics),
         missing=(inputs.metrics or {}).get("missing", {}),
+        metric_context=describe_metric_context(inputs.metrics),
         training=describe_training(inputs.train),
         validity_sentence=describe_validity(inputs.analysis.get("metric_validity")),
         power_sentence=describe_power(inputs.power),

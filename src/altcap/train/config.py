@@ -136,6 +136,13 @@ class ScstConfig(StageConfig):
     )
     max_new_tokens: int = Field(default=40, gt=0, description="Longest sampled caption, in tokens.")
     temperature: float = Field(default=1.0, gt=0, description="Sampling temperature (1 = the model's own).")
+    length_reward_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Length-aware reward: CIDEr-D + this weight x min(1, caption words / the "
+        "references' mean words); 0 = plain CIDEr-D. Counters SCST's shortening of captions; also "
+        "used for the validation loss (-mean greedy reward).",
+    )
 
 
 class TrainConfig(StageConfig):

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from altcap.metrics.cider_reward import CorpusCiderD
+from altcap.metrics.cider_reward import CorpusCiderD, add_length_term, simple_tokenize
 from altcap.models.text_inputs import IGNORE_INDEX
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, load_rgb
@@ -94,7 +94,7 @@ class ScstLoss(torch.nn.Module):
         self.processor = processor
         self.reward = reward
         self.settings = settings
-        self._reward_sum, self._reward_count = 0.0, 0
+        self._reward_sum, self._reward_count, self._words_sum = 0.0, 0, 0
 
     def forward(
         self, inputs: dict[str, Any], examples: Sequence[Example], images: Sequence[Any]
@@ -104,7 +104,12 @@ class ScstLoss(torch.nn.Module):
         device = next(self.model.parameters()).device
         if not self.training:
             captions = self._generate(inputs, do_sample=False, num_beams=1)
-            rewards = self.reward.score_batch(captions, references)
+            rewards = add_length_term(
+                self.reward.score_batch(captions, references),
+                captions,
+                references,
+                self.settings.length_reward_weight,
+            )
             return -torch.tensor(rewards, device=device).mean()
         k = self.settings.samples
         samples = self._generate(
@@ -124,7 +129,9 @@ class ScstLoss(torch.nn.Module):
         scores = self.reward.score_batch(samples, repeated_references)
         self._reward_sum += sum(scores)  # from the host-side list: no device sync for the log
         self._reward_count += len(scores)
-        rewards = torch.tensor(scores, device=device)
+        self._words_sum += sum(len(simple_tokenize(sample).split()) for sample in samples)
+        weight = self.settings.length_reward_weight
+        rewards = torch.tensor(add_length_term(scores, samples, repeated_references, weight), device=device)
         advantages = self_critical_advantages(rewards.view(len(examples), k)).flatten()
         log_probs, token_counts = self._log_probs(inputs, examples, images, samples)
         return -(advantages * log_probs).sum() / token_counts.sum().clamp(min=1)
@@ -162,12 +169,15 @@ class ScstLoss(torch.nn.Module):
         return sequence_log_probs(logits, labels, shifted)
 
     def pop_mean_reward(self) -> dict[str, float]:
-        """Mean CIDEr-D of the samples since the last call (for the training log)."""
+        """Mean CIDEr-D and words of the samples since the last call (for the training log)."""
         if not self._reward_count:
             return {}
-        mean = self._reward_sum / self._reward_count
-        self._reward_sum, self._reward_count = 0.0, 0
-        return {"sample_cider_d": mean}
+        means = {
+            "sample_cider_d": self._reward_sum / self._reward_count,
+            "sample_words": self._words_sum / self._reward_count,
+        }
+        self._reward_sum, self._reward_count, self._words_sum = 0.0, 0, 0
+        return means
 
 
 def make_scst_collate(family: Any, processor: Any) -> Any:
