@@ -104,7 +104,9 @@ def planted(tmp_path: Path) -> Path:
 
 
 def _check(manifest: Path, out: Path, **overrides: object) -> dict:
-    cfg = DataCheckConfig(manifest=manifest, out_dir=out, workers=1, max_image_pixels=1_000_000, **overrides)
+    cfg = DataCheckConfig(
+        manifest=manifest, out_dir=out, workers=1, max_decoded_pixels=1_000_000, **overrides
+    )
     return run_data_check(cfg)
 
 

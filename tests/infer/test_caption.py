@@ -19,6 +19,7 @@ from altcap.infer.captions_file import read_captions
 from altcap.infer.commands import FLAG_FIELDS, caption_command
 from altcap.infer.config import CaptionConfig, GenerationConfig
 from altcap.models.loading import ModelConfig, ModelLoadError, load_model
+from image_damage import DAMAGE_KINDS, write_png_header
 
 TEST_IMAGES = {f"imgs/im{i}.jpg" for i in range(5)}
 
@@ -127,8 +128,37 @@ def test_bad_inputs_fail_before_loading_the_model(tiny_blip2, manifest, tmp_path
 
 def test_unreadable_image_is_named(tiny_blip2, manifest, tmp_path) -> None:
     (manifest.parent / "imgs" / "im3.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(CaptionError, match=r"im3\.jpg: not a readable image"):
+    with pytest.raises(CaptionError, match=r"im3\.jpg: not an image Pillow can decode"):
         run_caption(make_config(tiny_blip2, manifest, tmp_path / "a.jsonl"))
+
+
+@pytest.mark.parametrize("kind", [*DAMAGE_KINDS, "12000x12000"])
+def test_cli_names_each_unreadable_image_and_its_record(tiny_blip2, manifest, tmp_path, damage, kind) -> None:
+    """Issue 27 items 1 and 9: `altcap caption` stops before loading the model, naming the file, its
+    manifest line and the flag that skips it; no traceback, nothing written."""
+    bad = manifest.parent / "imgs" / "im3.jpg"
+    if kind == "12000x12000":
+        write_png_header(bad, 12_000, 12_000)
+    else:
+        damage(bad, kind)
+    out = tmp_path / "c.jsonl"
+    args = ["caption", "--model-id", str(tiny_blip2), "--manifest", str(manifest), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert f"{bad}: " in text and f"listed at {manifest}:4" in text, text
+    assert "skip_unreadable_images=true" in text and "Traceback" not in text
+    assert not out.exists()
+
+
+def test_skip_flag_captions_the_rest_and_counts(tiny_blip2, manifest, tmp_path, damage) -> None:
+    damage(manifest.parent / "imgs" / "im3.jpg", "truncated")
+    out = tmp_path / "a.jsonl"
+    summary = run_caption(make_config(tiny_blip2, manifest, out, skip_unreadable_images=True))
+    assert {r.image for r in read_captions(out)} == TEST_IMAGES - {"imgs/im3.jpg"}
+    assert summary.unreadable_images == 1 and summary.written_images == 4
+    [unreadable] = json.loads(provenance_path(out).read_text())["runs"][-1]["unreadable_images"]
+    assert unreadable["code"] == "IMAGE_TRUNCATED" and unreadable["records"] == [f"{manifest}:4"]
 
 
 def test_config_validation() -> None:

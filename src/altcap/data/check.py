@@ -93,7 +93,7 @@ def _check_images(
     cfg: DataCheckConfig, manifest: Path, records: Lines, paths: dict[int, str], console: Console | None
 ) -> tuple[list[Finding], list[dict[str, Any]], int]:
     """Image, duplicate and unlisted-image findings; returns findings, duplicate groups, images checked."""
-    facts = inspect_images(list(paths.values()), cfg.max_image_pixels, cfg.workers, console)
+    facts = inspect_images(list(paths.values()), cfg.max_decoded_pixels, cfg.workers, console)
     limits = (cfg.min_image_side_px, cfg.max_aspect_ratio)
     findings: list[Finding] = []
     entries: list[ImageEntry] = []

@@ -21,20 +21,20 @@ CHUNK_IMAGES = 64
 
 
 def inspect_images(
-    paths: list[str], max_image_pixels: int, workers: int, console: Console | None = None
+    paths: list[str], max_decoded_pixels: int, workers: int, console: Console | None = None
 ) -> dict[str, dict[str, Any]]:
     """Inspect every image (see `inspect_image`), in `workers` processes, with a progress bar.
 
     Args:
         paths: absolute image paths (unique).
-        max_image_pixels: larger images are reported, not decoded.
+        max_decoded_pixels: larger images are reported, not decoded.
         workers: processes to use; 1 runs in this process.
         console: where the progress bar goes (stderr by default).
 
     Returns:
         Facts per path.
     """
-    inspect = partial(inspect_image, max_image_pixels=max_image_pixels)
+    inspect = partial(inspect_image, max_decoded_pixels=max_decoded_pixels)
     columns = (TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     facts: dict[str, dict[str, Any]] = {}
     with Progress(*columns, console=console or Console(stderr=True), transient=False) as progress:
