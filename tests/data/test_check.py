@@ -188,3 +188,17 @@ def test_process_pool_gives_the_same_findings(tmp_path: Path) -> None:
     pooled = run_data_check(DataCheckConfig(manifest=manifest, out_dir=tmp_path / "two", workers=2))
     assert pooled["findings"] == inline["findings"]
     assert pooled["summary"]["images_checked"] == 140
+
+
+def test_an_image_listed_three_times_is_one_finding(tmp_path: Path, photos: list[Path]) -> None:
+    rows = [_row("p0.jpg", ["one"]), _row("p1.jpg", ["x"]), _row("p0.jpg", ["two"])]
+    rows.append(_row("p0.jpg", ["3", "4"]))
+    report = _check(write_manifest_lines(tmp_path / "m.jsonl", rows), tmp_path / "out")
+    [finding] = [f for f in report["findings"] if f["code"] == "IMAGE_LISTED_TWICE"]
+    assert finding["lines"] == [1, 3, 4] and finding["line"] == 3
+    assert "images/p0.jpg is listed 3 times, on lines 1, 3, 4; kept line 1" in finding["message"]
+    assert "(3 caption(s))" in finding["message"]
+    assert report["counts_per_code"]["IMAGE_LISTED_TWICE"] == 1
+    assert sorted(r["line"] for r in report["removed"]) == [3, 4]
+    clean = read_manifest(tmp_path / "out" / "manifest.clean.jsonl")
+    assert [(Path(r.image).name, r.captions) for r in clean] == [("p0.jpg", ["one"]), ("p1.jpg", ["x"])]

@@ -101,3 +101,18 @@ def test_config_file_and_bad_values_are_reported(tmp_path: Path) -> None:
 def test_formats_lists_every_importer() -> None:
     result = _run("formats")
     assert result.output.split() == list(DataImportConfig.model_fields["format"].annotation.__args__)
+
+
+def test_import_warns_about_images_the_folder_lacks(tmp_path: Path) -> None:
+    make_photo(tmp_path / "images" / "p0.jpg", seed=0)
+    rows = "image,caption\nimages/p0.jpg,a dog\nimages/gone.jpg,a cat\nimages/lost.png,a cow\n"
+    (tmp_path / "d.csv").write_text(rows)
+    result = _run("import", "csv", str(tmp_path / "d.csv"), "--out", str(tmp_path / "ds"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: 2 of 3 image(s) named in" in text and "are not in the folder" in text, text
+    assert "gone.jpg" in text and "lost.png" in text
+    report = json.loads((tmp_path / "ds" / "import_report.json").read_text())
+    assert report["counts"]["IMAGE_NOT_FOUND"] == 2
+    noted = sorted(Path(n["message"].split(":")[0]).name for n in report["notes"])
+    assert noted == ["gone.jpg", "lost.png"]

@@ -64,29 +64,31 @@ def _first_error(err: ValidationError) -> str:
 
 
 def _drop_repeated_images(records: Lines, manifest: Path) -> tuple[Lines, list[Finding], dict[int, str]]:
-    """Keep the first record of each image path; later ones are errors. Returns kept, findings, abs paths."""
-    first_line: dict[str, int] = {}
-    kept: Lines = []
-    findings: list[Finding] = []
-    paths: dict[int, str] = {}
+    """Keep the first record of each image path; one error per repeated image names every line
+    listing it and the count, and drops all but the first. Returns kept, findings, abs paths."""
+    lines_of: dict[str, list[tuple[int, ManifestRecord]]] = {}
     for line, record in records:
-        path = os.path.abspath(resolve_image(manifest, record))
-        if path in first_line:
-            findings.append(
-                make_finding(
-                    "IMAGE_LISTED_TWICE",
-                    str(manifest),
-                    line,
-                    "image",
-                    f"{record.image} is already listed on line {first_line[path]}; "
-                    f"{len(record.captions)} caption(s) here",
-                )
-            )
+        lines_of.setdefault(os.path.abspath(resolve_image(manifest, record)), []).append((line, record))
+    kept = [(line, record) for line, record in records if lines_of[_abs(manifest, record)][0][0] == line]
+    paths = {line: _abs(manifest, record) for line, record in kept}
+    findings = []
+    for listed in lines_of.values():
+        if len(listed) < 2:
             continue
-        first_line[path] = line
-        paths[line] = path
-        kept.append((line, record))
+        numbers = [line for line, _ in listed]
+        dropped = sum(len(record.captions) for _, record in listed[1:])
+        message = (
+            f"{listed[0][1].image} is listed {len(listed)} times, on lines {', '.join(map(str, numbers))}; "
+            f"kept line {numbers[0]}, dropped the others ({dropped} caption(s))"
+        )
+        finding = make_finding("IMAGE_LISTED_TWICE", str(manifest), numbers[1], "image", message)
+        finding.lines = numbers
+        findings.append(finding)
     return kept, findings, paths
+
+
+def _abs(manifest: Path, record: ManifestRecord) -> str:
+    return os.path.abspath(resolve_image(manifest, record))
 
 
 def _check_images(
@@ -113,7 +115,9 @@ def _build_clean(
 ) -> tuple[list[ManifestRecord], list[dict[str, Any]]]:
     """The clean records (errors removed) and the list of every removal."""
     errors = [f for f in findings if f.severity == "error" and f.line is not None]
-    drop_record = {f.line: f.code for f in errors if not f.field.startswith("captions[")}
+    drop_record = {f.line: f.code for f in errors if not f.field.startswith("captions[") and not f.lines}
+    # A repeated image's one finding covers every line listing it; all but the first go.
+    drop_record |= {line: f.code for f in errors if f.lines for line in f.lines[1:]}
     drop_caption: dict[int, dict[int, str]] = {}
     for f in errors:
         if f.field.startswith("captions["):

@@ -77,6 +77,8 @@ def import_command(
         f"wrote {report['manifest']}: {counts['records']} images, {counts['captions']} captions, "
         f"per split {counts['records_per_split']}"
     )
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     noted = {k: v for k, v in counts.items() if k not in ("records", "captions", "records_per_split")}
     if noted:
         console.print(f"noted (details in {cfg.out_dir / 'import_report.json'}): {noted}")

@@ -19,7 +19,7 @@ CATALOGUE: dict[str, tuple[Severity, str]] = {
         "error",
         "fix the JSON on this line, or re-create the manifest with `altcap data import`",
     ),
-    "IMAGE_LISTED_TWICE": ("error", "merge this line's captions into the first line listing the image"),
+    "IMAGE_LISTED_TWICE": ("error", "merge the later lines' captions into the first line listing the image"),
     "IMAGE_MISSING": ("error", "fix the image path, restore the file, or drop the record"),
     "IMAGE_NO_PERMISSION": ("error", "make the file readable (chmod a+r), or drop the record"),
     "IMAGE_ZERO_BYTES": ("error", "re-copy or re-download the image; the file is empty"),
@@ -71,6 +71,7 @@ class Finding:
     field: str
     message: str
     fix: str
+    lines: list[int] | None = None  # every line involved, where one finding covers several
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
