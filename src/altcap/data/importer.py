@@ -72,7 +72,7 @@ def run_data_import(cfg: DataImportConfig) -> dict[str, Any]:
     if manifest_path.resolve() == cfg.source.resolve():
         raise DataImportError(f"{manifest_path}: is the source itself; choose another --out")
     result = IMPORTERS[cfg.format](cfg)
-    warnings = note_missing_images(result, manifest_path, cfg.source)
+    warnings = result.warnings + note_missing_images(result, manifest_path, cfg.source)
     write_manifest(manifest_path, result.records)
     report = {
         "format": cfg.format,
