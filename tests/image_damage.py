@@ -1,5 +1,5 @@
-"""Damaged image files for the tests of every stage that reads images (a uniquely named module,
-importable from any test folder because tests/conftest.py puts tests/ on sys.path)."""
+"""Damaged and phone-format image files for the tests of every stage that reads images (a uniquely
+named module, importable from any test folder because tests/conftest.py puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,19 @@ def damage_image(path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> Path
     else:
         raise ValueError(f"unknown damage {kind!r}; one of {DAMAGE_KINDS}")
     return path
+
+
+PHONE_SUFFIXES = (".heic", ".webp", ".avif")
+
+
+def write_phone_photos(folder: Path, stem: str = "phone") -> list[Path]:
+    """One small photo in each phone format (HEIC, WebP, AVIF), distinct per format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed, suffix in enumerate(PHONE_SUFFIXES):
+        rng = np.random.default_rng(seed + 7)
+        blocks = rng.integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+        image = Image.fromarray(blocks).resize((64, 48), Image.Resampling.BICUBIC)
+        image.save(folder / f"{stem}{seed}{suffix}", quality=90)
+        paths.append(folder / f"{stem}{seed}{suffix}")
+    return paths

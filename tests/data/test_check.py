@@ -8,6 +8,7 @@ from PIL import Image
 from altcap.data.check import run_data_check
 from altcap.data.configs import DataCheckConfig
 from altcap.data.manifest import ManifestError, read_manifest, resolve_image
+from image_damage import write_phone_photos
 
 from .conftest import jpeg_bytes, make_photo, write_manifest_lines, write_png_header
 
@@ -202,3 +203,12 @@ def test_an_image_listed_three_times_is_one_finding(tmp_path: Path, photos: list
     assert sorted(r["line"] for r in report["removed"]) == [3, 4]
     clean = read_manifest(tmp_path / "out" / "manifest.clean.jsonl")
     assert [(Path(r.image).name, r.captions) for r in clean] == [("p0.jpg", ["one"]), ("p1.jpg", ["x"])]
+
+
+def test_phone_formats_pass_the_check(tmp_path: Path) -> None:
+    """Issue 27 item 10b: HEIC, WebP and AVIF photos are decoded and hashed like JPEGs."""
+    photos = write_phone_photos(tmp_path / "images")
+    rows = [_row(p.name, [f"photo {p.suffix}"]) for p in photos]
+    report = _check(write_manifest_lines(tmp_path / "m.jsonl", rows), tmp_path / "out")
+    assert report["summary"]["images_checked"] == 3 and report["summary"]["errors"] == 0, report["findings"]
+    assert len(read_manifest(tmp_path / "out" / "manifest.clean.jsonl")) == 3

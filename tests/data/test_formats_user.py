@@ -162,3 +162,14 @@ def test_import_help_lists_every_column_and_alias() -> None:
     assert result.exit_code == 0
     for column in COLUMNS:
         assert f"{column.name} (" in result.output and ", ".join(column.aliases) in result.output
+
+
+def test_hf_imagefolder_finds_phone_formats(tmp_path: Path) -> None:
+    from image_damage import write_phone_photos
+
+    photos = write_phone_photos(tmp_path / "hf")
+    row = {"file_name": photos[0].name, "text": "a heic"}
+    (tmp_path / "hf" / "metadata.jsonl").write_text(json.dumps(row) + "\n")
+    report, records = _import("hf-imagefolder", tmp_path / "hf", tmp_path / "out")
+    assert sorted(Path(r.image).suffix for r in records) == [".avif", ".heic", ".webp"]
+    assert report["counts"]["IMAGE_WITHOUT_CAPTIONS"] == 2 and not report["warnings"]

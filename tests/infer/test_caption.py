@@ -19,7 +19,7 @@ from altcap.infer.captions_file import read_captions
 from altcap.infer.commands import FLAG_FIELDS, caption_command
 from altcap.infer.config import CaptionConfig, GenerationConfig
 from altcap.models.loading import ModelConfig, ModelLoadError, load_model
-from image_damage import DAMAGE_KINDS, write_png_header
+from image_damage import DAMAGE_KINDS, write_phone_photos, write_png_header
 
 TEST_IMAGES = {f"imgs/im{i}.jpg" for i in range(5)}
 
@@ -296,3 +296,13 @@ def test_cuda_graphs_refusals_name_the_fix_and_write_nothing(tiny_blip2, manifes
     assert not out.exists() and not provenance_path(out).exists()
     with pytest.raises(ValueError, match="cache_implementation unset"):
         GenerationConfig(cuda_graphs=True, cache_implementation="static")
+
+
+def test_images_folder_of_phone_formats(tiny_blip2, tmp_path) -> None:
+    """Issue 27 item 10b: `caption --images` finds and reads HEIC, WebP and AVIF."""
+    photos = write_phone_photos(tmp_path / "phone")
+    generation = GenerationConfig(num_beams=1, max_new_tokens=3, min_new_tokens=1)
+    model = ModelConfig(model_id=str(tiny_blip2), device="cpu")
+    cfg = CaptionConfig(model=model, images=tmp_path / "phone", out=tmp_path / "p.jsonl", generation=generation)
+    assert run_caption(cfg).written_images == 3
+    assert sorted(r.image for r in read_captions(tmp_path / "p.jsonl")) == sorted(p.name for p in photos)

@@ -10,7 +10,7 @@ from altcap.cli import app
 from altcap.config import ConfigError
 from altcap.train.run import run_train
 from altcap.train.validate import validate_train_config
-from image_damage import DAMAGE_KINDS, write_png_header
+from image_damage import DAMAGE_KINDS, write_phone_photos, write_png_header
 
 
 def test_every_problem_is_reported_at_once(tiny_model, tmp_path: Path) -> None:
@@ -109,3 +109,14 @@ def test_skip_flag_leaves_out_and_counts_and_resume_screens_again(tiny_model, tm
     damage(tmp_path / "data" / "images" / "2.png", "not_an_image")
     with pytest.raises(ConfigError, match=r"2\.png: not an image Pillow can decode"):
         run_train(make_config(tiny_model("blip"), manifest, run, "max_steps=2", "epochs=1"))
+
+
+def test_phone_formats_pass_validation_and_reach_the_processor(tiny_model, tmp_path: Path) -> None:
+    """Issue 27 item 10b: HEIC, WebP and AVIF train like any image (screened, then a first batch)."""
+    photos = write_phone_photos(tmp_path / "data" / "images")
+    rows = [{"image": f"images/{p.name}", "captions": ["a cat"], "split": "train"} for p in photos]
+    manifest = tmp_path / "data" / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plan = validate_train_config(make_config(tiny_model("blip"), manifest, tmp_path / "run", "batch_size=3"))
+    assert [e.image.suffix for e in plan.train_examples] == [".heic", ".webp", ".avif"]
+    assert not plan.unreadable_images
