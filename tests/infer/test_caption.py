@@ -303,6 +303,7 @@ def test_images_folder_of_phone_formats(tiny_blip2, tmp_path) -> None:
     photos = write_phone_photos(tmp_path / "phone")
     generation = GenerationConfig(num_beams=1, max_new_tokens=3, min_new_tokens=1)
     model = ModelConfig(model_id=str(tiny_blip2), device="cpu")
-    cfg = CaptionConfig(model=model, images=tmp_path / "phone", out=tmp_path / "p.jsonl", generation=generation)
+    out = tmp_path / "p.jsonl"
+    cfg = CaptionConfig(model=model, images=tmp_path / "phone", out=out, generation=generation)
     assert run_caption(cfg).written_images == 3
     assert sorted(r.image for r in read_captions(tmp_path / "p.jsonl")) == sorted(p.name for p in photos)
