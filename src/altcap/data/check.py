@@ -22,6 +22,7 @@ from altcap.data.duplicates import ImageEntry, duplicate_findings, group_duplica
 from altcap.data.findings import SEVERITY_ORDER, Finding, count_findings, make_finding
 from altcap.data.import_common import relocate_record, write_json_atomic
 from altcap.data.manifest import ManifestError, ManifestRecord, resolve_image, write_manifest
+from altcap.data.quality import QUALITY_CODES
 from altcap.data.sample import sample_manifest
 from altcap.provenance import build_provenance
 
@@ -95,7 +96,9 @@ def _check_images(
     cfg: DataCheckConfig, manifest: Path, records: Lines, paths: dict[int, str], console: Console | None
 ) -> tuple[list[Finding], list[dict[str, Any]], int]:
     """Image, duplicate and unlisted-image findings; returns findings, duplicate groups, images checked."""
-    facts = inspect_images(list(paths.values()), cfg.max_decoded_pixels, cfg.workers, console)
+    facts = inspect_images(
+        list(paths.values()), cfg.max_decoded_pixels, cfg.workers, console, cfg.quality_flags
+    )
     limits = (cfg.min_image_side_px, cfg.max_aspect_ratio)
     findings: list[Finding] = []
     entries: list[ImageEntry] = []
@@ -110,10 +113,21 @@ def _check_images(
     return findings, report_groups, len(facts)
 
 
+def _quality_flags_by_line(findings: list[Finding]) -> dict[int, list[str]]:
+    flag_of = {code: flag for flag, code in QUALITY_CODES.items()}
+    quality: dict[int, list[str]] = {}
+    for f in findings:
+        if f.code in flag_of and f.line is not None:
+            quality.setdefault(f.line, []).append(flag_of[f.code])
+    return quality
+
+
 def _build_clean(
-    records: Lines, findings: list[Finding]
+    records: Lines, findings: list[Finding], with_quality: bool = False
 ) -> tuple[list[ManifestRecord], list[dict[str, Any]]]:
-    """The clean records (errors removed) and the list of every removal."""
+    """The clean records (errors removed; with `with_quality`, each with `metadata.quality_flags`)
+    and the list of every removal."""
+    quality = _quality_flags_by_line(findings)
     errors = [f for f in findings if f.severity == "error" and f.line is not None]
     drop_record = {f.line: f.code for f in errors if not f.field.startswith("captions[") and not f.lines}
     # A repeated image's one finding covers every line listing it; all but the first go.
@@ -152,7 +166,10 @@ def _build_clean(
                 }
             )
         captions = [c for i, c in enumerate(record.captions) if i not in dropped]
-        clean.append(record.model_copy(update={"captions": captions}))
+        update: dict[str, Any] = {"captions": captions}
+        if with_quality:
+            update["metadata"] = {**record.metadata, "quality_flags": quality.get(line, [])}
+        clean.append(record.model_copy(update=update))
     return clean, removed
 
 
@@ -190,7 +207,7 @@ def run_data_check(cfg: DataCheckConfig, console: Console | None = None) -> dict
         image_found, groups, images_checked = _check_images(cfg, manifest, records, paths, console)
         findings += image_found
     findings.sort(key=lambda f: (f.line is None, f.line or 0, SEVERITY_ORDER[f.severity], f.code))
-    clean, removed = _build_clean(lines, findings)
+    clean, removed = _build_clean(lines, findings, cfg.check_images and cfg.quality_flags)
     write_manifest(clean_path, [relocate_record(r, manifest.parent, cfg.out_dir) for r in clean])
     seconds = time.perf_counter() - started
     report = _assemble_report(cfg, manifest, lines, findings, removed, groups, images_checked, seconds)

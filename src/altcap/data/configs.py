@@ -69,6 +69,11 @@ class DataCheckConfig(StageConfig):
     max_decoded_pixels: int = Field(
         default=DEFAULT_MAX_DECODED_PIXELS, gt=0, description=MAX_DECODED_PIXELS_HELP
     )
+    quality_flags: bool = Field(
+        default=True,
+        description="Flag blurry, under-/over-exposed and low-contrast photos (info findings, and "
+        "metadata.quality_flags in the clean manifest); thresholds in src/altcap/data/quality.py.",
+    )
     min_image_side_px: int = Field(default=32, ge=1, description="Warn about images with a shorter side.")
     max_aspect_ratio: float = Field(default=10.0, gt=1, description="Warn above this long/short side ratio.")
     max_caption_chars: int = Field(default=500, gt=0, description="Warn about longer captions.")

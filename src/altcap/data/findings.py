@@ -12,6 +12,8 @@ from rich.table import Table
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 ON_LOAD = "nothing to do: converted to RGB on load (load_image_rgb)"
+# Photos by blind users are often like this: kept, and flagged so results can be split by quality.
+QUALITY_NOTE = "kept; listed in metadata.quality_flags of the clean manifest (thresholds: data/quality.py)"
 
 # code -> (severity, suggested fix). Errors are removed from the clean manifest, warnings are kept.
 CATALOGUE: dict[str, tuple[Severity, str]] = {
@@ -40,6 +42,10 @@ CATALOGUE: dict[str, tuple[Severity, str]] = {
     ),
     "IMAGE_GREYSCALE": ("info", ON_LOAD),
     "IMAGE_EXIF_ORIENTATION": ("info", "nothing to do: EXIF orientation is applied on load (load_image_rgb)"),
+    "IMAGE_BLURRY": ("info", QUALITY_NOTE),
+    "IMAGE_UNDEREXPOSED": ("info", QUALITY_NOTE),
+    "IMAGE_OVEREXPOSED": ("info", QUALITY_NOTE),
+    "IMAGE_LOW_CONTRAST": ("info", QUALITY_NOTE),
     "IMAGE_NO_CAPTIONS": (
         "warning",
         "add captions, or keep it only for captioning (it cannot train or score)",

@@ -23,6 +23,7 @@ import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS
+from altcap.data.quality import QUALITY_SIDE_PX, measure_quality
 
 # Phone photos (iPhones save HEIC by default); registering here covers every process that imports
 # the loader, DataLoader and check workers included.
@@ -182,27 +183,33 @@ def _describe_header(facts: dict[str, Any], image: Image.Image) -> None:
     facts["exif_orientation"] = int(image.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
 
 
-def _decode_and_hash(facts: dict[str, Any], image: Image.Image) -> dict[str, Any]:
+def _decode_and_hash(facts: dict[str, Any], image: Image.Image, quality: bool) -> dict[str, Any]:
+    # Quality is measured at 224 px, so the JPEG decoder may shrink only down to that.
+    draft_px = QUALITY_SIDE_PX if quality else HASH_DRAFT_PX
     try:
-        image.draft("RGB" if image.mode != "L" else "L", (HASH_DRAFT_PX, HASH_DRAFT_PX))
+        image.draft("RGB" if image.mode != "L" else "L", (draft_px, draft_px))
         image.load()
-    except (OSError, SyntaxError, ValueError) as err:
+    except DECODE_ERRORS as err:
         return _problem(facts, classify_image_error(err), str(err))
-    upright = ImageOps.exif_transpose(image) or image
-    facts["phash"] = str(imagehash.phash(convert_to_rgb(upright)))
+    upright = convert_to_rgb(ImageOps.exif_transpose(image) or image)
+    facts["phash"] = str(imagehash.phash(upright))
+    if quality:
+        facts["quality"] = measure_quality(upright)
     return facts
 
 
-def inspect_image(path: str, max_decoded_pixels: int) -> dict[str, Any]:
+def inspect_image(path: str, max_decoded_pixels: int, quality: bool = False) -> dict[str, Any]:
     """Facts about one image file for `data check`; never raises for a bad image.
 
     Args:
         path: absolute image path.
         max_decoded_pixels: above this many pixels the image is reported and not decoded.
+        quality: also measure blur, exposure and contrast (`data/quality.py`) into `quality`.
 
     Returns:
         Dict with path, bytes, sha256, format, mode, width, height, bits16, alpha,
-        exif_orientation, phash (hex) and problem / problem_message (None when the image is fine).
+        exif_orientation, phash (hex), quality (when asked) and problem / problem_message (None when
+        the image is fine).
     """
     facts: dict[str, Any] = {"path": path, "problem": None, "problem_message": None, "phash": None}
     file = Path(path)
@@ -227,4 +234,4 @@ def inspect_image(path: str, max_decoded_pixels: int) -> dict[str, Any]:
             return _problem(facts, err.code, str(err).removeprefix(f"{path}: "))
         except DECODE_ERRORS as err:
             return _problem(facts, classify_image_error(err), str(err))
-        return _decode_and_hash(facts, image)
+        return _decode_and_hash(facts, image, quality)
