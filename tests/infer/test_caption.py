@@ -159,6 +159,13 @@ def test_skip_flag_captions_the_rest_and_counts(tiny_blip2, manifest, tmp_path, 
     assert summary.unreadable_images == 1 and summary.written_images == 4
     [unreadable] = json.loads(provenance_path(out).read_text())["runs"][-1]["unreadable_images"]
     assert unreadable["code"] == "IMAGE_TRUNCATED" and unreadable["records"] == [f"{manifest}:4"]
+    # evaluate then says why the image has no caption
+    from altcap.metrics.config import EvaluateConfig
+    from altcap.metrics.inputs import EvaluateInputError, load_inputs
+
+    expected = r"1 of them were left out by `altcap caption` as unreadable"
+    with pytest.raises(EvaluateInputError, match=expected):
+        load_inputs(EvaluateConfig(refs=manifest, pred=[out]))
 
 
 def test_config_validation() -> None:

@@ -165,8 +165,10 @@ def screen_items(cfg: CaptionConfig, items: list[CaptionItem]) -> tuple[list[Cap
         "skip_unreadable_images: left out %d unreadable image(s), listed in %s: %s",
         len(bad), provenance_path(cfg.out).name, "; ".join(image.describe() for image in bad[:3]),
     )
+    key_of = {str(item.path): item.key for item in items}  # the join key `altcap evaluate` reports
     dropped = {image.path for image in bad}
-    return [item for item in items if str(item.path) not in dropped], [image.to_dict() for image in bad]
+    unreadable = [{"image": key_of[image.path], **image.to_dict()} for image in bad]
+    return [item for item in items if str(item.path) not in dropped], unreadable
 
 
 def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:

@@ -7,6 +7,7 @@ images without references) are warnings that name the images and are recorded in
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -148,6 +149,23 @@ def resolve_names(cfg: EvaluateConfig, problems: list[str]) -> list[str]:
     return names
 
 
+def describe_left_out(pred: Path, missing: list[str]) -> str:
+    """Why images lack a caption, when `altcap caption` left them out as unreadable (its provenance)."""
+    provenance = pred.with_name(pred.name + ".provenance.json")
+    try:
+        runs = json.loads(provenance.read_text(encoding="utf-8")).get("runs", [])
+    except (OSError, ValueError):
+        return ""
+    unreadable = {entry.get("image") for run in runs for entry in run.get("unreadable_images", [])}
+    left_out = [image for image in missing if image in unreadable]
+    if not left_out:
+        return ""
+    return (
+        f". {len(left_out)} of them were left out by `altcap caption` as unreadable "
+        f"({describe_names(left_out)}; see {provenance.name}): fix those images and caption again"
+    )
+
+
 def join_images(
     ref_images: list[str], by_system: dict[str, dict[str, str]], cfg: EvaluateConfig, inputs: EvalInputs
 ) -> tuple[list[str], list[str]]:
@@ -164,15 +182,16 @@ def join_images(
                 f"{describe_names(extra)}"
             )
         if missing and not cfg.allow_missing:
-            hint = (
+            hint = describe_left_out(path, missing)
+            key_hint = (
                 " (keys may be the manifest's image path, the file name or the record's source_id)"
                 if extra
                 else ""
             )
             problems.append(
                 f"{path}: no caption for {describe_names(missing)} of the {len(ref_images)} "
-                f"reference images{hint}; caption them, or pass --allow-missing to score "
-                "only the images every system captioned"
+                f"reference images{key_hint}; caption them, or pass --allow-missing to score "
+                f"only the images every system captioned{hint}"
             )
         if missing or extra:
             inputs.dropped[name] = {"missing_images": missing, "extra_images": extra}
