@@ -116,3 +116,21 @@ def test_import_warns_about_images_the_folder_lacks(tmp_path: Path) -> None:
     assert report["counts"]["IMAGE_NOT_FOUND"] == 2
     noted = sorted(Path(n["message"].split(":")[0]).name for n in report["notes"])
     assert noted == ["gone.jpg", "lost.png"]
+
+
+def test_check_refuses_a_12000_px_square_image_without_decoding_it(tmp_path: Path) -> None:
+    """Issue 27 item 9: the decode limit, from the header, in `data check` too (configurable)."""
+    from .conftest import write_png_header
+
+    make_photo(tmp_path / "images" / "ok.jpg", seed=1)
+    write_png_header(tmp_path / "images" / "huge.png", 12_000, 12_000)
+    rows = [{"image": f"images/{n}", "captions": ["a photo"]} for n in ("ok.jpg", "huge.png")]
+    manifest = write_manifest_lines(tmp_path / "m.jsonl", rows)
+    result = _run("check", str(manifest), "--out", str(tmp_path / "chk"), "--workers", "1")
+    text = " ".join(result.output.split())
+    assert "1 errors" in text and "removed 1 records" in text
+    report = json.loads((tmp_path / "chk" / "check_report.json").read_text())
+    [bomb] = [f for f in report["findings"] if f["code"] == "IMAGE_DECOMPRESSION_BOMB"]
+    assert "12000x12000 = 144,000,000 pixels > max_decoded_pixels=50,000,000" in bomb["message"]
+    smaller = _run("check", str(manifest), "-o", str(tmp_path / "chk2"), "--set", "max_decoded_pixels=1000")
+    assert "2 errors" in " ".join(smaller.output.split())  # the limit is configurable: now both are refused
