@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from altcap.data.images import ImageLoadError, inspect_image, load_image_rgb
+from altcap.data.images import ImageLoadError, inspect_image, load_image_rgb, read_upright_size
 
 from .conftest import jpeg_bytes, make_photo, write_png_header
 
@@ -40,6 +40,7 @@ def test_load_applies_exif_orientation(tmp_path: Path) -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     (tmp_path / "rot.jpg").write_bytes(jpeg_bytes(image, exif=exif))
     assert load_image_rgb(tmp_path / "rot.jpg").size == (20, 40)
+    assert read_upright_size(tmp_path / "rot.jpg") == (20, 40)  # from the header alone
 
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:

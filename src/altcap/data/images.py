@@ -169,6 +169,22 @@ def load_image_rgb(
         raise make_load_error(path, classify_image_error(err), str(err)) from err
 
 
+def read_upright_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) as `load_image_rgb` returns the image, from the header only (EXIF orientations
+    5-8 turn the image by 90 degrees, so they swap the stored sides).
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The upright (width, height) in pixels.
+    """
+    with Image.open(path) as opened:
+        orientation = int(opened.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+        width, height = opened.size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def _problem(facts: dict[str, Any], code: str, message: str) -> dict[str, Any]:
     facts["problem"] = code
     facts["problem_message"] = message
