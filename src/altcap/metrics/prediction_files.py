@@ -70,8 +70,11 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     text = _decode(path)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t") if text.strip() else csv.excel
-        reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+        try:  # only the separator, from the header: quoting rules guessed from a sample can be wrong
+            delimiter = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t").delimiter
+        except csv.Error:
+            delimiter = ","
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
         return [(reader.line_num, row) for row in reader]
     if suffix == ".json":
         try:
