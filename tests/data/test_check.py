@@ -8,6 +8,7 @@ from PIL import Image
 from altcap.data.check import run_data_check
 from altcap.data.configs import DataCheckConfig
 from altcap.data.manifest import ManifestError, read_manifest, resolve_image
+from image_damage import write_phone_photos
 
 from .conftest import jpeg_bytes, make_photo, write_manifest_lines, write_png_header
 
@@ -104,7 +105,11 @@ def planted(tmp_path: Path) -> Path:
 
 
 def _check(manifest: Path, out: Path, **overrides: object) -> dict:
-    cfg = DataCheckConfig(manifest=manifest, out_dir=out, workers=1, max_image_pixels=1_000_000, **overrides)
+    # make_photo's upscaled blocks are blurry by design; quality flags have their own tests.
+    overrides = {"quality_flags": False, **overrides}
+    cfg = DataCheckConfig(
+        manifest=manifest, out_dir=out, workers=1, max_decoded_pixels=1_000_000, **overrides
+    )
     return run_data_check(cfg)
 
 
@@ -182,7 +187,30 @@ def test_process_pool_gives_the_same_findings(tmp_path: Path) -> None:
     ]
     rows[5]["captions"] = [""]
     manifest = write_manifest_lines(tmp_path / "manifest.jsonl", rows)
-    inline = _check(manifest, tmp_path / "one")
+    inline = _check(manifest, tmp_path / "one", quality_flags=True)
     pooled = run_data_check(DataCheckConfig(manifest=manifest, out_dir=tmp_path / "two", workers=2))
     assert pooled["findings"] == inline["findings"]
     assert pooled["summary"]["images_checked"] == 140
+
+
+def test_an_image_listed_three_times_is_one_finding(tmp_path: Path, photos: list[Path]) -> None:
+    rows = [_row("p0.jpg", ["one"]), _row("p1.jpg", ["x"]), _row("p0.jpg", ["two"])]
+    rows.append(_row("p0.jpg", ["3", "4"]))
+    report = _check(write_manifest_lines(tmp_path / "m.jsonl", rows), tmp_path / "out")
+    [finding] = [f for f in report["findings"] if f["code"] == "IMAGE_LISTED_TWICE"]
+    assert finding["lines"] == [1, 3, 4] and finding["line"] == 3
+    assert "images/p0.jpg is listed 3 times, on lines 1, 3, 4; kept line 1" in finding["message"]
+    assert "(3 caption(s))" in finding["message"]
+    assert report["counts_per_code"]["IMAGE_LISTED_TWICE"] == 1
+    assert sorted(r["line"] for r in report["removed"]) == [3, 4]
+    clean = read_manifest(tmp_path / "out" / "manifest.clean.jsonl")
+    assert [(Path(r.image).name, r.captions) for r in clean] == [("p0.jpg", ["one"]), ("p1.jpg", ["x"])]
+
+
+def test_phone_formats_pass_the_check(tmp_path: Path) -> None:
+    """Issue 27 item 10b: HEIC, WebP and AVIF photos are decoded and hashed like JPEGs."""
+    photos = write_phone_photos(tmp_path / "images")
+    rows = [_row(p.name, [f"photo {p.suffix}"]) for p in photos]
+    report = _check(write_manifest_lines(tmp_path / "m.jsonl", rows), tmp_path / "out")
+    assert report["summary"]["images_checked"] == 3 and report["summary"]["errors"] == 0, report["findings"]
+    assert len(read_manifest(tmp_path / "out" / "manifest.clean.jsonl")) == 3

@@ -101,3 +101,36 @@ def test_config_file_and_bad_values_are_reported(tmp_path: Path) -> None:
 def test_formats_lists_every_importer() -> None:
     result = _run("formats")
     assert result.output.split() == list(DataImportConfig.model_fields["format"].annotation.__args__)
+
+
+def test_import_warns_about_images_the_folder_lacks(tmp_path: Path) -> None:
+    make_photo(tmp_path / "images" / "p0.jpg", seed=0)
+    rows = "image,caption\nimages/p0.jpg,a dog\nimages/gone.jpg,a cat\nimages/lost.png,a cow\n"
+    (tmp_path / "d.csv").write_text(rows)
+    result = _run("import", "csv", str(tmp_path / "d.csv"), "--out", str(tmp_path / "ds"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "warning: 2 of 3 image(s) named in" in text and "are not in the folder" in text, text
+    assert "gone.jpg" in text and "lost.png" in text
+    report = json.loads((tmp_path / "ds" / "import_report.json").read_text())
+    assert report["counts"]["IMAGE_NOT_FOUND"] == 2
+    noted = sorted(Path(n["message"].split(":")[0]).name for n in report["notes"])
+    assert noted == ["gone.jpg", "lost.png"]
+
+
+def test_check_refuses_a_12000_px_square_image_without_decoding_it(tmp_path: Path) -> None:
+    """Issue 27 item 9: the decode limit, from the header, in `data check` too (configurable)."""
+    from .conftest import write_png_header
+
+    make_photo(tmp_path / "images" / "ok.jpg", seed=1)
+    write_png_header(tmp_path / "images" / "huge.png", 12_000, 12_000)
+    rows = [{"image": f"images/{n}", "captions": ["a photo"]} for n in ("ok.jpg", "huge.png")]
+    manifest = write_manifest_lines(tmp_path / "m.jsonl", rows)
+    result = _run("check", str(manifest), "--out", str(tmp_path / "chk"), "--workers", "1")
+    text = " ".join(result.output.split())
+    assert "1 errors" in text and "removed 1 records" in text
+    report = json.loads((tmp_path / "chk" / "check_report.json").read_text())
+    [bomb] = [f for f in report["findings"] if f["code"] == "IMAGE_DECOMPRESSION_BOMB"]
+    assert "12000x12000 = 144,000,000 pixels > max_decoded_pixels=50,000,000" in bomb["message"]
+    smaller = _run("check", str(manifest), "-o", str(tmp_path / "chk2"), "--set", "max_decoded_pixels=1000")
+    assert "2 errors" in " ".join(smaller.output.split())  # the limit is configurable: now both are refused

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from altcap.data.images import ImageLoadError, inspect_image, load_image_rgb
+from altcap.data.images import ImageLoadError, inspect_image, load_image_rgb, read_upright_size
 
 from .conftest import jpeg_bytes, make_photo, write_png_header
 
@@ -40,6 +40,7 @@ def test_load_applies_exif_orientation(tmp_path: Path) -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     (tmp_path / "rot.jpg").write_bytes(jpeg_bytes(image, exif=exif))
     assert load_image_rgb(tmp_path / "rot.jpg").size == (20, 40)
+    assert read_upright_size(tmp_path / "rot.jpg") == (20, 40)  # from the header alone
 
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
         load_image_rgb(tmp_path / "nope.jpg")
     data = jpeg_bytes(Image.new("RGB", (64, 64), (1, 2, 3)))
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImageLoadError, match=r"cut\.jpg: cannot be decoded"):
+    with pytest.raises(ImageLoadError, match=r"cut\.jpg: file is cut off \(truncated\)"):
         load_image_rgb(tmp_path / "cut.jpg")
 
 
@@ -82,7 +83,7 @@ def test_inspect_reports_truncation_and_bombs(tmp_path: Path) -> None:
     big = write_png_header(tmp_path / "big.png", 2_000, 1_000)  # only over our configured limit
     facts = inspect_image(str(big), 1_000_000)
     assert facts["problem"] == "IMAGE_DECOMPRESSION_BOMB"
-    assert "2000x1000 exceeds 1000000 pixels" in facts["problem_message"]
+    assert "2000x1000 = 2,000,000 pixels > max_decoded_pixels=1,000,000" in facts["problem_message"]
 
 
 def test_inspect_describes_a_good_image(tmp_path: Path) -> None:
@@ -90,3 +91,48 @@ def test_inspect_describes_a_good_image(tmp_path: Path) -> None:
     assert facts["problem"] is None
     assert (facts["format"], facts["mode"], facts["alpha"], facts["bits16"]) == ("PNG", "RGBA", True, False)
     assert len(facts["phash"]) == 16 and len(facts["sha256"]) == 64
+
+
+DAMAGE_CODES = {
+    "truncated": "IMAGE_TRUNCATED",
+    "corrupt": "IMAGE_UNREADABLE",
+    "not_an_image": "IMAGE_UNREADABLE",
+    "zero_bytes": "IMAGE_ZERO_BYTES",
+    "permission_denied": "IMAGE_NO_PERMISSION",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE_CODES))
+def test_loader_and_check_name_each_kind_of_damage(tmp_path: Path, damage, kind: str) -> None:
+    path = damage(tmp_path / "bad.png", kind)
+    with pytest.raises(ImageLoadError) as err:
+        load_image_rgb(path)
+    assert err.value.code == DAMAGE_CODES[kind] and str(err.value).startswith(f"{path}: ")
+    assert inspect_image(str(path), 10**8)["problem"] == DAMAGE_CODES[kind]
+
+
+def test_decode_limit_is_read_from_the_header(tmp_path: Path) -> None:
+    # 12000 x 12000 = 144 MP: under Pillow's own hard stop (179 MP), so Pillow alone would decode it.
+    huge = write_png_header(tmp_path / "huge.png", 12_000, 12_000)
+    with pytest.raises(ImageLoadError, match=r"huge\.png: too many pixels to decode \(12000x12000 = "
+                       r"144,000,000 pixels > max_decoded_pixels=50,000,000\)") as err:
+        load_image_rgb(huge)
+    assert err.value.code == "IMAGE_DECOMPRESSION_BOMB"
+    assert inspect_image(str(huge), 50_000_000)["problem"] == "IMAGE_DECOMPRESSION_BOMB"
+    small = make_photo(tmp_path / "small.png", 5, size=(100, 100))
+    with pytest.raises(ImageLoadError, match="max_decoded_pixels=9,999"):
+        load_image_rgb(small, max_decoded_pixels=9_999)
+    assert load_image_rgb(small, max_decoded_pixels=10_000).size == (100, 100)
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".webp", ".avif"])
+def test_phone_formats_load_like_jpeg(tmp_path: Path, suffix: str) -> None:
+    source = make_photo(tmp_path / "src.png", 6, size=(64, 48))
+    image = Image.open(source).convert("RGB")
+    image.save(tmp_path / f"photo{suffix}", quality=95)
+    loaded = load_image_rgb(tmp_path / f"photo{suffix}")
+    assert loaded.mode == "RGB" and loaded.size == (64, 48)
+    # Lossy codecs: close to the source, not equal.
+    assert np.abs(np.asarray(loaded, dtype=float) - np.asarray(image, dtype=float)).mean() < 12
+    facts = inspect_image(str(tmp_path / f"photo{suffix}"), 10**8)
+    assert facts["problem"] is None and facts["phash"] is not None

@@ -19,6 +19,7 @@ from altcap.infer.captions_file import read_captions
 from altcap.infer.commands import FLAG_FIELDS, caption_command
 from altcap.infer.config import CaptionConfig, GenerationConfig
 from altcap.models.loading import ModelConfig, ModelLoadError, load_model
+from image_damage import DAMAGE_KINDS, write_phone_photos, write_png_header
 
 TEST_IMAGES = {f"imgs/im{i}.jpg" for i in range(5)}
 
@@ -127,8 +128,44 @@ def test_bad_inputs_fail_before_loading_the_model(tiny_blip2, manifest, tmp_path
 
 def test_unreadable_image_is_named(tiny_blip2, manifest, tmp_path) -> None:
     (manifest.parent / "imgs" / "im3.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(CaptionError, match=r"im3\.jpg: not a readable image"):
+    with pytest.raises(CaptionError, match=r"im3\.jpg: not an image Pillow can decode"):
         run_caption(make_config(tiny_blip2, manifest, tmp_path / "a.jsonl"))
+
+
+@pytest.mark.parametrize("kind", [*DAMAGE_KINDS, "12000x12000"])
+def test_cli_names_each_unreadable_image_and_its_record(tiny_blip2, manifest, tmp_path, damage, kind) -> None:
+    """Issue 27 items 1 and 9: `altcap caption` stops before loading the model, naming the file, its
+    manifest line and the flag that skips it; no traceback, nothing written."""
+    bad = manifest.parent / "imgs" / "im3.jpg"
+    if kind == "12000x12000":
+        write_png_header(bad, 12_000, 12_000)
+    else:
+        damage(bad, kind)
+    out = tmp_path / "c.jsonl"
+    args = ["caption", "--model-id", str(tiny_blip2), "--manifest", str(manifest), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert f"{bad}: " in text and f"listed at {manifest}:4" in text, text
+    assert "skip_unreadable_images=true" in text and "Traceback" not in text
+    assert not out.exists()
+
+
+def test_skip_flag_captions_the_rest_and_counts(tiny_blip2, manifest, tmp_path, damage) -> None:
+    damage(manifest.parent / "imgs" / "im3.jpg", "truncated")
+    out = tmp_path / "a.jsonl"
+    summary = run_caption(make_config(tiny_blip2, manifest, out, skip_unreadable_images=True))
+    assert {r.image for r in read_captions(out)} == TEST_IMAGES - {"imgs/im3.jpg"}
+    assert summary.unreadable_images == 1 and summary.written_images == 4
+    [unreadable] = json.loads(provenance_path(out).read_text())["runs"][-1]["unreadable_images"]
+    assert unreadable["code"] == "IMAGE_TRUNCATED" and unreadable["records"] == [f"{manifest}:4"]
+    # evaluate then says why the image has no caption
+    from altcap.metrics.config import EvaluateConfig
+    from altcap.metrics.inputs import EvaluateInputError, load_inputs
+
+    expected = r"1 of them were left out by `altcap caption` as unreadable"
+    with pytest.raises(EvaluateInputError, match=expected):
+        load_inputs(EvaluateConfig(refs=manifest, pred=[out]))
 
 
 def test_config_validation() -> None:
@@ -266,3 +303,14 @@ def test_cuda_graphs_refusals_name_the_fix_and_write_nothing(tiny_blip2, manifes
     assert not out.exists() and not provenance_path(out).exists()
     with pytest.raises(ValueError, match="cache_implementation unset"):
         GenerationConfig(cuda_graphs=True, cache_implementation="static")
+
+
+def test_images_folder_of_phone_formats(tiny_blip2, tmp_path) -> None:
+    """Issue 27 item 10b: `caption --images` finds and reads HEIC, WebP and AVIF."""
+    photos = write_phone_photos(tmp_path / "phone")
+    generation = GenerationConfig(num_beams=1, max_new_tokens=3, min_new_tokens=1)
+    model = ModelConfig(model_id=str(tiny_blip2), device="cpu")
+    out = tmp_path / "p.jsonl"
+    cfg = CaptionConfig(model=model, images=tmp_path / "phone", out=out, generation=generation)
+    assert run_caption(cfg).written_images == 3
+    assert sorted(r.image for r in read_captions(tmp_path / "p.jsonl")) == sorted(p.name for p in photos)

@@ -1,7 +1,8 @@
+import json
 from pathlib import Path
 
 import pytest
-from metrics_fixtures import GOOD, write_captions, write_jsonl
+from metrics_fixtures import CAPTIONS, GOOD, write_captions, write_jsonl, write_manifest
 
 from altcap.metrics.config import EvaluateConfig
 from altcap.metrics.inputs import EvaluateInputError, describe_names, load_inputs
@@ -67,3 +68,66 @@ def test_wrong_encoding_and_names(eval_files, tmp_path: Path) -> None:
 def test_describe_names_truncates() -> None:
     text = describe_names([f"i{n}" for n in range(13)])
     assert text.startswith("'i0', 'i1'") and "'i10'" not in text and "(+3 more) [13 in all]" in text
+
+
+def _refs_with_source_ids(tmp_path: Path) -> Path:
+    rows = [
+        {"image": image, "captions": caps, "split": "test", "metadata": {"source_id": 100 + n}}
+        for n, (image, caps) in enumerate(CAPTIONS.items())
+    ]
+    return write_jsonl(tmp_path / "refs.jsonl", rows)
+
+
+def _write_other_tool_file(tmp_path: Path, form: str) -> Path:
+    names = {image: image.split("/")[-1] for image in GOOD}
+    if form == "coco_results":  # [{"image_id", "caption"}] keyed by the record's source id
+        rows = [{"image_id": 100 + n, "caption": GOOD[image]} for n, image in enumerate(CAPTIONS)]
+        (tmp_path / "coco.json").write_text(json.dumps(rows))
+        return tmp_path / "coco.json"
+    if form == "csv_spreadsheet":  # Excel-style: BOM, ';' separators, a quoted caption
+        rows = "".join(f'{names[i]};"{c}";x\r\n' for i, c in GOOD.items())
+        (tmp_path / "sheet.csv").write_bytes(("\ufefffile_name;Caption;notes\r\n" + rows).encode("utf-8"))
+        return tmp_path / "sheet.csv"
+    if form == "jsonl_file_names":  # `altcap caption --images` output, no model_id
+        rows = [{"image": names[i], "text": c} for i, c in GOOD.items()]
+        return write_jsonl(tmp_path / "folder.jsonl", rows)
+    # a plain {image: caption} mapping, keys as absolute paths on another machine
+    (tmp_path / "mapping.json").write_text(json.dumps({f"/data/x/{i}": c for i, c in GOOD.items()}))
+    return tmp_path / "mapping.json"
+
+
+@pytest.mark.parametrize("form", ["coco_results", "csv_spreadsheet", "jsonl_file_names", "absolute_paths"])
+def test_predictions_from_other_tools_join_by_path_name_or_source_id(tmp_path: Path, form: str) -> None:
+    """Issue 27 item 11: only an image key and a caption are needed, in JSON, JSONL or CSV."""
+    pred = _write_other_tool_file(tmp_path, form)
+    inputs = load_inputs(make_config(_refs_with_source_ids(tmp_path), pred))
+    assert inputs.images == list(CAPTIONS)
+    assert inputs.systems[0].captions == [GOOD[image] for image in CAPTIONS]
+    assert inputs.systems[0].name == pred.stem and not inputs.warnings
+
+
+def test_ambiguous_and_unmatched_keys_are_reported_with_examples(tmp_path: Path) -> None:
+    refs = write_jsonl(
+        tmp_path / "refs.jsonl",
+        [{"image": f"{folder}/dog.jpg", "captions": ["a dog"], "split": "test"} for folder in ("a", "b")],
+    )
+    pred = write_jsonl(tmp_path / "p.jsonl", [{"file_name": "dog.jpg", "caption": "a dog"}])
+    with pytest.raises(EvaluateInputError) as err:
+        load_inputs(make_config(refs, pred))
+    expected = "1 image key(s) match several manifest images, e.g. 'dog.jpg' could be a/dog.jpg or b/dog.jpg"
+    assert f"p.jsonl: {expected}" in str(err.value)
+    rows = [{"image": "a/dgo.jpg", "caption": "x"}, {"image": "b/dog.jpg", "caption": "y"}]
+    typo = write_jsonl(tmp_path / "t.jsonl", rows)
+    with pytest.raises(EvaluateInputError) as err:
+        load_inputs(make_config(refs, typo))
+    assert "no caption for 'a/dog.jpg'" in str(err.value) and "source_id" in str(err.value)
+    warnings = load_inputs(make_config(refs, typo, allow_missing=True)).warnings
+    assert any("keys matching no manifest image" in w and "'a/dgo.jpg'" in w for w in warnings)
+
+
+def test_file_without_an_image_or_caption_column_names_the_accepted_ones(tmp_path: Path) -> None:
+    pred = tmp_path / "p.csv"
+    pred.write_text("picture,words\nimg/dog.jpg,a dog\n")
+    expected = r"p\.csv: no image column; expected one of \['image', 'image_id'"
+    with pytest.raises(EvaluateInputError, match=expected):
+        load_inputs(make_config(write_manifest(tmp_path / "m.jsonl"), pred))

@@ -100,3 +100,71 @@ def test_collate_counts_caption_tokens_and_padded_positions(tiny_model, tmp_path
     labels = batch["inputs"]["labels"]
     assert batch["padded_tokens"] == labels.numel() == 3 * labels.shape[1]
     assert batch["caption_tokens"] == int((labels != -100).sum()) < batch["padded_tokens"]
+
+
+class _RecordingFamily:
+    """Stands in for a model family: keeps the images a collate hands to `build_inputs`."""
+
+    def __init__(self) -> None:
+        self.images: list = []
+
+    def build_inputs(self, processor, images, prompts, captions=None, with_pixels=True):
+        import torch
+
+        self.images.extend(images)
+        return {"labels": torch.zeros((len(images), 2), dtype=torch.long)}
+
+
+class _Processor:
+    class tokenizer:
+        def __new__(cls, text, add_special_tokens=False):
+            return {"input_ids": [[1, 2]] * len(text) if isinstance(text, list) else [1, 2]}
+
+
+def test_train_and_caption_see_identical_pixels(tmp_path: Path) -> None:
+    """Issue 27 item 2: a rotated (EXIF) JPEG and a transparent PNG reach the model the same way in
+    training and captioning: upright, alpha over white, RGB."""
+    import numpy as np
+    from PIL import Image
+
+    from altcap.infer.batches import _prepare_batch
+    from altcap.infer.caption import CaptionItem
+    from altcap.train.data import Example
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways, shown rotated 90 degrees clockwise
+    Image.new("RGB", (40, 20), (10, 200, 10)).save(tmp_path / "rotated.jpg", exif=exif)
+    rgba = Image.new("RGBA", (30, 30), (0, 0, 0, 0))
+    rgba.paste((200, 0, 0, 255), (0, 0, 15, 30))
+    rgba.save(tmp_path / "clear.png")
+    paths = [tmp_path / "rotated.jpg", tmp_path / "clear.png"]
+    trained, captioned = _RecordingFamily(), _RecordingFamily()
+    make_collate(trained, _Processor(), 8)([Example(p, None, "a cat") for p in paths])
+    _prepare_batch(captioned, _Processor(), [CaptionItem(p.name, p) for p in paths], None)
+    for seen_in_training, seen_in_captioning in zip(trained.images, captioned.images, strict=True):
+        assert np.array_equal(np.asarray(seen_in_training), np.asarray(seen_in_captioning))
+    assert trained.images[0].size == (20, 40) and trained.images[0].mode == "RGB"
+    assert trained.images[1].getpixel((25, 5)) == (255, 255, 255)  # transparent -> white, not black
+
+
+def _load_all(examples):
+    from altcap.train.data import load_rgb
+
+    return [load_rgb(e.image) for e in examples]
+
+
+def test_an_image_broken_after_the_screen_fails_cleanly_in_a_worker(tmp_path: Path) -> None:
+    """The DataLoader re-raises a worker's error with the worker's traceback in its text; the user
+    must see the loader's one-line message instead (as `altcap train` prints it)."""
+    from torch.utils.data import DataLoader
+
+    from altcap.data.images import ImageLoadError
+    from altcap.train.data import Example, ExampleDataset
+
+    (tmp_path / "gone.png").write_bytes(b"")
+    dataset = ExampleDataset([Example(tmp_path / "gone.png", None, "x")])
+    loader = DataLoader(dataset, collate_fn=_load_all, num_workers=1)
+    with pytest.raises(ImageLoadError) as err:
+        next(iter(loader))
+    expected = f"{tmp_path / 'gone.png'}: file is empty (0 bytes); re-copy or re-download the image"
+    assert str(err.value) == expected

@@ -22,6 +22,7 @@ from altcap.data.duplicates import ImageEntry, duplicate_findings, group_duplica
 from altcap.data.findings import SEVERITY_ORDER, Finding, count_findings, make_finding
 from altcap.data.import_common import relocate_record, write_json_atomic
 from altcap.data.manifest import ManifestError, ManifestRecord, resolve_image, write_manifest
+from altcap.data.quality import QUALITY_CODES
 from altcap.data.sample import sample_manifest
 from altcap.provenance import build_provenance
 
@@ -64,36 +65,40 @@ def _first_error(err: ValidationError) -> str:
 
 
 def _drop_repeated_images(records: Lines, manifest: Path) -> tuple[Lines, list[Finding], dict[int, str]]:
-    """Keep the first record of each image path; later ones are errors. Returns kept, findings, abs paths."""
-    first_line: dict[str, int] = {}
-    kept: Lines = []
-    findings: list[Finding] = []
-    paths: dict[int, str] = {}
+    """Keep the first record of each image path; one error per repeated image names every line
+    listing it and the count, and drops all but the first. Returns kept, findings, abs paths."""
+    lines_of: dict[str, list[tuple[int, ManifestRecord]]] = {}
     for line, record in records:
-        path = os.path.abspath(resolve_image(manifest, record))
-        if path in first_line:
-            findings.append(
-                make_finding(
-                    "IMAGE_LISTED_TWICE",
-                    str(manifest),
-                    line,
-                    "image",
-                    f"{record.image} is already listed on line {first_line[path]}; "
-                    f"{len(record.captions)} caption(s) here",
-                )
-            )
+        lines_of.setdefault(os.path.abspath(resolve_image(manifest, record)), []).append((line, record))
+    kept = [(line, record) for line, record in records if lines_of[_abs(manifest, record)][0][0] == line]
+    paths = {line: _abs(manifest, record) for line, record in kept}
+    findings = []
+    for listed in lines_of.values():
+        if len(listed) < 2:
             continue
-        first_line[path] = line
-        paths[line] = path
-        kept.append((line, record))
+        numbers = [line for line, _ in listed]
+        dropped = sum(len(record.captions) for _, record in listed[1:])
+        message = (
+            f"{listed[0][1].image} is listed {len(listed)} times, on lines {', '.join(map(str, numbers))}; "
+            f"kept line {numbers[0]}, dropped the others ({dropped} caption(s))"
+        )
+        finding = make_finding("IMAGE_LISTED_TWICE", str(manifest), numbers[1], "image", message)
+        finding.lines = numbers
+        findings.append(finding)
     return kept, findings, paths
+
+
+def _abs(manifest: Path, record: ManifestRecord) -> str:
+    return os.path.abspath(resolve_image(manifest, record))
 
 
 def _check_images(
     cfg: DataCheckConfig, manifest: Path, records: Lines, paths: dict[int, str], console: Console | None
 ) -> tuple[list[Finding], list[dict[str, Any]], int]:
     """Image, duplicate and unlisted-image findings; returns findings, duplicate groups, images checked."""
-    facts = inspect_images(list(paths.values()), cfg.max_image_pixels, cfg.workers, console)
+    facts = inspect_images(
+        list(paths.values()), cfg.max_decoded_pixels, cfg.workers, console, cfg.quality_flags
+    )
     limits = (cfg.min_image_side_px, cfg.max_aspect_ratio)
     findings: list[Finding] = []
     entries: list[ImageEntry] = []
@@ -108,12 +113,25 @@ def _check_images(
     return findings, report_groups, len(facts)
 
 
+def _quality_flags_by_line(findings: list[Finding]) -> dict[int, list[str]]:
+    flag_of = {code: flag for flag, code in QUALITY_CODES.items()}
+    quality: dict[int, list[str]] = {}
+    for f in findings:
+        if f.code in flag_of and f.line is not None:
+            quality.setdefault(f.line, []).append(flag_of[f.code])
+    return quality
+
+
 def _build_clean(
-    records: Lines, findings: list[Finding]
+    records: Lines, findings: list[Finding], with_quality: bool = False
 ) -> tuple[list[ManifestRecord], list[dict[str, Any]]]:
-    """The clean records (errors removed) and the list of every removal."""
+    """The clean records (errors removed; with `with_quality`, each with `metadata.quality_flags`)
+    and the list of every removal."""
+    quality = _quality_flags_by_line(findings)
     errors = [f for f in findings if f.severity == "error" and f.line is not None]
-    drop_record = {f.line: f.code for f in errors if not f.field.startswith("captions[")}
+    drop_record = {f.line: f.code for f in errors if not f.field.startswith("captions[") and not f.lines}
+    # A repeated image's one finding covers every line listing it; all but the first go.
+    drop_record |= {line: f.code for f in errors if f.lines for line in f.lines[1:]}
     drop_caption: dict[int, dict[int, str]] = {}
     for f in errors:
         if f.field.startswith("captions["):
@@ -148,7 +166,10 @@ def _build_clean(
                 }
             )
         captions = [c for i, c in enumerate(record.captions) if i not in dropped]
-        clean.append(record.model_copy(update={"captions": captions}))
+        update: dict[str, Any] = {"captions": captions}
+        if with_quality:
+            update["metadata"] = {**record.metadata, "quality_flags": quality.get(line, [])}
+        clean.append(record.model_copy(update=update))
     return clean, removed
 
 
@@ -186,7 +207,7 @@ def run_data_check(cfg: DataCheckConfig, console: Console | None = None) -> dict
         image_found, groups, images_checked = _check_images(cfg, manifest, records, paths, console)
         findings += image_found
     findings.sort(key=lambda f: (f.line is None, f.line or 0, SEVERITY_ORDER[f.severity], f.code))
-    clean, removed = _build_clean(lines, findings)
+    clean, removed = _build_clean(lines, findings, cfg.check_images and cfg.quality_flags)
     write_manifest(clean_path, [relocate_record(r, manifest.parent, cfg.out_dir) for r in clean])
     seconds = time.perf_counter() - started
     report = _assemble_report(cfg, manifest, lines, findings, removed, groups, images_checked, seconds)

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from altcap.data.findings import Finding, make_finding
 from altcap.data.images import GREYSCALE_MODES, inspect_image
 from altcap.data.import_common import IMAGE_SUFFIXES
+from altcap.data.quality import QUALITY_CODES, describe_quality, flag_quality
 
 # Big enough that inter-process overhead is small next to ~1 ms of decoding per image, small enough
 # that the progress bar moves smoothly.
@@ -21,20 +22,25 @@ CHUNK_IMAGES = 64
 
 
 def inspect_images(
-    paths: list[str], max_image_pixels: int, workers: int, console: Console | None = None
+    paths: list[str],
+    max_decoded_pixels: int,
+    workers: int,
+    console: Console | None = None,
+    quality: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Inspect every image (see `inspect_image`), in `workers` processes, with a progress bar.
 
     Args:
         paths: absolute image paths (unique).
-        max_image_pixels: larger images are reported, not decoded.
+        max_decoded_pixels: larger images are reported, not decoded.
         workers: processes to use; 1 runs in this process.
         console: where the progress bar goes (stderr by default).
+        quality: also measure blur, exposure and contrast.
 
     Returns:
         Facts per path.
     """
-    inspect = partial(inspect_image, max_image_pixels=max_image_pixels)
+    inspect = partial(inspect_image, max_decoded_pixels=max_decoded_pixels, quality=quality)
     columns = (TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     facts: dict[str, dict[str, Any]] = {}
     with Progress(*columns, console=console or Console(stderr=True), transient=False) as progress:
@@ -129,7 +135,19 @@ def image_findings(
         if facts["problem"] == "IMAGE_MISSING":
             message += f"; its {n_captions} caption(s) have no image"
         return [make_finding(facts["problem"], manifest_file, line, "image", message)]
-    return _mode_findings(facts, manifest_file, line) + _size_findings(facts, manifest_file, line, *limits)
+    findings = _mode_findings(facts, manifest_file, line)
+    findings += _size_findings(facts, manifest_file, line, *limits)
+    return findings + _quality_findings(facts, manifest_file, line)
+
+
+def _quality_findings(facts: dict[str, Any], file: str, line: int) -> list[Finding]:
+    stats = facts.get("quality")
+    if stats is None:
+        return []
+    return [
+        make_finding(QUALITY_CODES[flag], file, line, "image", describe_quality(flag, stats))
+        for flag in flag_quality(stats)
+    ]
 
 
 def find_unlisted_images(listed: set[str], manifest_file: str) -> list[Finding]:

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
 from altcap.data.configs import IMPORT_FORMATS, DataCheckConfig, DataImportConfig, DataSplitConfig
+from altcap.data.import_columns import describe_columns
 
 app = typer.Typer(no_args_is_help=True, help="Import, check and split captioning datasets.")
 console = Console()
@@ -50,7 +51,14 @@ def list_formats() -> None:
         typer.echo(name)
 
 
-@app.command("import")
+IMPORT_HELP = (
+    "Import FORMAT SRC into OUT/manifest.jsonl (+ OUT/import_report.json).\n\n"
+    "csv and jsonl columns (a CSV may be UTF-8 with or without BOM or Windows-1252, with , ; or tab "
+    "separators and quoted line breaks):\n\n" + "\n\n".join(describe_columns().splitlines())
+)
+
+
+@app.command("import", help=IMPORT_HELP)
 def import_command(
     format: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(IMPORT_FORMATS)}.")] = None,
     source: Annotated[Path | None, typer.Argument(help="Dataset folder or annotation file.")] = None,
@@ -77,6 +85,8 @@ def import_command(
         f"wrote {report['manifest']}: {counts['records']} images, {counts['captions']} captions, "
         f"per split {counts['records_per_split']}"
     )
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     noted = {k: v for k, v in counts.items() if k not in ("records", "captions", "records_per_split")}
     if noted:
         console.print(f"noted (details in {cfg.out_dir / 'import_report.json'}): {noted}")

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from altcap.config import StageConfig
+from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP
 from altcap.data.manifest import Split
 
 ImportFormat = Literal["flickr8k", "coco", "karpathy", "vizwiz", "csv", "jsonl", "hf-imagefolder"]
@@ -65,10 +66,13 @@ class DataCheckConfig(StageConfig):
     check_images: bool = Field(
         default=True, description="Open, decode and hash every image (False = captions only)."
     )
-    max_image_pixels: int = Field(
-        default=50_000_000,
-        gt=0,
-        description="Images with more pixels are decompression bombs or absurd sizes and are not decoded.",
+    max_decoded_pixels: int = Field(
+        default=DEFAULT_MAX_DECODED_PIXELS, gt=0, description=MAX_DECODED_PIXELS_HELP
+    )
+    quality_flags: bool = Field(
+        default=True,
+        description="Flag blurry, under-/over-exposed and low-contrast photos (info findings, and "
+        "metadata.quality_flags in the clean manifest); thresholds in src/altcap/data/quality.py.",
     )
     min_image_side_px: int = Field(default=32, ge=1, description="Warn about images with a shorter side.")
     max_aspect_ratio: float = Field(default=10.0, gt=1, description="Warn above this long/short side ratio.")

@@ -12,6 +12,8 @@ from rich.table import Table
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 ON_LOAD = "nothing to do: converted to RGB on load (load_image_rgb)"
+# Photos by blind users are often like this: kept, and flagged so results can be split by quality.
+QUALITY_NOTE = "kept; listed in metadata.quality_flags of the clean manifest (thresholds: data/quality.py)"
 
 # code -> (severity, suggested fix). Errors are removed from the clean manifest, warnings are kept.
 CATALOGUE: dict[str, tuple[Severity, str]] = {
@@ -19,14 +21,15 @@ CATALOGUE: dict[str, tuple[Severity, str]] = {
         "error",
         "fix the JSON on this line, or re-create the manifest with `altcap data import`",
     ),
-    "IMAGE_LISTED_TWICE": ("error", "merge this line's captions into the first line listing the image"),
+    "IMAGE_LISTED_TWICE": ("error", "merge the later lines' captions into the first line listing the image"),
     "IMAGE_MISSING": ("error", "fix the image path, restore the file, or drop the record"),
+    "IMAGE_NO_PERMISSION": ("error", "make the file readable (chmod a+r), or drop the record"),
     "IMAGE_ZERO_BYTES": ("error", "re-copy or re-download the image; the file is empty"),
     "IMAGE_UNREADABLE": ("error", "re-export the image as JPEG or PNG, or drop the record"),
     "IMAGE_TRUNCATED": ("error", "re-copy or re-download the image; the file is cut off"),
     "IMAGE_DECOMPRESSION_BOMB": (
         "error",
-        "downscale the image (e.g. to 2048 px on the long side) or drop it",
+        "downscale the image (e.g. to 2048 px on the long side), drop it, or raise max_decoded_pixels",
     ),
     "IMAGE_TOO_SMALL": ("warning", "check the image is not a thumbnail or icon; models upscale it"),
     "IMAGE_EXTREME_ASPECT": ("warning", "crop the image; models squash it to a square"),
@@ -39,6 +42,10 @@ CATALOGUE: dict[str, tuple[Severity, str]] = {
     ),
     "IMAGE_GREYSCALE": ("info", ON_LOAD),
     "IMAGE_EXIF_ORIENTATION": ("info", "nothing to do: EXIF orientation is applied on load (load_image_rgb)"),
+    "IMAGE_BLURRY": ("info", QUALITY_NOTE),
+    "IMAGE_UNDEREXPOSED": ("info", QUALITY_NOTE),
+    "IMAGE_OVEREXPOSED": ("info", QUALITY_NOTE),
+    "IMAGE_LOW_CONTRAST": ("info", QUALITY_NOTE),
     "IMAGE_NO_CAPTIONS": (
         "warning",
         "add captions, or keep it only for captioning (it cannot train or score)",
@@ -70,6 +77,7 @@ class Finding:
     field: str
     message: str
     fix: str
+    lines: list[int] | None = None  # every line involved, where one finding covers several
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

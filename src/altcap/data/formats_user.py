@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 from altcap.data.configs import DataImportConfig
+from altcap.data.import_columns import COLUMNS, Column, describe_columns, map_columns
 from altcap.data.import_common import (
     DataImportError,
     ImportResult,
@@ -18,77 +20,153 @@ from altcap.data.import_common import (
     read_text_lines,
 )
 
-CAPTION_FIELDS = ("caption", "captions", "text")
-IMAGE_FIELDS = ("image", "file_name")
 HF_SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val", "dev": "val", "test": "test"}
 
 
-def _pick_field(keys: list[str], wanted: str | None, options: tuple[str, ...], where: str, role: str) -> str:
-    if wanted is not None:
-        if wanted not in keys:
+class ColumnReader:
+    """Turns parsed rows (CSV dicts or JSONL objects) into caption rows through the column table,
+    remembering which unknown columns it met (reported once per file, kept as metadata)."""
+
+    def __init__(self, cfg: DataImportConfig, source: Path, result: ImportResult):
+        self.cfg, self.source, self.result = cfg, source, result
+        self.unknown: dict[str, int] = {}  # column -> first line seen
+        self._mappings: dict[tuple[str, ...], dict[str, Column]] = {}
+
+    def mapping(self, keys: list[str], line: int) -> dict[str, Column]:
+        """The column mapping of a header (cached per distinct key set)."""
+        if tuple(keys) not in self._mappings:
+            mapped, unknown = map_columns(keys, self.cfg.caption_field)
+            for name in unknown:
+                self.unknown.setdefault(name, line)
+            self._mappings[tuple(keys)] = mapped
+        return self._mappings[tuple(keys)]
+
+    def row(self, item: dict[str, Any], base: Path, where: str, line: int) -> dict[str, Any]:
+        """One caption row (see `group_rows`) whose `caption` is a list (empty = uncaptioned)."""
+        mapping = self.mapping(list(item), line)
+        by_target: dict[str, list[str]] = {}
+        for name, column in mapping.items():
+            by_target.setdefault(column.target, []).append(name)
+        missing = [role for role in ("image", "captions") if role not in by_target]
+        if missing:
+            role = "image" if "image" in missing else f"caption ({self.cfg.caption_field or 'caption'!r})"
             raise DataImportError(
-                f"{where}: no {role} field {wanted!r}; fields are {keys}; set caption_field"
+                f"{where}: no {role} column; columns are {list(item)}. Accepted (see "
+                "`altcap data import --help`):\n" + describe_columns()
             )
-        return wanted
-    for name in options:
-        if name in keys:
-            return name
-    raise DataImportError(f"{where}: no {role} field; expected one of {list(options)}, found {keys}")
+        image = item[by_target["image"][0]]
+        if not isinstance(image, str) or not image.strip():
+            raise DataImportError(f"{where}: image={image!r} is empty; give each row an image path")
+        metadata = {k: v for k, v in item.items() if k not in mapping}
+        for name in by_target.get("metadata", []):
+            if item[name] not in (None, ""):
+                metadata[mapping[name].name] = item[name]
+        prompt = item.get(by_target["prompt"][0]) if "prompt" in by_target else None
+        split = item.get(by_target["split"][0]) if "split" in by_target else None
+        return {
+            "image": place_image(base / image.strip(), self.cfg.out_dir),
+            "caption": self._captions(item, by_target.get("captions", []), line),
+            "prompt": prompt or None,
+            "split": normalize_split(split, where) or self.cfg.split,
+            "line": line,
+            "metadata": metadata,
+        }
+
+    def _captions(self, item: dict[str, Any], names: list[str], line: int) -> list[str]:
+        captions: list[str] = []
+        for name in names:
+            value = item[name]
+            if isinstance(value, str) and value.strip().startswith("["):
+                value = _parse_json_list(value)
+            if isinstance(value, list):
+                captions.extend(str(v) for v in value if v is not None)
+            elif value is not None and (len(names) == 1 or str(value).strip()):
+                # One caption column keeps an empty cell (`data check` reports it); numbered
+                # columns are left empty where an image has fewer captions.
+                captions.append(str(value))
+        joined = [" ".join(c.splitlines()) for c in captions]
+        if joined != captions:
+            message = "line breaks inside a caption became spaces"
+            self.result.note("CAPTION_NEWLINES_JOINED", self.source, message, line)
+        return joined
+
+    def report_unknown(self) -> None:
+        """Note every unknown column once, and warn about them together."""
+        for name, line in self.unknown.items():
+            message = f"column {name!r} is not an import column; kept in metadata"
+            self.result.note("UNKNOWN_COLUMN", self.source, message, line)
+        if self.unknown:
+            self.result.warnings.append(
+                f"{self.source}: column(s) {', '.join(map(repr, self.unknown))} are not import columns; kept "
+                f"in each record's metadata. Accepted columns: {', '.join(c.name for c in COLUMNS)} "
+                "(and aliases, see `altcap data import --help`)"
+            )
 
 
-def _row_from_item(item: dict[str, Any], base: Path, cfg: DataImportConfig, where: str, line: int) -> dict:
-    """One caption row (see `group_rows`) from a parsed CSV/JSONL item; other keys become metadata."""
-    keys = list(item)
-    image_key = _pick_field(keys, None, IMAGE_FIELDS, where, "image")
-    caption_key = _pick_field(keys, cfg.caption_field, CAPTION_FIELDS, where, "caption")
-    image = item[image_key]
-    if not isinstance(image, str) or not image.strip():
-        raise DataImportError(f"{where}: {image_key}={image!r} is empty; give each row an image path")
-    known = {image_key, caption_key, "prompt", "split"}
-    return {
-        "image": place_image(base / image.strip(), cfg.out_dir),
-        "caption": item[caption_key],
-        "prompt": item.get("prompt") or None,
-        "split": normalize_split(item.get("split"), where) or cfg.split,
-        "line": line,
-        "metadata": {k: v for k, v in item.items() if k not in known},
-    }
+def _parse_json_list(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a caption that happens to start with "[": keep it as written
+    return value if isinstance(value, list) else text
 
 
 def _expand_captions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A JSONL/HF row may hold a list of captions; make one row per caption so grouping is uniform."""
+    """One row per caption, so grouping is uniform; a row without captions keeps its image uncaptioned."""
     expanded = []
     for row in rows:
-        captions = row["caption"]
-        if isinstance(captions, list):
-            expanded.extend({**row, "caption": str(c)} for c in captions)
-            if not captions:
-                expanded.append({**row, "caption": None})
-        else:
-            expanded.append({**row, "caption": None if captions is None else str(captions)})
+        expanded.extend({**row, "caption": caption} for caption in row["caption"])
+        if not row["caption"]:
+            expanded.append({**row, "caption": None})
     return expanded
 
 
+def read_spreadsheet_text(path: Path, result: ImportResult) -> str:
+    """A CSV's text as spreadsheets save it: UTF-8 (BOM or not), else Windows-1252 (Excel's "CSV")."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "".join(read_text_lines(path, result))  # neither: bad bytes become U+FFFD, noted per line
+    result.note("READ_AS_CP1252", path, "not UTF-8: read as Windows-1252 (cp1252), as Excel saves CSV")
+    result.warnings.append(f"{path}: not UTF-8, read as Windows-1252 (cp1252); else re-save it as UTF-8")
+    return text
+
+
 def import_csv(cfg: DataImportConfig) -> ImportResult:
-    """CSV with a header: image, caption, optional prompt, optional split; rows of one image are grouped."""
+    """CSV with a header (columns: `import_columns.COLUMNS`); `,`, `;` or tab separated; rows of one
+    image are grouped."""
     path = cfg.source or Path()
     if not path.is_file():
         raise DataImportError(f"{path}: CSV not found")
     result = ImportResult()
-    lines = read_text_lines(path, result)
-    reader = csv.DictReader(lines)
+    text = read_spreadsheet_text(path, result)
+    first_line = text.split("\n", 1)[0]
+    try:
+        # Only the separator is taken from the header: its quoting rules would be guesses.
+        delimiter = csv.Sniffer().sniff(first_line, delimiters=",;\t").delimiter
+    except csv.Error:
+        delimiter = ","  # one column, or nothing to go on
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = ColumnReader(cfg, path, result)
+    columns.mapping(list(reader.fieldnames or []), 1)  # unknown columns are reported at the header
     rows = []
     for item in reader:
-        where = f"{path}:{reader.line_num}"
         if None in item:
             result.note(
                 "EXTRA_CELLS", path, f"row has more cells than the header: {item[None]!r}", reader.line_num
             )
             item.pop(None)
-        rows.append(_row_from_item(item, cfg.images_dir or path.parent, cfg, where, reader.line_num))
+        line = reader.line_num
+        rows.append(columns.row(item, cfg.images_dir or path.parent, f"{path}:{line}", line))
     if reader.fieldnames is None:
         raise DataImportError(f"{path}: empty CSV; the first line must be a header such as image,caption")
-    result.records = group_rows(rows, path, result)
+    columns.report_unknown()
+    result.records = group_rows(_expand_captions(rows), path, result)
     return result
 
 
@@ -116,7 +194,9 @@ def import_jsonl(cfg: DataImportConfig) -> ImportResult:
         raise DataImportError(f"{path}: JSONL not found")
     result = ImportResult()
     base = cfg.images_dir or path.parent
-    rows = [_row_from_item(item, base, cfg, f"{path}:{n}", n) for n, item in _read_jsonl_items(path, result)]
+    columns = ColumnReader(cfg, path, result)
+    rows = [columns.row(item, base, f"{path}:{n}", n) for n, item in _read_jsonl_items(path, result)]
+    columns.report_unknown()
     result.records = group_rows(_expand_captions(rows), path, result)
     return result
 
@@ -137,8 +217,9 @@ def import_hf_imagefolder(cfg: DataImportConfig) -> ImportResult:
     rows = []
     for folder, split in folders:
         meta = folder / "metadata.jsonl"
+        columns = ColumnReader(cfg, meta, result)
         for line_no, item in _read_jsonl_items(meta, result):
-            row = _row_from_item(item, folder, cfg, f"{meta}:{line_no}", line_no)
+            row = columns.row(item, folder, f"{meta}:{line_no}", line_no)
             row["split"] = row["split"] or split
             rows.append(row)
         listed = {r["image"] for r in rows}
@@ -152,11 +233,12 @@ def import_hf_imagefolder(cfg: DataImportConfig) -> ImportResult:
                 rows.append(
                     {
                         "image": place_image(image, cfg.out_dir),
-                        "caption": None,
+                        "caption": [],
                         "split": split,
                         "line": None,
                         "metadata": {},
                     }
                 )
+        columns.report_unknown()
     result.records = group_rows(_expand_captions(rows), root, result)
     return result

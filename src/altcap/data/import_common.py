@@ -11,7 +11,9 @@ from typing import Any
 
 from altcap.data.manifest import SPLITS, ManifestRecord
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif"}
+)
 SPLIT_ALIASES = {"train": "train", "val": "val", "dev": "val", "validation": "val", "test": "test"}
 
 
@@ -26,6 +28,7 @@ class ImportResult:
     records: list[ManifestRecord] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown by the CLI, kept in the report
 
     def note(self, code: str, file: Path | str, message: str, line: int | None = None, **extra: Any) -> None:
         """Record one observation (counted per code) for the import report."""
@@ -132,6 +135,8 @@ def group_rows(rows: list[dict[str, Any]], source: Path, result: ImportResult) -
             )
             by_image[row["image"]] = record
         else:
+            for key, value in row["metadata"].items():  # later rows add keys; the first row's values win
+                record.metadata.setdefault(key, value)
             for key in ("prompt", "split"):
                 if row.get(key) is not None and row.get(key) != getattr(record, key):
                     result.note(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from altcap.data.configs import DataImportConfig
 from altcap.data.formats_public import import_coco, import_flickr8k, import_karpathy, import_vizwiz
 from altcap.data.formats_user import import_csv, import_hf_imagefolder, import_jsonl
 from altcap.data.import_common import DataImportError, ImportResult, write_json_atomic
-from altcap.data.manifest import write_manifest
+from altcap.data.manifest import resolve_image, write_manifest
 from altcap.provenance import build_provenance
 
 IMPORTERS: dict[str, Callable[[DataImportConfig], ImportResult]] = {
@@ -35,6 +36,20 @@ def _summarize(result: ImportResult) -> dict[str, Any]:
     }
 
 
+def note_missing_images(result: ImportResult, manifest_path: Path, source: Path) -> list[str]:
+    """Note each image the source names but the folder lacks; returns the warning lines to show."""
+    missing = [r.image for r in result.records if not resolve_image(manifest_path, r).is_file()]
+    for image in missing:
+        result.note("IMAGE_NOT_FOUND", source, f"{image}: named in the source, but no such file")
+    if not missing:
+        return []
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return [
+        f"{len(missing)} of {len(result.records)} image(s) named in {source} are not in the folder: {shown}; "
+        "check --images-dir (or copy the files), then run `altcap data check`"
+    ]
+
+
 def run_data_import(cfg: DataImportConfig) -> dict[str, Any]:
     """Import a dataset into the manifest format.
 
@@ -57,12 +72,14 @@ def run_data_import(cfg: DataImportConfig) -> dict[str, Any]:
     if manifest_path.resolve() == cfg.source.resolve():
         raise DataImportError(f"{manifest_path}: is the source itself; choose another --out")
     result = IMPORTERS[cfg.format](cfg)
+    warnings = result.warnings + note_missing_images(result, manifest_path, cfg.source)
     write_manifest(manifest_path, result.records)
     report = {
         "format": cfg.format,
         "source": str(cfg.source),
         "manifest": str(manifest_path),
         "counts": _summarize(result),
+        "warnings": warnings,
         "notes": result.notes,
         "provenance": build_provenance(cfg, manifest=manifest_path),
     }

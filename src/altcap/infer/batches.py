@@ -27,7 +27,8 @@ def iter_batches(items: list[CaptionItem], batch_size: int) -> Iterator[list[Cap
 
 
 def _prepare_batch(family: Any, processor: Any, batch: list[CaptionItem], default_prompt: str | None) -> dict:
-    images = [load_image_rgb(item.path) for item in batch]
+    # No decode limit here: run_caption screened every image against cfg.max_decoded_pixels.
+    images = [load_image_rgb(item.path, max_decoded_pixels=None) for item in batch]
     prompts = [item.prompt if item.prompt is not None else default_prompt for item in batch]
     return family.build_inputs(processor, images, prompts)
 

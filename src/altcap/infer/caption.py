@@ -8,6 +8,7 @@ model/adapter/generation settings is refused rather than silently mixed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -18,6 +19,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from altcap.data.image_screen import describe_unreadable, screen_listed_images
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
 from altcap.infer.batches import concat_inputs, iter_batches, iter_prepared_batches, pad_batches
@@ -25,6 +27,7 @@ from altcap.infer.captions_file import CaptionRecord, append_captions, read_capt
 from altcap.infer.config import CaptionConfig
 from altcap.provenance import build_provenance
 
+logger = logging.getLogger(__name__)
 GRAPHED_FAMILIES = ("blip2", "instructblip")  # their Flan-T5 decoders (`models/graphed_decoding.py`)
 
 
@@ -50,6 +53,7 @@ class CaptionSummary:
     skipped_images: int
     written_images: int
     seconds: float
+    unreadable_images: int = 0
 
 
 def collect_items(cfg: CaptionConfig) -> list[CaptionItem]:
@@ -143,6 +147,28 @@ def find_done_images(cfg: CaptionConfig) -> set[str]:
             )
         done.add(record.image)
     return done
+
+
+def screen_items(cfg: CaptionConfig, items: list[CaptionItem]) -> tuple[list[CaptionItem], list[dict]]:
+    """Decode every image once before the model loads (the shared loader); unreadable ones stop the run
+    with their files and manifest lines, or with `skip_unreadable_images` are left out and returned.
+
+    Raises:
+        CaptionError: naming each unreadable image, unless `cfg.skip_unreadable_images`.
+    """
+    bad = screen_listed_images([item.path for item in items], cfg.max_decoded_pixels, cfg.manifest)
+    if not bad:
+        return items, []
+    if not cfg.skip_unreadable_images:
+        raise CaptionError(describe_unreadable(bad, "--set skip_unreadable_images=true"))
+    logger.warning(
+        "skip_unreadable_images: left out %d unreadable image(s), listed in %s: %s",
+        len(bad), provenance_path(cfg.out).name, "; ".join(image.describe() for image in bad[:3]),
+    )
+    key_of = {str(item.path): item.key for item in items}  # the join key `altcap evaluate` reports
+    dropped = {image.path for image in bad}
+    unreadable = [{"image": key_of[image.path], **image.to_dict()} for image in bad]
+    return [item for item in items if str(item.path) not in dropped], unreadable
 
 
 def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:
@@ -294,9 +320,11 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     started = time.perf_counter()
     items = collect_items(cfg)
     done = find_done_images(cfg)
-    todo = [item for item in items if item.key not in done]
+    todo, unreadable = screen_items(cfg, [item for item in items if item.key not in done])
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
-    run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": len(items) - len(todo)}
+    skipped = len(items) - len(todo) - len(unreadable)  # already captioned
+    run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": skipped}
+    run["unreadable_images"] = unreadable
     if cfg.generation.cuda_graphs and family.name not in GRAPHED_FAMILIES:
         raise CaptionError(
             f"generation.cuda_graphs works for {' and '.join(GRAPHED_FAMILIES)} with a Flan-T5 LM, not "
@@ -318,4 +346,4 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     write_provenance(
         cfg, family.name, {**run, "status": "done", "written_images": written, "seconds": seconds}
     )
-    return CaptionSummary(cfg.out, len(items), len(items) - len(todo), written, seconds)
+    return CaptionSummary(cfg.out, len(items), skipped, written, seconds, len(unreadable))

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from altcap.config import StageConfig
+from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP, SKIP_FLAG_HELP
 from altcap.models.loading import ModelConfig
 
 # Fields of GenerationConfig that only change how fast the same captions come out.
@@ -124,6 +125,10 @@ class CaptionConfig(StageConfig):
     )
     limit: int | None = Field(default=None, ge=1, description="Caption only the first N images (quick runs).")
     seed: int = Field(default=0, description="Torch seed (matters only with generation.do_sample).")
+    skip_unreadable_images: bool = Field(default=False, description=SKIP_FLAG_HELP)
+    max_decoded_pixels: int = Field(
+        default=DEFAULT_MAX_DECODED_PIXELS, gt=0, description=MAX_DECODED_PIXELS_HELP
+    )
 
     @model_validator(mode="after")
     def _check_source(self) -> CaptionConfig:

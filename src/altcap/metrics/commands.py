@@ -20,7 +20,11 @@ def evaluate_command(
         Path | None, typer.Option("--refs", help="Manifest JSONL with reference captions.")
     ] = None,
     pred: Annotated[
-        list[Path] | None, typer.Option("--pred", help="Captions JSONL of one system (repeatable).")
+        list[Path] | None, typer.Option(
+            "--pred",
+            help="Predictions of one system (repeatable): JSONL, JSON (COCO results too) or CSV with an "
+            "image key (manifest path, file name or source id) and a caption.",
+        )
     ] = None,
     name: Annotated[
         list[str] | None, typer.Option("--name", help="Name of each --pred system, in order (repeatable).")

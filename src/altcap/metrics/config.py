@@ -16,7 +16,12 @@ class EvaluateConfig(StageConfig):
     """Config of `altcap evaluate` (COCO metrics, FGD, accessibility stats, bootstrap CIs, paired tests)."""
 
     refs: Path | None = Field(default=None, description="Manifest JSONL holding the reference captions.")
-    pred: list[Path] = Field(default_factory=list, description="Captions JSONL files, one per system.")
+    pred: list[Path] = Field(
+        default_factory=list,
+        description="Predictions, one file per system: altcap's captions JSONL or any tool's JSONL, JSON "
+        "(COCO results [{image_id, caption}] too) or CSV with an image key (manifest path, file name or "
+        "source id) and a caption.",
+    )
     name: list[str] = Field(
         default_factory=list, description="System names, one per --pred, in order; default = file stems."
     )

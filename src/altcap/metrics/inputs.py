@@ -7,6 +7,7 @@ images without references) are warnings that name the images and are recorded in
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from altcap.data.manifest import ManifestError, ManifestRecord, read_manifest
-from altcap.infer.captions_file import CaptionRecord, CaptionsFileError, read_captions
 from altcap.metrics.config import EvaluateConfig
+from altcap.metrics.prediction_files import PredictionFileError, match_predictions, read_prediction_file
 
 log = logging.getLogger(__name__)
 SHOWN_NAMES = 10
@@ -90,33 +91,47 @@ def read_references(path: Path, split: str, problems: list[str], warnings: list[
     return records
 
 
-def read_system(path: Path, problems: list[str], warnings: list[str]) -> dict[str, str]:
-    """Read one captions file into image -> caption, reporting duplicates, empties and bad characters."""
+def read_system(
+    path: Path, records: list[ManifestRecord], problems: list[str], warnings: list[str]
+) -> dict[str, str]:
+    """Read one system's predictions (any tool's JSONL, JSON or CSV) into manifest image -> caption,
+    reporting unreadable files, duplicate and ambiguous keys, empties and bad characters;
+    keys that name no reference image are kept under their own name (reported as extra images)."""
     try:
-        records: list[CaptionRecord] = read_captions(path)
-    except CaptionsFileError as err:
+        matched = match_predictions(read_prediction_file(path), records)
+    except PredictionFileError as err:
         problems.append(str(err))
         return {}
-    duplicates = [img for img, n in Counter(r.image for r in records).items() if n > 1]
-    if duplicates:
+    if matched.duplicates:
         problems.append(
-            f"{path}: duplicate images: {describe_names(duplicates)}; keep one caption per image "
+            f"{path}: duplicate images: {describe_names(matched.duplicates)}; keep one caption per image "
             "(a resumed `altcap caption` run never writes duplicates)"
         )
-    if not records:
+    if matched.ambiguous:
+        examples = [f"{key!r} could be {' or '.join(found[:3])}" for key, found in matched.ambiguous.items()]
+        problems.append(
+            f"{path}: {len(matched.ambiguous)} image key(s) match several manifest images, e.g. "
+            f"{'; '.join(examples[:3])}; use the manifest's image paths as keys"
+        )
+    captions = {**{key: "" for key in matched.unmatched}, **matched.captions}
+    if not captions and not problems:
         problems.append(f"{path}: no captions in the file")
-    empty = [r.image for r in records if not r.caption.strip()]
+    _warn_about_captions(path, matched.captions, warnings)
+    return captions
+
+
+def _warn_about_captions(path: Path, captions: dict[str, str], warnings: list[str]) -> None:
+    empty = [image for image, caption in captions.items() if not caption.strip()]
     if empty:
         warnings.append(
             f"{path}: empty captions scored as empty strings (they get 0) for {describe_names(empty)}"
         )
-    garbled = [r.image for r in records if "\ufffd" in r.caption]
+    garbled = [image for image, caption in captions.items() if "\ufffd" in caption]
     if garbled:
         warnings.append(
             f"{path}: captions contain U+FFFD (text was decoded with the wrong encoding "
             f"upstream) for {describe_names(garbled)}"
         )
-    return {r.image: r.caption for r in records}
 
 
 def resolve_names(cfg: EvaluateConfig, problems: list[str]) -> list[str]:
@@ -134,6 +149,23 @@ def resolve_names(cfg: EvaluateConfig, problems: list[str]) -> list[str]:
     return names
 
 
+def describe_left_out(pred: Path, missing: list[str]) -> str:
+    """Why images lack a caption, when `altcap caption` left them out as unreadable (its provenance)."""
+    provenance = pred.with_name(pred.name + ".provenance.json")
+    try:
+        runs = json.loads(provenance.read_text(encoding="utf-8")).get("runs", [])
+    except (OSError, ValueError):
+        return ""
+    unreadable = {entry.get("image") for run in runs for entry in run.get("unreadable_images", [])}
+    left_out = [image for image in missing if image in unreadable]
+    if not left_out:
+        return ""
+    return (
+        f". {len(left_out)} of them were left out by `altcap caption` as unreadable "
+        f"({describe_names(left_out)}; see {provenance.name}): fix those images and caption again"
+    )
+
+
 def join_images(
     ref_images: list[str], by_system: dict[str, dict[str, str]], cfg: EvaluateConfig, inputs: EvalInputs
 ) -> tuple[list[str], list[str]]:
@@ -145,13 +177,21 @@ def join_images(
         missing = [img for img in ref_images if img not in captions]
         extra = sorted(img for img in captions if img not in ref_set)
         if extra:
-            inputs.warnings.append(f"{path}: images without references (not scored): {describe_names(extra)}")
+            inputs.warnings.append(
+                f"{path}: images without references (keys matching no manifest image; not scored): "
+                f"{describe_names(extra)}"
+            )
         if missing and not cfg.allow_missing:
-            hint = " (image strings must match the manifest exactly)" if extra else ""
+            hint = describe_left_out(path, missing)
+            key_hint = (
+                " (keys may be the manifest's image path, the file name or the record's source_id)"
+                if extra
+                else ""
+            )
             problems.append(
                 f"{path}: no caption for {describe_names(missing)} of the {len(ref_images)} "
-                f"reference images{hint}; caption them, or pass --allow-missing to score "
-                "only the images every system captioned"
+                f"reference images{key_hint}; caption them, or pass --allow-missing to score "
+                f"only the images every system captioned{hint}"
             )
         if missing or extra:
             inputs.dropped[name] = {"missing_images": missing, "extra_images": extra}
@@ -186,7 +226,8 @@ def load_inputs(cfg: EvaluateConfig) -> EvalInputs:
     records = read_references(cfg.refs, cfg.split, problems, inputs.warnings)
     names = resolve_names(cfg, problems)
     by_system = {
-        name: read_system(path, problems, inputs.warnings) for name, path in zip(names, cfg.pred, strict=True)
+        name: read_system(path, records, problems, inputs.warnings)
+        for name, path in zip(names, cfg.pred, strict=True)
     }
     if problems:
         raise EvaluateInputError(problems)

@@ -76,6 +76,7 @@ def train_command(
 ) -> None:
     """Fine-tune a captioning model with LoRA on a manifest; writes adapter/, logs and plots."""
     from altcap.config import ConfigError
+    from altcap.data.images import ImageLoadError
     from altcap.train.config import TrainConfig
 
     values = locals()
@@ -90,7 +91,7 @@ def train_command(
 
     try:
         out = run_train(cfg)
-    except ConfigError as err:
+    except (ConfigError, ImageLoadError) as err:  # ImageLoadError: an image changed after the screen
         raise fail(str(err)) from err
     except (TrainingDivergedError, CheckpointError) as err:
         raise fail(str(err), code=1) from err

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from altcap.config import StageConfig
+from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP, SKIP_FLAG_HELP
 from altcap.models.loading import ModelConfig
 from altcap.models.registry import DEFAULT_INSTRUCTION
 
@@ -37,6 +38,10 @@ class DataConfig(StageConfig):
     )
     max_val_records: int | None = Field(
         default=None, gt=0, description="Use only the first N validation records; None = all."
+    )
+    skip_unreadable_images: bool = Field(default=False, description=SKIP_FLAG_HELP)
+    max_decoded_pixels: int = Field(
+        default=DEFAULT_MAX_DECODED_PIXELS, gt=0, description=MAX_DECODED_PIXELS_HELP
     )
 
 

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from altcap.data.images import load_image_rgb
 from altcap.data.manifest import ManifestRecord, read_manifest, resolve_image
 
 
@@ -82,9 +83,12 @@ def read_split_examples(
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB (palette, grey and alpha images all become 3-channel)."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    """Open an image through the loader every stage shares (EXIF orientation, alpha over white, RGB).
+
+    No decode limit here: `validate_train_config` screened every image against
+    `data.max_decoded_pixels` before the run started.
+    """
+    return load_image_rgb(path, max_decoded_pixels=None)
 
 
 class ExampleDataset(Dataset):

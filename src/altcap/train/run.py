@@ -321,6 +321,7 @@ def write_outputs(
         device=describe_device(run.accelerator),
         train_examples=len(plan.train_examples),
         val_examples=len(plan.val_examples),
+        unreadable_images_skipped=[image.to_dict() for image in plan.unreadable_images],
         lora_targets=sorted(model.peft_config["default"].target_modules)
         if isinstance(model.peft_config["default"].target_modules, set)
         else model.peft_config["default"].target_modules,

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from altcap.config import ConfigError
+from altcap.data.image_screen import UnreadableImage, describe_unreadable, screen_listed_images
+from altcap.data.images import ImageLoadError
 from altcap.data.manifest import ManifestError, read_manifest
 from altcap.models.loading import (
     ModelLoadError,
@@ -43,6 +45,7 @@ class TrainPlan:
     resume_from: Path | None = None
     precision: str = "fp32"
     notes: list[str] = field(default_factory=list)
+    unreadable_images: list[UnreadableImage] = field(default_factory=list)
 
 
 def cuda_available() -> bool:
@@ -92,6 +95,28 @@ def check_data(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
     missing = sorted({str(e.image) for e in plan.train_examples + plan.val_examples if not e.image.is_file()})
     if missing:
         problems.append(f"{manifest}: {len(missing)} image file(s) not found, e.g. {', '.join(missing[:3])}")
+    check_images_readable(cfg, plan, problems)
+
+
+def check_images_readable(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
+    """Decode every train/val image once (the shared loader), so no later path meets a bad one;
+    unreadable ones are a problem, or with `data.skip_unreadable_images` left out and counted."""
+    paths = [e.image for e in plan.train_examples + plan.val_examples if e.image.is_file()]
+    bad = screen_listed_images(paths, cfg.data.max_decoded_pixels, cfg.data.manifest)
+    if bad and not cfg.data.skip_unreadable_images:
+        flag = "--set data.skip_unreadable_images=true"
+        problems.append(f"{cfg.data.manifest}: {describe_unreadable(bad, flag)}")
+    elif bad:
+        dropped = {image.path for image in bad}
+        plan.train_examples = [e for e in plan.train_examples if str(e.image) not in dropped]
+        plan.val_examples = [e for e in plan.val_examples if str(e.image) not in dropped]
+        plan.unreadable_images = bad
+        plan.notes.append(
+            f"data.skip_unreadable_images: left out {len(bad)} unreadable image(s) "
+            f"({'; '.join(image.describe() for image in bad[:3])}); listed in provenance.json"
+        )
+        if not plan.train_examples:
+            problems.append(f"{cfg.data.manifest}: every training image is unreadable; nothing to train on")
 
 
 def lora_targets(cfg: TrainConfig, family: ModelFamily, model: Any) -> tuple[list[str], str | None]:
@@ -147,8 +172,8 @@ def check_first_batch(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) ->
     for example in batch:
         try:
             images.append(load_rgb(example.image))
-        except OSError as err:
-            problems.append(f"{example.image}: cannot be opened as an image ({err}); fix or remove it")
+        except ImageLoadError:
+            return  # check_images_readable has reported it with its manifest lines
     if len(images) != len(batch) or not is_transformers_family(plan.family):
         return  # a non-transformers family's processor comes with its weights: checked when training starts
     try:
