@@ -1,7 +1,7 @@
 """The CLI, the study server and the report builder start fast on a small box.
 
-The CLI may import config classes (altcap.models.loading has no torch at import time); the study and
-report packages must not touch model code at all.
+The CLI may import config classes (altcap.models.loading has no torch at import time); the study,
+analysis and report packages must not touch model code at all.
 """
 
 import subprocess
@@ -15,6 +15,7 @@ import pytest
     [
         ("altcap.cli", ("torch", "transformers", "gradio")),
         ("altcap.study", ("torch", "transformers", "altcap.models")),
+        ("altcap.analysis", ("torch", "transformers", "altcap.models")),
         ("altcap.report", ("torch", "transformers", "altcap.models")),
     ],
 )

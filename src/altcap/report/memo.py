@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from altcap.report.analysis_md import fmt
+from altcap.analysis.markdown import fmt
 from altcap.report.samples import SAMPLE_RULE, build_samples, pick_samples
 from altcap.report.training import TrainRunFiles, describe_training
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from altcap.report.analysis_md import fmt
+from altcap.analysis.markdown import fmt
 
 PIPELINE_STAGE_MARKER = Path(".stages") / "train.json"
 
