@@ -13,9 +13,9 @@ from PIL import Image
 from train_fixtures import CAPTIONS, make_config, read_log, write_manifest
 
 from altcap.config import ConfigError
-from altcap.metrics.cider_reward import CorpusCiderD
 from altcap.models.loading import ModelConfig, load_model
 from altcap.models.tiny import build_tiny_altcap_mini
+from altcap.train.cider_reward import CorpusCiderD
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, read_split_examples
 from altcap.train.run import run_train

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,25 +16,15 @@ from rich.progress import Progress
 
 from altcap.metrics.accessibility import summarise_accessibility
 from altcap.metrics.bootstrap import Statistic, compare_paired, compute_percentile_ci, draw_weights
-from altcap.metrics.coco import CocoResult, find_spice_problem, score_coco, tokenize_captions
+from altcap.metrics.coco import find_spice_problem, score_coco, tokenize_captions
 from altcap.metrics.config import EvaluateConfig
 from altcap.metrics.fgd import FgdStatistic, embed_sentences, load_encoder
-from altcap.metrics.inputs import EvalInputs, load_inputs
-from altcap.metrics.outputs import write_outputs
+from altcap.metrics.inputs import load_inputs
+from altcap.metrics.outputs import Scored, write_outputs
 
 log = logging.getLogger(__name__)
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "FGD")
 MODES = ("multi", "single")
-
-
-@dataclass
-class Scored:
-    """Everything computed for one run, before it is written."""
-
-    inputs: EvalInputs
-    results: dict[str, dict[str, CocoResult]] = field(default_factory=dict)  # mode -> system -> result
-    replicates: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (mode, sys, metric)
-    missing: dict[str, str] = field(default_factory=dict)
 
 
 def select_references(references: list[list[str]], mode: str) -> list[list[str]]:

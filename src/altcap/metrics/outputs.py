@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,10 @@ from altcap.metrics.config import EvaluateConfig
 from altcap.provenance import build_provenance, sha256_file
 
 if TYPE_CHECKING:
-    from altcap.metrics.evaluate import Scored
+    import numpy as np
+
+    from altcap.metrics.coco import CocoResult
+    from altcap.metrics.inputs import EvalInputs
 
 PER_IMAGE_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "embedding_distance")
 CHART_NAME = "metrics_bar"
@@ -35,6 +39,17 @@ NOTES = {
     "comparisons": "diff = b - a on all images; CI and two-sided p from the paired bootstrap "
     "(null-shifted differences), multi-reference metrics only",
 }
+
+
+# Lives beside the writer, not in evaluate.py (which fills it), so writing never imports scoring.
+@dataclass
+class Scored:
+    """Everything computed for one run, before it is written."""
+
+    inputs: EvalInputs
+    results: dict[str, dict[str, CocoResult]] = field(default_factory=dict)  # mode -> system -> result
+    replicates: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (mode, sys, metric)
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def make_json_ready(value: Any) -> Any:

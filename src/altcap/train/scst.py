@@ -22,8 +22,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from altcap.metrics.cider_reward import CorpusCiderD
 from altcap.models.text_inputs import IGNORE_INDEX
+from altcap.train.cider_reward import CorpusCiderD
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, load_rgb
 
