@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 SIM_STAMP = "SIMULATED DATA"
+logger = logging.getLogger(__name__)
 
 
 def stamp_figure(fig: plt.Figure, simulated: bool) -> None:
@@ -77,6 +81,22 @@ def plot_likert(descriptives: dict[str, Any], scale_max: int, out_stem: Path, si
     return save_figure(fig, out_stem, simulated)
 
 
+def build_error_bars(
+    estimate: float | None, ci_low: float | None, ci_high: float | None
+) -> tuple[float, float, float]:
+    """(height, error below, error above) of one bar: never negative errors, NaN when not estimated.
+
+    A percentile bootstrap CI of a statistic with many ties (Kendall tau of Likert gains over a few
+    images) can miss its own point estimate; the bar then spans the smallest interval holding both,
+    instead of matplotlib refusing a negative error bar and the chart being lost.
+    """
+    if estimate is None or not math.isfinite(estimate):
+        return math.nan, 0.0, 0.0
+    low = estimate if ci_low is None else min(ci_low, estimate)
+    high = estimate if ci_high is None else max(ci_high, estimate)
+    return estimate, estimate - low, high - estimate
+
+
 def plot_validity(validity: dict[str, Any], out_stem: Path, simulated: bool) -> list[Path]:
     """Kendall tau (with 95% CI) of each metric's per-image gain against each human gain."""
     outcomes = validity["outcomes"]
@@ -85,12 +105,44 @@ def plot_validity(validity: dict[str, Any], out_stem: Path, simulated: bool) -> 
     width = 0.8 / max(len(outcomes), 1)
     for k, (outcome, by_metric) in enumerate(outcomes.items()):
         xs = np.arange(len(metrics)) + k * width
-        taus = [by_metric.get(m, {}).get("tau") or 0.0 for m in metrics]
-        lows = [taus[i] - (by_metric.get(m, {}).get("ci_low") or taus[i]) for i, m in enumerate(metrics)]
-        highs = [(by_metric.get(m, {}).get("ci_high") or taus[i]) - taus[i] for i, m in enumerate(metrics)]
+        blocks = [by_metric.get(m, {}) for m in metrics]
+        bars = [build_error_bars(b.get("tau"), b.get("ci_low"), b.get("ci_high")) for b in blocks]
+        if not bars:
+            continue
+        taus, lows, highs = (list(column) for column in zip(*bars, strict=True))
         ax.bar(xs, taus, width, yerr=[lows, highs], capsize=3, label=outcome)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(metrics)) + width * (len(outcomes) - 1) / 2, metrics, fontsize=8)
     ax.set_ylabel("Kendall tau")
     ax.legend(fontsize=7)
     return save_figure(fig, out_stem, simulated)
+
+
+def draw_charts(result: dict[str, Any], out_dir: Path) -> tuple[list[Path], list[str]]:
+    """Every chart of an analysis; one that fails is logged once and left out, and the rest go on.
+
+    Args:
+        result: the analysis.json content (descriptives, scale_max, metric_validity, simulated).
+        out_dir: the analysis folder.
+
+    Returns:
+        (written PNG and SVG paths, one line per chart that could not be drawn).
+    """
+    simulated = result["simulated"]
+    jobs: list[tuple[str, Callable[[Path], list[Path]]]] = [
+        ("likert", lambda stem: plot_likert(result["descriptives"], result["scale_max"], stem, simulated))
+    ]
+    validity = result.get("metric_validity")
+    if validity:
+        jobs.append(("metric_validity", lambda stem: plot_validity(validity, stem, simulated)))
+    paths, problems = [], []
+    for name, draw in jobs:
+        try:
+            paths += draw(out_dir / name)
+        except Exception as err:  # a chart only shows numbers that analysis.json and analysis.md hold
+            plt.close("all")
+            for suffix in (".png", ".svg"):
+                (out_dir / name).with_suffix(suffix).unlink(missing_ok=True)
+            problems.append(f"{name}: {type(err).__name__}: {err}")
+            logger.warning("chart %s not drawn (%s); the analysis goes on without it", name, problems[-1])
+    return paths, problems

@@ -146,14 +146,13 @@ def run_analyze(cfg: AnalysisConfig) -> Path:
     Returns:
         Path of analysis.json.
     """
-    from altcap.analysis.charts import plot_likert, plot_validity
+    from altcap.analysis.charts import draw_charts
     from altcap.analysis.markdown import write_analysis_md
 
     require_empty_folder(cfg.out)
     result = analyze_export(cfg)
-    charts = plot_likert(result["descriptives"], result["scale_max"], cfg.out / "likert", result["simulated"])
-    if result["metric_validity"]:
-        charts += plot_validity(result["metric_validity"], cfg.out / "metric_validity", result["simulated"])
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    charts, result["chart_problems"] = draw_charts(result, cfg.out)
     inputs = {
         str(p): sha256_file(p) for p in (cfg.export_dir / "responses.csv", cfg.metrics) if p and p.is_file()
     }
