@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,18 @@ import numpy as np
 
 SIM_STAMP = "SIMULATED DATA"
 logger = logging.getLogger(__name__)
+# Column names of per_image.jsonl and analysis.json as a reader would say them; others lose underscores.
+READABLE_NAMES = {
+    "embedding_distance": "embedding distance",
+    "length_words": "length (words)",
+    "task_accuracy": "task accuracy",
+}
+LABEL_WRAP_CHARS = 12
+
+
+def name_readably(name: str) -> str:
+    """A metric, item or outcome name for a chart label ("embedding_distance" -> "embedding distance")."""
+    return READABLE_NAMES.get(name, name.replace("_", " "))
 
 
 def stamp_figure(fig: plt.Figure, simulated: bool) -> None:
@@ -52,11 +65,16 @@ def plot_likert(descriptives: dict[str, Any], scale_max: int, out_stem: Path, si
     Returns:
         The PNG and SVG paths.
     """
+    return save_figure(build_likert_figure(descriptives, scale_max), out_stem, simulated)
+
+
+def build_likert_figure(descriptives: dict[str, Any], scale_max: int) -> plt.Figure:
+    """The figure of `plot_likert` (not saved)."""
     labels, shares = [], []
     for item, by_system in descriptives.items():
         for system, block in by_system.items():
             counts = np.array([block["counts"].get(str(k), 0) for k in range(1, scale_max + 1)], dtype=float)
-            labels.append(f"{item}\n{system}")
+            labels.append(f"{name_readably(item)}\n{system}")
             shares.append(counts / counts.sum() if counts.sum() else counts)
     fig, ax = plt.subplots(figsize=(6.5, 0.55 * len(labels) + 1.0))
     colors = plt.get_cmap("RdBu")(np.linspace(0.1, 0.9, scale_max))
@@ -78,7 +96,7 @@ def plot_likert(descriptives: dict[str, Any], scale_max: int, out_stem: Path, si
     ax.set_xlabel("share of ratings (left of 0: below the midpoint)")
     ax.legend(title="rating", ncol=scale_max, loc="upper center", bbox_to_anchor=(0.5, -0.35), fontsize=7)
     ax.invert_yaxis()
-    return save_figure(fig, out_stem, simulated)
+    return fig
 
 
 def build_error_bars(
@@ -98,10 +116,25 @@ def build_error_bars(
 
 
 def plot_validity(validity: dict[str, Any], out_stem: Path, simulated: bool) -> list[Path]:
-    """Kendall tau (with 95% CI) of each metric's per-image gain against each human gain."""
+    """Kendall tau (with 95% CI) of each metric's per-image gain against each human gain.
+
+    Args:
+        validity: analysis.json "metric_validity" ({"outcomes": {outcome: {metric: {tau, ci_low, ...}}}}).
+        out_stem: output path without suffix.
+        simulated: stamp the figure.
+
+    Returns:
+        The PNG and SVG paths.
+    """
+    return save_figure(build_validity_figure(validity), out_stem, simulated)
+
+
+def build_validity_figure(validity: dict[str, Any]) -> plt.Figure:
+    """The figure of `plot_validity` (not saved): one group of bars per metric, one bar per outcome."""
     outcomes = validity["outcomes"]
     metrics = sorted({m for v in outcomes.values() for m in v})
-    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    # Wider with more metrics, so each label keeps about an inch (the demo run has 7 metrics).
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.95 * len(metrics)), 3.0))
     width = 0.8 / max(len(outcomes), 1)
     for k, (outcome, by_metric) in enumerate(outcomes.items()):
         xs = np.arange(len(metrics)) + k * width
@@ -110,12 +143,18 @@ def plot_validity(validity: dict[str, Any], out_stem: Path, simulated: bool) -> 
         if not bars:
             continue
         taus, lows, highs = (list(column) for column in zip(*bars, strict=True))
-        ax.bar(xs, taus, width, yerr=[lows, highs], capsize=3, label=outcome)
+        ax.bar(xs, taus, width, yerr=[lows, highs], capsize=3, label=name_readably(outcome))
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(np.arange(len(metrics)) + width * (len(outcomes) - 1) / 2, metrics, fontsize=8)
+    labels = [textwrap.fill(name_readably(m), LABEL_WRAP_CHARS) for m in metrics]
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(outcomes) - 1) / 2, labels, fontsize=8)
+    if len(metrics) > 5:
+        ax.tick_params(axis="x", labelrotation=30)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_ylabel("Kendall tau")
+    ax.set_title("Does a metric's per-image gain track the human gain?", fontsize=9)
     ax.legend(fontsize=7)
-    return save_figure(fig, out_stem, simulated)
+    fig.tight_layout()
+    return fig
 
 
 def draw_charts(result: dict[str, Any], out_dir: Path) -> tuple[list[Path], list[str]]:

@@ -14,7 +14,8 @@ from altcap.train.cache import CollateWithFeatures
 from altcap.train.checkpoint import TrainState
 from altcap.train.config import TrainConfig
 from altcap.train.data import make_collate
-from altcap.train.plots import LOSS_CURVES, plot_loss_curves
+from altcap.train.logs import TRAIN_LOG, read_log_rows
+from altcap.train.plots import LOSS_CURVES, MIN_EPOCHS_PER_EPOCH_PLOT, plot_loss_curves, plot_step_losses
 
 
 class CaptionLoss(torch.nn.Module):
@@ -62,5 +63,8 @@ def compute_caption_loss(loss_module: torch.nn.Module, batch: dict[str, Any]) ->
 
 
 def plot_caption_loss(state: TrainState, out_dir: Path) -> Path:
-    """loss_curves.png: mean train and validation loss per epoch."""
+    """loss_curves.png: train and validation loss per epoch, or per logged step under 3 epochs."""
+    rows = read_log_rows(out_dir / TRAIN_LOG)
+    if len(state.epoch_train_losses) < MIN_EPOCHS_PER_EPOCH_PLOT and rows:
+        return plot_step_losses(rows, out_dir / LOSS_CURVES)
     return plot_loss_curves(state.epoch_train_losses, state.epoch_val_losses, out_dir / LOSS_CURVES)
