@@ -152,7 +152,8 @@ def build_validity_figure(validity: dict[str, Any]) -> plt.Figure:
         plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     ax.set_ylabel("Kendall tau")
     ax.set_title("Does a metric's per-image gain track the human gain?", fontsize=9)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
