@@ -9,13 +9,13 @@ from __future__ import annotations
 import typer
 
 from altcap import __version__
+from altcap.analysis.commands import register as register_study_analysis
 from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
 from altcap.metrics.commands import evaluate_command
 from altcap.pipeline.commands import run_command
 from altcap.report.commands import memo_command
-from altcap.study.analysis_commands import register as register_study_analysis
 from altcap.study.commands import app as study_app
 from altcap.train.commands import train_command
 

@@ -17,13 +17,13 @@ from PIL import Image
 from pypdf import PdfReader
 from typer.testing import CliRunner
 
+from altcap.analysis.commands import AnalysisConfig, run_analyze, run_simulate
+from altcap.analysis.simulate import SimulationConfig
 from altcap.report.commands import MemoConfig, memo_command, run_memo
 from altcap.report.memo import SAMPLE_RULE, describe_validity, pick_samples
 from altcap.report.metric_context import CITATIONS, describe_metric_context
 from altcap.report.samples import CASE_LABELS, THUMBNAIL_PX, build_samples
 from altcap.report.training import describe_training, read_train_run
-from altcap.study.analysis_commands import AnalysisConfig, run_analyze, run_simulate
-from altcap.study.simulate import SimulationConfig
 
 # A number not glued to a word (so BLEU-4, CIDEr-D, hashes and ids are not numbers).
 NUMBER = re.compile(r"(?<![\w.\-])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w.]|-\d)")

@@ -17,8 +17,8 @@ from study_helpers import XSS, StudyFixture, fill_form, make_study, parse_form
 from test_routes import complete_session, count_answers, login, step
 from typer.testing import CliRunner
 
+from altcap.analysis import stats as analysis
 from altcap.cli import app
-from altcap.study import analysis
 from altcap.study.db import Participant, Trial, make_engine, make_session_factory, upgrade_database
 from altcap.study.export import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, write_export
 from altcap.study.freeze import create_invitations

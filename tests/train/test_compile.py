@@ -129,7 +129,7 @@ def test_block_scope_compiles_each_trainable_layer_once_without_per_layer_recomp
     from altcap.models.loading import ModelConfig, apply_lora, load_model
     from altcap.train.compile import compile_for_training
     from altcap.train.config import TrainConfig
-    from altcap.train.run import CaptionLoss
+    from altcap.train.cross_entropy import CaptionLoss
 
     torch.manual_seed(0)
     model, processor, family = load_model(ModelConfig(model_id=str(deeper_t5_blip2(tiny_model, tmp_path))))

@@ -13,9 +13,9 @@ from PIL import Image
 from train_fixtures import CAPTIONS, make_config, read_log, write_manifest
 
 from altcap.config import ConfigError
-from altcap.metrics.cider_reward import CorpusCiderD, simple_tokenize
 from altcap.models.loading import ModelConfig, load_model
 from altcap.models.tiny import build_tiny_altcap_mini
+from altcap.train.cider_reward import CorpusCiderD, simple_tokenize
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, read_split_examples
 from altcap.train.run import run_train
@@ -185,7 +185,7 @@ def test_scst_on_two_processes(tiny_model, tmp_path: Path) -> None:
 
 def test_length_reward_weight_reaches_the_loss(tiny_mini: Path) -> None:
     """Eval mode returns -mean greedy reward: CIDEr-D alone at weight 0, plus the length term above 0."""
-    from altcap.metrics.cider_reward import compute_length_term
+    from altcap.train.cider_reward import compute_length_term
 
     model, processor, family = load_model(ModelConfig(model_id=str(tiny_mini), device="cpu"))
     caption = "a dog plays"

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from altcap.data.images import load_image_rgb
 
-if TYPE_CHECKING:
-    from altcap.infer.caption import CaptionItem
+
+# Defined here, not in caption.py, so batching (which caption.py imports) needs nothing from above it.
+@dataclass(frozen=True)
+class CaptionItem:
+    """One image to caption: its join key, where it is, and its own prompt (None = default)."""
+
+    key: str
+    path: Path
+    prompt: str | None = None
 
 
 def iter_batches(items: list[CaptionItem], batch_size: int) -> Iterator[list[CaptionItem]]:

@@ -22,7 +22,13 @@ from PIL import Image, UnidentifiedImageError
 from altcap.data.image_screen import describe_unreadable, screen_listed_images
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
-from altcap.infer.batches import concat_inputs, iter_batches, iter_prepared_batches, pad_batches
+from altcap.infer.batches import (
+    CaptionItem,
+    concat_inputs,
+    iter_batches,
+    iter_prepared_batches,
+    pad_batches,
+)
 from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 from altcap.infer.config import CaptionConfig
 from altcap.provenance import build_provenance
@@ -33,15 +39,6 @@ GRAPHED_FAMILIES = ("blip2", "instructblip")  # their Flan-T5 decoders (`models/
 
 class CaptionError(ValueError):
     """Bad input for `altcap caption`; the message names the file or field and the fix."""
-
-
-@dataclass(frozen=True)
-class CaptionItem:
-    """One image to caption: its join key, where it is, and its own prompt (None = default)."""
-
-    key: str
-    path: Path
-    prompt: str | None = None
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from altcap.metrics.bootstrap import (
     compute_percentile_ci,
     draw_weights,
 )
-from altcap.metrics.coco import CocoResult, find_spice_problem, score_coco, tokenize_captions
+from altcap.metrics.coco import find_spice_problem, score_coco, tokenize_captions
 from altcap.metrics.config import EvaluateConfig
 from altcap.metrics.fgd import FgdStatistic, embed_sentences, load_encoder
 from altcap.metrics.hallucination import (
@@ -32,9 +31,9 @@ from altcap.metrics.hallucination import (
     load_object_vocabulary,
     score_hallucination,
 )
-from altcap.metrics.inputs import EvalInputs, load_inputs
+from altcap.metrics.inputs import load_inputs
 from altcap.metrics.length import adjust_all_pairs, compare_lengths, summarise_length
-from altcap.metrics.outputs import write_outputs
+from altcap.metrics.outputs import Scored, write_outputs
 
 log = logging.getLogger(__name__)
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "FGD")
@@ -53,16 +52,6 @@ LENGTH_ADJUSTED_METRICS = (
     "CHAIR-s",
     "embedding_distance",
 )
-
-
-@dataclass
-class Scored:
-    """Everything computed for one run, before it is written."""
-
-    inputs: EvalInputs
-    results: dict[str, dict[str, CocoResult]] = field(default_factory=dict)  # mode -> system -> result
-    replicates: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (mode, sys, metric)
-    missing: dict[str, str] = field(default_factory=dict)
 
 
 def select_references(references: list[list[str]], mode: str) -> list[list[str]]:

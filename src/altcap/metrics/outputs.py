@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,10 @@ from altcap.metrics.content_report import render_content_markdown
 from altcap.provenance import build_provenance, sha256_file
 
 if TYPE_CHECKING:
-    from altcap.metrics.evaluate import Scored
+    import numpy as np
+
+    from altcap.metrics.coco import CocoResult
+    from altcap.metrics.inputs import EvalInputs
 
 PER_IMAGE_METRICS = (
     "BLEU-4",
@@ -54,6 +58,17 @@ NOTES = {
     "scene_graph_f1": "not SPICE: SPICE-like tuple F1 from SceneGraphParser on spaCy en_core_web_sm "
     "3.8.0, exact lemma matching; agreement with SPICE unknown unless SPICE ran on the same captions",
 }
+
+
+# Lives beside the writer, not in evaluate.py (which fills it), so writing never imports scoring.
+@dataclass
+class Scored:
+    """Everything computed for one run, before it is written."""
+
+    inputs: EvalInputs
+    results: dict[str, dict[str, CocoResult]] = field(default_factory=dict)  # mode -> system -> result
+    replicates: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict)  # (mode, sys, metric)
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def make_json_ready(value: Any) -> Any:

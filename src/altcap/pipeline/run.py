@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from altcap.analysis.commands import AnalysisConfig
+from altcap.analysis.simulate import SimulationConfig
 from altcap.config import StageConfig, dump_config
 from altcap.data.configs import DataCheckConfig
 from altcap.infer.config import GenerationConfig
@@ -23,8 +25,6 @@ from altcap.metrics.config import EvaluateConfig
 from altcap.models.loading import ModelConfig
 from altcap.pipeline.stages import Stage, StageResult, run_stages
 from altcap.report.commands import MemoConfig
-from altcap.study.analysis_commands import AnalysisConfig
-from altcap.study.simulate import SimulationConfig
 from altcap.train.config import TrainConfig
 
 PIPELINE_OWNED_FIELDS = (
@@ -219,8 +219,8 @@ def _study_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
         return Stage("study (real export)", cfg.study, [export_dir], [export_dir], lambda: None)
 
     def run() -> None:
+        from altcap.analysis.commands import run_simulate
         from altcap.infer.captions_file import read_captions
-        from altcap.study.analysis_commands import run_simulate
 
         images = [record.image for record in read_captions(p["base"])]
         simulation = cfg.simulation.model_copy(update={"out": _fresh(p["study"]), "with_metrics": False})
@@ -253,7 +253,7 @@ def _run_evaluate(evaluate: EvaluateConfig) -> None:
 
 
 def _run_analysis(analysis: AnalysisConfig) -> None:
-    from altcap.study.analysis_commands import run_analyze
+    from altcap.analysis.commands import run_analyze
 
     _fresh(analysis.out)
     run_analyze(analysis)

@@ -13,7 +13,8 @@ from pydantic import Field
 from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, require_empty_folder, sha256_file
-from altcap.report.memo import MemoInputs, read_json, render_memo_markdown
+from altcap.report.inputs import read_json
+from altcap.report.memo import MemoInputs, render_memo_markdown
 from altcap.report.training import read_train_run
 
 

@@ -6,19 +6,18 @@ metrics.json, per_image.jsonl, power.json or the training run's files (a test ch
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from altcap.report.analysis_md import fmt
+from altcap.analysis.markdown import fmt
 from altcap.report.metric_context import describe_metric_context
 from altcap.report.samples import SAMPLE_RULE, build_samples, pick_samples
 from altcap.report.training import TrainRunFiles, describe_training
 
-__all__ = ["SAMPLE_RULE", "MemoInputs", "pick_samples", "read_json", "render_memo_markdown"]
+__all__ = ["SAMPLE_RULE", "MemoInputs", "pick_samples", "render_memo_markdown"]
 TEMPLATES = Path(__file__).parent / "templates"
 # What each criterion's estimate measures, so a negative "drop" is not read as a loss
 CRITERION_LABELS = {
@@ -47,16 +46,6 @@ class MemoInputs:
     def simulated(self) -> bool:
         """True when any input is simulated."""
         return bool(self.analysis.get("simulated") or (self.metrics or {}).get("simulated"))
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON file; errors name the file and the command that writes it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); regenerate the {what}") from err
 
 
 def build_metric_rows(metrics: dict[str, Any] | None) -> list[dict[str, Any]]:

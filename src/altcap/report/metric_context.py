@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from altcap.report.analysis_md import fmt
+from altcap.analysis.markdown import fmt
 
 # Fixed citation text (a test strips these before checking that every memo number comes from inputs).
 KREISS_2022 = 'Kreiss et al. (2022, "Context Matters for Image Descriptions for Accessibility")'

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from altcap.report.analysis_md import fmt
+from altcap.analysis.markdown import fmt
+from altcap.report.inputs import read_json
 
 PIPELINE_STAGE_MARKER = Path(".stages") / "train.json"
 
@@ -40,8 +41,6 @@ def read_train_run(train_dir: Path) -> TrainRunFiles:
     Returns:
         The recorded facts; `files` lists every file read (hashed into the memo's provenance).
     """
-    from altcap.report.memo import read_json
-
     provenance_path = train_dir / "provenance.json"
     run = TrainRunFiles(
         provenance=read_json(provenance_path, "training provenance (run `altcap train`)"),

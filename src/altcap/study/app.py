@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from altcap.study.config import StudySiteConfig
 from altcap.study.db import Study, make_engine, make_session_factory, secure_sqlite_file, upgrade_database
 from altcap.study.deps import TEMPLATES_DIR, AdminLoginRequired, AppState, PageError, render
-from altcap.study.guard import FailureLimits, RequestGuard, install_log_redaction, redact_tokens
+from altcap.study.guard import RequestGuard, install_log_redaction, redact_tokens
+from altcap.study.rate_limits import FailureLimits
 from altcap.study.routes import admin, export, participant
 from altcap.study.security import KEY_FILE_NAME, read_signing_key
 from altcap.study.trials import load_study

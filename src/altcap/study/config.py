@@ -15,7 +15,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from altcap.config import StageConfig
-from altcap.study.decision import DecisionRule
 from altcap.study.scoring import NOT_STATED
 
 QUESTION_COLUMNS = ("question_id", "image", "question", "kind", "choices", "answer", "accepted")
@@ -67,6 +66,27 @@ class AttentionCheck(BaseModel):
         if self.answer not in self.choices:
             raise ValueError(f"attention check answer {self.answer!r} is not one of choices {self.choices}")
         return self
+
+
+class DecisionRule(BaseModel):
+    """study.yaml `decision_rule` (frozen with the design before the first participant)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(
+        default=0.05, gt=0, lt=1, description="One-sided significance level of the primary test."
+    )
+    min_median_gain: float = Field(
+        default=0.5, description="Minimum median per-participant usefulness gain (Likert points)."
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["CIDEr-D", "SPICE"],
+        description="Automatic metrics whose 95% CI must be > 0.",
+    )
+    max_hallucination_increase: float = Field(
+        default=0.05, description="Largest allowed rise in the verifier hallucination rate (proportion)."
+    )
+    max_task_accuracy_drop: float = Field(default=0.05, description="Largest allowed drop in task accuracy.")
 
 
 class StudyConfig(StageConfig):

@@ -20,7 +20,7 @@ from altcap.study.security import ADMIN_COOKIE, ADMIN_SESSION_SECONDS, read_admi
 from altcap.study.trials import LoadedStudy
 
 if TYPE_CHECKING:
-    from altcap.study.guard import FailureLimits
+    from altcap.study.rate_limits import FailureLimits
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 

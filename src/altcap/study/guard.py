@@ -10,15 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
-from limits import RateLimitItem, parse, storage, strategies
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from altcap.study.config import StudySiteConfig
 from altcap.study.deps import UNKNOWN_LINK, error_response, get_state
 from altcap.study.security import ADMIN_COOKIE, hash_prefix
 
@@ -53,49 +50,6 @@ def install_log_redaction() -> None:
         target = logging.getLogger(name)
         if not any(isinstance(f, RedactTokensFilter) for f in target.filters):
             target.addFilter(RedactTokensFilter())
-
-
-@dataclass
-class FailureLimits:
-    """Moving-window counters of failed admin sign-ins and unknown participant links.
-
-    In-process memory: one `serve` process holds all counters (the study runs one uvicorn worker).
-    """
-
-    admin_per_client: RateLimitItem
-    admin_total: RateLimitItem
-    token_per_client: RateLimitItem
-    limiter: strategies.MovingWindowRateLimiter = field(
-        default_factory=lambda: strategies.MovingWindowRateLimiter(storage.MemoryStorage())
-    )
-
-    @classmethod
-    def from_site(cls, site: StudySiteConfig) -> FailureLimits:
-        """The limits configured for this server."""
-        return cls(
-            parse(site.admin_login_failures_per_client),
-            parse(site.admin_login_failures_total),
-            parse(site.token_failures_per_client),
-        )
-
-    def admin_allowed(self, client: str) -> bool:
-        """Whether another admin sign-in attempt from `client` may be checked now."""
-        return self.limiter.test(self.admin_per_client, "admin", client) and self.limiter.test(
-            self.admin_total, "admin-all"
-        )
-
-    def record_admin_failure(self, client: str) -> None:
-        """Count a wrong admin secret against the client and the account."""
-        self.limiter.hit(self.admin_per_client, "admin", client)
-        self.limiter.hit(self.admin_total, "admin-all")
-
-    def token_allowed(self, client: str) -> bool:
-        """Whether `client` may look up participant links now."""
-        return self.limiter.test(self.token_per_client, "token", client)
-
-    def record_token_failure(self, client: str) -> None:
-        """Count an unknown participant link against the client."""
-        self.limiter.hit(self.token_per_client, "token", client)
 
 
 def client_of(request: Request) -> str:

@@ -21,6 +21,7 @@ import torch
 from altcap.train.checkpoint import TrainState, restore_rng_state, save_checkpoint
 from altcap.train.logs import TrainLogger
 from altcap.train.next_epoch import NextEpoch
+from altcap.train.objectives import OBJECTIVES, Objective
 
 
 class TrainingDivergedError(RuntimeError):
@@ -52,7 +53,7 @@ class TrainRun:
     save_best: Callable[[], None] | None = None
     resume_rng: dict[str, Any] | None = None
     frozen_modules: list[torch.nn.Module] = field(default_factory=list)
-    objective: str = "cross_entropy"
+    objective: Objective = OBJECTIVES["cross_entropy"]
     # Extra figures for each logged row (SCST: mean sample reward since the last row).
     step_metrics: Callable[[], dict[str, float]] | None = None
     # (step, loss on the device, lr) of optimizer steps whose loss the host has not read yet.
@@ -255,10 +256,8 @@ def close_epoch(run: TrainRun, val_loss: float | None, end_of_epoch: bool) -> No
 
 
 def compute_loss(run: TrainRun, batch: dict[str, Any]) -> torch.Tensor:
-    """Caption-token loss of one batch, from cached features when a cache is in use (SCST: its loss)."""
-    if run.objective == "scst":
-        return run.loss_module(batch["inputs"], batch["examples"], batch["images"])
-    return run.loss_module(batch["inputs"], batch.get("features"))
+    """The objective's loss of one batch (cross-entropy: from cached features when a cache is in use)."""
+    return run.objective.compute_loss(run.loss_module, batch)
 
 
 def optimizer_skips_on_device(run: TrainRun) -> bool:

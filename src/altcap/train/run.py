@@ -21,39 +21,20 @@ import torch
 from altcap.config import ConfigError, dump_config
 from altcap.models.loading import ModelLoadError, apply_lora, load_model
 from altcap.provenance import build_provenance
-from altcap.train.cache import CollateWithFeatures
 from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
 from altcap.train.compile import compile_for_training
 from altcap.train.config import TrainConfig
-from altcap.train.data import build_loader, caption_lengths, make_collate
+from altcap.train.cross_entropy import CaptionLoss  # noqa: F401 (benchmarks/profile_gpu.py imports it here)
+from altcap.train.data import build_loader, caption_lengths
 from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_frozen_modules
-from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, read_log_rows, truncate_log
+from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
 from altcap.train.loop import TrainRun, fit
-from altcap.train.plots import LOSS_CURVES, SCST_CURVES, plot_loss_curves, plot_scst_rewards
-from altcap.train.scst import build_scst_loss
 from altcap.train.validate import TrainPlan, lora_targets, validate_train_config
 
 logger = logging.getLogger(__name__)
 
 _MIXED_PRECISION = {"bf16": "bf16", "fp16": "fp16", "fp32": "no"}
 _WEIGHT_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-
-
-class CaptionLoss(torch.nn.Module):
-    """Wraps the model so DDP/FSDP see one forward, whether features come from the cache or not."""
-
-    def __init__(self, model: torch.nn.Module, family: Any):
-        super().__init__()
-        self.model = model
-        self.family = family
-
-    def forward(
-        self, inputs: dict[str, Any], features: dict[str, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """Mean loss over caption tokens."""
-        if features is None:
-            return self.model(**inputs).loss
-        return self.family.forward_from_features(self.model, features, inputs)
 
 
 def build_accelerator(cfg: TrainConfig, plan: TrainPlan) -> Any:
@@ -236,7 +217,7 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         patience=cfg.early_stopping.patience,
         min_delta=cfg.early_stopping.min_delta,
         frozen_modules=frozen_submodules(model, plan.family),
-        objective=cfg.objective,
+        objective=plan.objective,
         prefetch_next_epoch=cfg.num_workers > 0,
         step_metrics=getattr(acc.unwrap_model(loss_module), "pop_mean_reward", None),
     )
@@ -253,14 +234,7 @@ def build_loss_and_loaders(
     cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any, cache: Any
 ) -> tuple[Any, Any, Any, Any]:
     """The objective's loss module and its (train loader, train sampler, val loader or None)."""
-    if cfg.objective == "scst":
-        loss_module, collate = build_scst_loss(cfg, plan, model, processor)
-    else:
-        loss_module = CaptionLoss(model, plan.family)
-        # With the cache, the loss reads cached features, so the loaders never decode an image.
-        collate = make_collate(plan.family, processor, cfg.data.max_caption_tokens, with_pixels=cache is None)
-        if cache is not None:
-            collate = CollateWithFeatures(collate, cache)
+    loss_module, collate = plan.objective.build_loss(cfg, plan, model, processor, cache)
     pin_memory = acc.device.type == "cuda"
     lengths = None
     if cfg.group_by_length:
@@ -300,10 +274,7 @@ def write_outputs(
     model = unwrap_peft(run)
     save_adapter(model, out / "adapter")
     dump_config(cfg, out / "config.yaml")
-    if cfg.objective == "scst":  # its loss is a policy-gradient surrogate: the reward is what to look at
-        plot_scst_rewards(read_log_rows(out / TRAIN_LOG), out / SCST_CURVES)
-    else:
-        plot_loss_curves(state.epoch_train_losses, state.epoch_val_losses, out / LOSS_CURVES)
+    plan.objective.plot_curves(state, out)
     provenance = build_provenance(
         cfg,
         cfg.model.model_id,

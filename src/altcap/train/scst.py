@@ -17,15 +17,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from altcap.metrics.cider_reward import CorpusCiderD, add_length_term, simple_tokenize
 from altcap.models.text_inputs import IGNORE_INDEX
+from altcap.train.cider_reward import CorpusCiderD, add_length_term, simple_tokenize
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, load_rgb
+from altcap.train.logs import TRAIN_LOG, read_log_rows
+from altcap.train.plots import SCST_CURVES, plot_scst_rewards
 
 
 def labels_are_shifted(model: Any) -> bool:
@@ -191,9 +194,33 @@ def make_scst_collate(family: Any, processor: Any) -> Any:
     return collate
 
 
-def build_scst_loss(cfg: Any, plan: Any, model: Any, processor: Any) -> tuple[ScstLoss, Any]:
-    """The SCST loss module (idf from every training image's references) and its collate function."""
+def build_scst_loss(
+    cfg: Any, plan: Any, model: Any, processor: Any, cache: Any = None
+) -> tuple[ScstLoss, Any]:
+    """The SCST loss module (idf from every training image's references) and its collate function.
+
+    Args:
+        cfg: the training config (its `scst` settings).
+        plan: the validated plan (training examples, one per image, and the model family).
+        model: the PEFT-wrapped model.
+        processor: the model's processor.
+        cache: always None: SCST samples from pixels, so validation never plans a feature cache.
+
+    Returns:
+        (loss module, collate function).
+    """
+    assert cache is None, "SCST samples captions from pixels; no feature cache is planned for it"
     reward = CorpusCiderD(e.references for e in plan.train_examples)
     return ScstLoss(model, plan.family, processor, reward, cfg.scst), make_scst_collate(
         plan.family, processor
     )
+
+
+def compute_scst_loss(loss_module: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """The SCST surrogate loss of one batch (samples, rewards and log-probabilities inside)."""
+    return loss_module(batch["inputs"], batch["examples"], batch["images"])
+
+
+def plot_scst_curves(state: Any, out_dir: Path) -> Path:
+    """reward_curves.png: its loss is a policy-gradient surrogate, so the reward is what to look at."""
+    return plot_scst_rewards(read_log_rows(out_dir / TRAIN_LOG), out_dir / SCST_CURVES)

@@ -29,6 +29,7 @@ from altcap.train.checkpoint import find_latest_checkpoint
 from altcap.train.config import TrainConfig
 from altcap.train.data import Example, load_rgb, read_split_examples
 from altcap.train.logs import check_tracker_available
+from altcap.train.objectives import OBJECTIVES, Objective, check_objective_settings, get_objective
 
 # Leaf names of the Q-Former's attention layers (BLIP-2 and InstructBLIP share the BERT layout).
 QFORMER_LORA_TARGETS = ("query", "value")
@@ -39,6 +40,7 @@ class TrainPlan:
     """What validation found out, reused by `run_train` so nothing is read twice."""
 
     family: ModelFamily | None = None
+    objective: Objective = OBJECTIVES["cross_entropy"]
     train_examples: list[Example] = field(default_factory=list)
     val_examples: list[Example] = field(default_factory=list)
     use_cache: bool = False
@@ -73,7 +75,7 @@ def check_data(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
         problems.append("data.manifest is not set; pass --manifest PATH (a manifest from `altcap data`)")
         return
     try:
-        per_image = cfg.objective == "scst"
+        per_image = plan.objective.one_example_per_image
         plan.train_examples = read_split_examples(
             manifest, cfg.data.train_split, cfg.data.prompt, cfg.data.max_train_records, per_image
         )
@@ -222,8 +224,7 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
         )
     requested = cfg.feature_cache.enabled
     trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0
-    # SCST samples captions with the family's own generate, which starts from pixels.
-    needs_pixels = trains_frozen_part or cfg.objective == "scst"
+    needs_pixels = trains_frozen_part or plan.objective.samples_from_pixels
     plan.use_cache = can_cache and not needs_pixels and requested is not False
 
 
@@ -239,7 +240,8 @@ def validate_train_config(cfg: TrainConfig) -> TrainPlan:
     Raises:
         ConfigError: one line per problem, each naming the field or file, the value and the fix.
     """
-    plan, problems = TrainPlan(), []
+    plan = TrainPlan(objective=get_objective(cfg.objective))
+    problems = check_objective_settings(cfg)
     hf_config = check_model(cfg, plan, problems)
     check_data(cfg, plan, problems)
     check_runtime(cfg, plan, problems)

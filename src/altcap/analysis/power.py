@@ -1,6 +1,6 @@
 """Simulation-based power of the pre-registered primary test (issue #7).
 
-Power = share of simulated studies (the model in `altcap.study.simulate`) in which the one-sided
+Power = share of simulated studies (the model in `altcap.analysis.simulate`) in which the one-sided
 Wilcoxon signed-rank test on per-participant mean usefulness gains, after the same exclusion rules
 as the real analysis, gives p < alpha.
 """
@@ -16,9 +16,9 @@ from pydantic import Field
 from rich.progress import track
 from scipy import stats
 
+from altcap.analysis.simulate import SimulationConfig, simulate_study
+from altcap.analysis.stats import compute_participant_diffs, compute_wilson, find_exclusions
 from altcap.config import StageConfig
-from altcap.study.analysis import compute_participant_diffs, compute_wilson, find_exclusions
-from altcap.study.simulate import SimulationConfig, simulate_study
 
 
 class PowerConfig(StageConfig):
@@ -94,5 +94,5 @@ def run_power(cfg: PowerConfig, show_progress: bool = True) -> dict:
         "alpha": cfg.alpha,
         "p_values": p_values,
         "config": cfg.model_dump(mode="json"),
-        "model": "altcap.study.simulate (cumulative logit, crossed participant/image random effects)",
+        "model": "altcap.analysis.simulate (cumulative logit, crossed participant/image random effects)",
     }

@@ -4,7 +4,7 @@ pycocoevalcap's `CiderScorer` takes its document frequencies (and log corpus siz
 references it is handed, which during training is one batch of images: the idf weights would then
 change from batch to batch and mean little. Written here so the frequencies come from the whole
 training split, once. With the corpus equal to the scored set, `score` equals pycocoevalcap's
-CIDEr-D image for image (tests/metrics/test_cider_reward.py), including its quirks: a caption's
+CIDEr-D image for image (tests/train/test_cider_reward.py), including its quirks: a caption's
 length for the Gaussian penalty is its bigram count, and n-grams are counted by `precook`.
 
 Captions are tokenised by `simple_tokenize` (lower case, punctuation dropped), not the Java PTB

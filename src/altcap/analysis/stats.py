@@ -1,7 +1,7 @@
 """Statistics of an exported study (issues #7, #14): exclusions, descriptives, primary test, models.
 
 Every function takes the long responses table (one row per answer, schemas.md) and returns a
-JSON-ready dict; `altcap.study.analysis_commands.run_analyze` assembles them into analysis.json.
+JSON-ready dict; `altcap.analysis.commands.run_analyze` assembles them into analysis.json.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from altcap.metrics.cider_reward import CorpusCiderD, add_length_term, compute_length_term, simple_tokenize
+from altcap.train.cider_reward import CorpusCiderD, add_length_term, compute_length_term, simple_tokenize
 
 REFERENCES = [
     ["A dog runs across the green grass.", "a brown dog is running on grass", "The dog plays outside"],

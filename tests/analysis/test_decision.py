@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from altcap.study.decision import DecisionRule, apply_decision_rule, hash_rule
+from altcap.analysis.decision import DecisionRule, apply_decision_rule, hash_rule
 
 RULE = DecisionRule()
 

@@ -1,8 +1,9 @@
 """`altcap study analyze | simulate | power`: thin Typer commands and the `run_analyze` stage.
 
-Attach them to the study Typer app with `register(study_app)` (cli.py does this). pandas, scipy and
-statsmodels are imported inside the functions: cli.py imports this module, and `altcap --help` must
-stay fast.
+The analysis stage owns these commands; cli.py attaches them to the study Typer app with
+`register(study_app)`, so users keep the names they know while study/ never imports analysis/.
+pandas, scipy and statsmodels are imported inside the functions: cli.py imports this module, and
+`altcap --help` must stay fast.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field, ValidationError
 
-from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
-from altcap.config import StageConfig
-from altcap.provenance import build_provenance, require_empty_folder, sha256_file
-from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
-from altcap.study.decision import DecisionRule, apply_decision_rule
-from altcap.study.simulate import (
+from altcap.analysis.decision import apply_decision_rule
+from altcap.analysis.simulate import (
     SIM_EPOCH,
     SIMULATED_MARKER,
     SimulationConfig,
     simulate_metrics,
     simulate_study,
 )
+from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
+from altcap.config import StageConfig
+from altcap.provenance import build_provenance, require_empty_folder, sha256_file
+from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
+from altcap.study.config import DecisionRule
 
 
 class AnalysisConfig(StageConfig):
@@ -65,43 +67,43 @@ def to_json_ready(value: Any) -> Any:
 
 def read_decision_rule(study: dict[str, Any], study_path: Path) -> DecisionRule:
     """The frozen decision rule from study.json (defaults when the design has none)."""
-    from altcap.study import analysis
+    from altcap.analysis import stats
 
     try:
         return DecisionRule.model_validate(study.get("decision_rule") or {})
     except ValidationError as err:
-        raise analysis.ExportError(f"{study_path}: decision_rule is invalid: {err}") from err
+        raise stats.ExportError(f"{study_path}: decision_rule is invalid: {err}") from err
 
 
 def read_metrics(path: Path | None) -> dict[str, Any] | None:
     """metrics.json, or None when not given; errors name the file."""
-    from altcap.study import analysis
+    from altcap.analysis import stats
 
     if path is None:
         return None
     if not path.is_file():
-        raise analysis.ExportError(f"{path}: metrics file not found; run `altcap evaluate` or drop --metrics")
+        raise stats.ExportError(f"{path}: metrics file not found; run `altcap evaluate` or drop --metrics")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def analyze_export(cfg: AnalysisConfig) -> dict[str, Any]:
     """Run every analysis on the export and return the analysis.json content (no files written)."""
-    from altcap.report.validity import analyze_metric_validity
-    from altcap.study import analysis
+    from altcap.analysis import stats
+    from altcap.analysis.validity import analyze_metric_validity
 
-    responses, participants, study, simulated = analysis.load_export(cfg.export_dir)
+    responses, participants, study, simulated = stats.load_export(cfg.export_dir)
     metrics = read_metrics(cfg.metrics)
     simulated = simulated or bool(metrics and metrics.get("simulated"))
-    excluded = analysis.find_exclusions(
+    excluded = stats.find_exclusions(
         responses, participants, cfg.min_completion, cfg.max_attention_failures
     )
     kept = responses[~responses["participant_id"].isin({e["participant_id"] for e in excluded})]
     kept = kept[kept["trial_kind"] != "practice"]
     items = [i["id"] for i in study.get("likert_items", [])] or [cfg.item]
     scale_max = max([int(i.get("scale_max", 7)) for i in study.get("likert_items", [])] or [7])
-    primary = analysis.run_primary_test(kept, cfg.item, cfg.n_boot, cfg.seed)
-    tasks = analysis.analyze_tasks(kept, cfg.n_boot, cfg.seed)
-    halluc = analysis.analyze_hallucination(kept, cfg.n_boot, cfg.seed)
+    primary = stats.run_primary_test(kept, cfg.item, cfg.n_boot, cfg.seed)
+    tasks = stats.analyze_tasks(kept, cfg.n_boot, cfg.seed)
+    halluc = stats.analyze_hallucination(kept, cfg.n_boot, cfg.seed)
     rule = read_decision_rule(study, cfg.export_dir / "study.json")
     decision = apply_decision_rule(
         rule,
@@ -124,10 +126,10 @@ def analyze_export(cfg: AnalysisConfig) -> dict[str, Any]:
         "exclusions": excluded,
         "ci_percent": 95,
         "scale_max": scale_max,
-        "descriptives": analysis.describe_likert(kept, items, scale_max),
-        "preferences": analysis.describe_preferences(kept),
+        "descriptives": stats.describe_likert(kept, items, scale_max),
+        "preferences": stats.describe_preferences(kept),
         "primary": primary,
-        "ordinal_model": analysis.fit_ordinal_model(kept, cfg.item),
+        "ordinal_model": stats.fit_ordinal_model(kept, cfg.item),
         "tasks": tasks,
         "hallucination": halluc,
         "metric_validity": analyze_metric_validity(kept, cfg.metrics, cfg.item, cfg.n_boot, cfg.seed),
@@ -144,14 +146,13 @@ def run_analyze(cfg: AnalysisConfig) -> Path:
     Returns:
         Path of analysis.json.
     """
-    from altcap.report.analysis_md import write_analysis_md
-    from altcap.report.charts import plot_likert, plot_validity
+    from altcap.analysis.charts import draw_charts
+    from altcap.analysis.markdown import write_analysis_md
 
     require_empty_folder(cfg.out)
     result = analyze_export(cfg)
-    charts = plot_likert(result["descriptives"], result["scale_max"], cfg.out / "likert", result["simulated"])
-    if result["metric_validity"]:
-        charts += plot_validity(result["metric_validity"], cfg.out / "metric_validity", result["simulated"])
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    charts, result["chart_problems"] = draw_charts(result, cfg.out)
     inputs = {
         str(p): sha256_file(p) for p in (cfg.export_dir / "responses.csv", cfg.metrics) if p and p.is_file()
     }
@@ -224,7 +225,7 @@ def analyze_command(
     set_: SetOptions = None,
 ) -> None:
     """Analyse a study export: exclusions, descriptives, primary test, models, decision."""
-    from altcap.study.analysis import ExportError
+    from altcap.analysis.stats import ExportError
 
     cfg = resolve_config(
         AnalysisConfig, config, {"export_dir": export_dir, "metrics": metrics, "out": out}, set_
@@ -264,7 +265,7 @@ def power_command(
 ) -> None:
     """Simulation-based power of the primary test for the planned n."""
     flags = {"n_participants": n, "effect": effect, "sims": sims, "out": out}
-    from altcap.study.power import PowerConfig, run_power
+    from altcap.analysis.power import PowerConfig, run_power
 
     cfg = resolve_config(PowerConfig, config, flags, set_)
     result = run_power(cfg)

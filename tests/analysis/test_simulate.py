@@ -10,14 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from altcap.study.analysis_commands import register, run_simulate
-from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
-from altcap.study.scoring import AnswerKey, score_answer
-from altcap.study.simulate import (
+from altcap.analysis.commands import register, run_simulate
+from altcap.analysis.simulate import (
     SimulationConfig,
     draw_ratings,
     simulate_study,
 )
+from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
+from altcap.study.scoring import AnswerKey, score_answer
 
 
 @pytest.fixture(scope="module")

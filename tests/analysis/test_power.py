@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from altcap.study.analysis_commands import register
-from altcap.study.power import PowerConfig, run_power
+from altcap.analysis.commands import register
+from altcap.analysis.power import PowerConfig, run_power
 
 
 def test_planted_effect_is_recovered_in_most_seeds() -> None:

@@ -133,6 +133,17 @@ def render_shares(result: dict[str, Any]) -> tuple[list[str], list[str]]:
     return [*prefs, f"_{result['preferences']['note']}_"], halluc_lines
 
 
+def render_chart(result: dict[str, Any], name: str, alt: str) -> list[str]:
+    """The chart's image link when it was drawn, else nothing (the numbers are in the tables)."""
+    return [f"![{alt}]({name})", ""] if name in result.get("charts", []) else []
+
+
+def render_chart_problems(result: dict[str, Any]) -> list[str]:
+    """Charts that could not be drawn, with the reason (their numbers are in the tables above)."""
+    problems = result.get("chart_problems") or []
+    return ["", "## Charts not drawn", *[f"- {p}" for p in problems]] if problems else []
+
+
 def write_analysis_md(result: dict[str, Any], path: Path) -> None:
     """Write analysis.md from the analysis.json content."""
     banner = [SIM_BANNER] if result["simulated"] else []
@@ -147,9 +158,10 @@ def write_analysis_md(result: dict[str, Any], path: Path) -> None:
         "## Exclusions", *excl, "", "## Decision", *render_decision(result["decision"]), "",
         "## Primary test", *render_primary(result["primary"]), "",
         "## Descriptives", *render_descriptives(result["descriptives"]), "",
-        "![Likert responses](likert.png)", "",
+        *render_chart(result, "likert.png", "Likert responses"),
         "## Preferences", *prefs, "", "## Ordinal model", *render_model(result["ordinal_model"]), "",
         "## Task accuracy", *render_tasks(result["tasks"]), "", "## Hallucination (verifier)", *halluc, "",
-        "## Metric validity", *render_validity(result["metric_validity"]), *banner,
+        "## Metric validity", *render_validity(result["metric_validity"]), *render_chart_problems(result),
+        *banner,
     ]  # fmt: skip
     path.write_text("\n".join(sections) + "\n", encoding="utf-8")

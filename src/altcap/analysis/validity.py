@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from altcap.study.analysis import SYSTEMS, select_likert, select_tasks
+from altcap.analysis.stats import SYSTEMS, select_likert, select_tasks
 
 NON_METRIC_KEYS = {"system", "image", "caption"}
 

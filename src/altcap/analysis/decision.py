@@ -16,33 +16,14 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
+
+from altcap.study.config import DecisionRule
 
 Status = Literal["met", "not_met", "inconclusive", "not_assessed"]
 Verdict = Literal["GO", "NO-GO", "INCONCLUSIVE"]
 LOWER_IS_BETTER = frozenset({"FGD"})
 REQUIRED_CRITERIA = ("usefulness", "metric")  # name prefixes: metric:CIDEr-D, metric:SPICE, ...
-
-
-class DecisionRule(BaseModel):
-    """study.yaml `decision_rule` (frozen with the design before the first participant)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    alpha: float = Field(
-        default=0.05, gt=0, lt=1, description="One-sided significance level of the primary test."
-    )
-    min_median_gain: float = Field(
-        default=0.5, description="Minimum median per-participant usefulness gain (Likert points)."
-    )
-    metrics: list[str] = Field(
-        default_factory=lambda: ["CIDEr-D", "SPICE"],
-        description="Automatic metrics whose 95% CI must be > 0.",
-    )
-    max_hallucination_increase: float = Field(
-        default=0.05, description="Largest allowed rise in the verifier hallucination rate (proportion)."
-    )
-    max_task_accuracy_drop: float = Field(default=0.05, description="Largest allowed drop in task accuracy.")
 
 
 class Criterion(BaseModel):
