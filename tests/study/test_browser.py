@@ -6,17 +6,16 @@ page.evaluate in a context that bypasses our CSP (the app itself ships no script
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
 from study_helpers import make_study
 
+from benchmarks import study_load as bench
+
 CHROMIUM = Path("/usr/bin/chromium")
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "study_load.py"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -35,18 +34,9 @@ pytestmark = [
 ]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("study_load_bench_browser", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def live(tmp_path: Path):
     """(study, base url) of a real uvicorn server on 127.0.0.1."""
-    bench = load_bench()
     study = make_study(tmp_path / "study", n_participants=2)
     port = bench.find_free_port()
     server = bench.start_server(study.run_dir, port)
