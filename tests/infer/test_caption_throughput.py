@@ -9,6 +9,7 @@ import pytest
 from benchmarks import caption_throughput
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["opt", "t5"])
 def test_tiny_sweep_writes_report_and_plot(tmp_path, variant) -> None:
     args = ["--tiny", "--tiny-variant", variant, "--num-images", "5", "--per-image-images", "2"]

@@ -16,6 +16,7 @@ from torch.autograd import DeviceType
 from benchmarks import profile_gpu, profile_setup, profile_summary
 
 
+@pytest.mark.slow
 def test_train_mode_profiles_altcap_step_and_writes_trace(tmp_path: Path) -> None:
     argv = ["train", "--tiny", "--steps", "2", "--warmup-steps", "1", "--batch-size", "4", "--trace"]
     out = profile_gpu.main([*argv, "--out", str(tmp_path / "train.json")])
@@ -40,6 +41,7 @@ def test_train_mode_profiles_altcap_step_and_writes_trace(tmp_path: Path) -> Non
     assert any(event.get("name") == "altcap_step" for event in trace["traceEvents"])
 
 
+@pytest.mark.slow
 def test_caption_mode_profiles_generate(tmp_path: Path) -> None:
     argv = ["caption", "--tiny", "--steps", "2", "--warmup-steps", "1", "--batch-size", "2"]
     argv += ["--num-beams", "2", "--max-new-tokens", "3", "--out", str(tmp_path / "caption.json")]
