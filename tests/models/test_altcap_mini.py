@@ -74,6 +74,7 @@ def test_efficientnet_lite0_classifies_dog_photos_as_dog_breeds() -> None:
     assert model.extract_features(pixels[:1]).shape == (1, 1280, 7, 7)
 
 
+@pytest.mark.slow
 @needs_lite0
 def test_stride_one_last_stage_keeps_every_pretrained_weight_and_doubles_the_grid(tmp_path: Path) -> None:
     config = mini.AltcapMiniConfig()

@@ -69,6 +69,7 @@ def test_advantage_is_the_reward_above_the_other_samples_mean() -> None:
     torch.testing.assert_close(advantages[1], torch.zeros(3))
 
 
+@pytest.mark.slow
 def test_one_step_raises_the_better_samples_log_probability(tiny_mini: Path) -> None:
     """Samples are fixed (generate replaced) so the step's direction is known: towards the reference."""
     torch.manual_seed(0)
