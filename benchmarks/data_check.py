@@ -1,6 +1,6 @@
 """Benchmark `altcap data check` on the whole real Flickr8k (8,091 images); target: under 60 s on 2 cores.
 
-Run: python benchmarks/data_check.py [--flickr8k DIR] [--workers 2]
+Run: python -m benchmarks.data_check [--flickr8k DIR] [--workers 2]
 Writes benchmarks/results/data_check.json (hardware, versions, seconds, images/s, counts per code).
 """
 
@@ -8,33 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 from altcap.data.check import run_data_check
 from altcap.data.configs import DataCheckConfig, DataImportConfig
 from altcap.data.importer import run_data_import
-from altcap.provenance import package_versions
+from benchmarks.common import FLICKR8K, RESULTS_DIR, collect_versions, describe_hardware, write_report
 
-RESULTS = Path(__file__).parent / "results" / "data_check.json"
-
-
-def describe_cpu() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else platform's guess."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+RESULTS = RESULTS_DIR / "data_check.json"
 
 
 def run_benchmark(flickr8k: Path, workers: int) -> dict:
     """Import Flickr8k to a temp folder, time `run_data_check` on it, and return the measurements."""
+    hardware = describe_hardware()  # before the run: its load average is the machine's, not ours
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         run_data_import(DataImportConfig(format="flickr8k", source=flickr8k, out_dir=Path(tmp) / "ds"))
@@ -49,17 +37,8 @@ def run_benchmark(flickr8k: Path, workers: int) -> dict:
     return {
         "benchmark": "altcap data check on Flickr8k",
         "dataset": str(flickr8k),
-        "hardware": {
-            "cpu": describe_cpu(),
-            "cpu_count": os.cpu_count(),
-            "workers": workers,
-            "platform": platform.platform(),
-        },
-        "versions": {
-            **package_versions(),
-            "pillow": metadata.version("pillow"),
-            "imagehash": metadata.version("imagehash"),
-        },
+        "hardware": {**hardware, "workers": workers},
+        "versions": collect_versions(["pillow", "imagehash"]),
         "import_seconds": round(import_seconds, 2),
         "check_seconds": round(check_seconds, 2),
         "images": summary["images_checked"],
@@ -82,19 +61,20 @@ def run_benchmark(flickr8k: Path, workers: int) -> dict:
     }
 
 
-def main() -> None:
-    """Parse arguments, run, print and save the result."""
+def main(argv: list[str] | None = None) -> Path:
+    """Parse arguments, run, print and save the result; returns the JSON path."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--flickr8k", type=Path, default=Path("/work/shared/data/flickr8k"))
+    parser.add_argument("--flickr8k", type=Path, default=FLICKR8K)
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
     if not (args.flickr8k / "Flickr8k.token.txt").is_file():
         raise SystemExit(f"{args.flickr8k}: no Flickr8k.token.txt; pass --flickr8k DIR")
     result = run_benchmark(args.flickr8k, args.workers)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_report(args.out, result)
     print(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":

@@ -7,24 +7,22 @@ self-attention (one query over t cached positions, T5's position bias as an addi
 cross-attention (one query over the 46 encoder positions), plus cross-attention with the 3 beams
 of an image sharing one copy of its keys and values (3 queries per image instead of 1).
 
-  python benchmarks/decode_attention.py                 # GPU: every backend, the real shapes
-  python benchmarks/decode_attention.py --tiny          # CPU smoke run (a test runs it)
+  python -m benchmarks.decode_attention                 # GPU: every backend, the real shapes
+  python -m benchmarks.decode_attention --tiny          # CPU smoke run (a test runs it)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-RESULTS_DIR = Path(__file__).parent / "results"
+from benchmarks.common import RESULTS_DIR, time_median_s, utc_stamp, write_report
+
 BACKENDS = {
     "cudnn": SDPBackend.CUDNN_ATTENTION,
     "flash": SDPBackend.FLASH_ATTENTION,
@@ -54,22 +52,6 @@ def attention_cases(images: int, beams: int, heads: int, head_dim: int, encoder_
     return cases
 
 
-def time_call(call, device: str, repeats: int) -> float:
-    """Median seconds of `call` over `repeats` runs after two warm-up runs."""
-    for _ in range(2):
-        call()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        began = time.perf_counter()
-        call()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - began)
-    return sorted(times)[len(times) // 2]
-
-
 def time_backends(
     tensors: tuple[torch.Tensor, ...],
     mask: torch.Tensor | None,
@@ -94,7 +76,7 @@ def time_backends(
             row[backend] = {"error": str(err).splitlines()[0][:200]}
             continue
         row[backend] = {
-            "median_ms": 1e3 * time_call(call, device, repeats),
+            "median_ms": 1e3 * time_median_s(call, repeats, device),
             "max_abs_error_vs_fp32": (out.float() - reference).abs().max().item(),
         }
     return row
@@ -139,21 +121,17 @@ def main(argv: list[str] | None = None) -> Path:
     if args.tiny:
         args.images, args.heads, args.head_dim, args.encoder_len, args.repeats = 4, 2, 8, 6, 3
     report = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "settings": {k: str(v) for k, v in vars(args).items() if k != "out"},
         "note": "one decoder layer's attention of one decode step; T5 has 24 decoder layers, "
         "each with a self- and a cross-attention, and a caption takes 30 steps here",
         "results": measure(args),
-        "versions": {"torch": torch.__version__},
     }
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     kind = "tiny" if args.tiny else "blip2-flan-t5-xl"
-    out = args.out or RESULTS_DIR / f"decode_attention-{kind}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    out = write_report(args.out or RESULTS_DIR / f"decode_attention-{kind}-{utc_stamp()}.json", report)
+    print(out)
     return out
 
 
 if __name__ == "__main__":
-    print(main(sys.argv[1:]))
+    main()

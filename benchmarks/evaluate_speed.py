@@ -8,7 +8,7 @@ only the time is meaningful then. The run includes PTB tokenisation, multi- and 
 COCO metrics, FGD with the bundled encoder, 1,000 bootstrap resamples (200 for FGD) and writing
 every output file. Target: under 60 s on the 2-core dev machine.
 
-    python benchmarks/evaluate_speed.py [--refs-per-image 4] [--n-images 1000]
+    python -m benchmarks.evaluate_speed [--refs-per-image 4] [--n-images 1000]
 
 Prints a summary and writes benchmarks/results/evaluate_speed.json.
 """
@@ -19,20 +19,16 @@ import argparse
 import collections
 import functools
 import json
-import os
-import platform
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from altcap.metrics import coco, evaluate, fgd
 from altcap.metrics.config import EvaluateConfig
-from altcap.provenance import package_versions
+from benchmarks.common import FLICKR8K, RESULTS_DIR, collect_versions, describe_hardware, write_report
 
-FLICKR8K = Path("/work/shared/data/flickr8k")
-RESULTS = Path(__file__).parent / "results" / "evaluate_speed.json"
+RESULTS = RESULTS_DIR / "evaluate_speed.json"
 
 
 def write_inputs(folder: Path, n_images: int, refs_per_image: int) -> tuple[Path, Path]:
@@ -91,37 +87,13 @@ def instrument(seconds: dict[str, float]) -> None:
     wrap_timed(evaluate, "write_outputs", "write outputs", seconds)
 
 
-def describe_hardware() -> dict[str, Any]:
-    """CPU model, cores, memory and load at start (the dev box is shared, so load matters)."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    memory_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "memory_gib": round(memory_kib / 2**20, 1),
-        "load_average_1m_at_start": os.getloadavg()[0],
-        "gpu": None,
-        "platform": platform.platform(),
-    }
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Time `run_evaluate` on Flickr8k test captions, print per-step seconds, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-images", type=int, default=1000)
     parser.add_argument("--refs-per-image", type=int, choices=(4, 5), default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     seconds: dict[str, float] = collections.defaultdict(float)
     instrument(seconds)
     hardware = describe_hardware()
@@ -132,8 +104,6 @@ def main() -> None:
         metrics = evaluate.run_evaluate(cfg)
         total_s = time.perf_counter() - start
     corpus = {k: round(v["value"], 4) for k, v in metrics["systems"]["heldout"]["corpus"].items()}
-    versions = package_versions()
-    versions.update({n: metadata.version(n) for n in ("sentence-transformers", "scipy")})
     result = {
         "benchmark": "altcap evaluate, all metrics but SPICE",
         "n_images": args.n_images,
@@ -147,15 +117,15 @@ def main() -> None:
         "target_seconds": 60,
         "corpus_scores": corpus,
         "hardware": hardware,
-        "versions": versions,
+        "versions": collect_versions(["sentence-transformers", "scipy"]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_report(args.out, result)
     for step, spent in result["seconds_per_step"].items():
         print(f"{step:45s} {spent:7.2f} s")
-    load = hardware["load_average_1m_at_start"]
+    load = hardware["load_average_1m"]
     print(f"{'total':45s} {total_s:7.2f} s  (target < 60 s; load average at start {load})")
     print(f"wrote {args.out}")
+    return args.out
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 - GPU utilisation: `nvidia-smi` sampled in a background thread (the % of time a kernel ran), so
   no extra Python package is needed on the lent machine.
+- Peak memory: CUDA's peak allocated bytes, or the process's peak RSS on a CPU.
 - FLOPs: torch's own `FlopCounterMode` over one forward + backward (matmuls and attention; the
   elementwise rest is negligible at these sizes), so model FLOPs utilisation (MFU) is
   counted FLOPs x steps/s over the chip's dense bf16 peak.
@@ -9,6 +10,8 @@
 
 from __future__ import annotations
 
+import gc
+import resource
 import shutil
 import subprocess
 import threading
@@ -84,3 +87,19 @@ def count_step_flops(step: Callable[[], torch.Tensor]) -> float:
         loss = step()
         loss.backward()
     return float(counter.get_total_flops())
+
+
+def release_memory() -> None:
+    """Free the previous variant's model so each peak-memory figure covers one variant only (CUDA)."""
+    torch.compiler.reset()  # compiled code holds on to the modules it was traced from
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory allocated (CUDA) or the process's peak RSS (CPU, cumulative)."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,7 +1,7 @@
 """Plots from train_throughput JSON: samples/s against batch size, or every timed step of runs.
 
-python benchmarks/plot_train_throughput.py benchmarks/results/train_throughput-X.json docs/train-X.png
-python benchmarks/plot_train_throughput.py steps docs/train-steps.png "label=results/X.json" ...
+python -m benchmarks.plot_train_throughput benchmarks/results/train_throughput-X.json docs/train-X.png
+python -m benchmarks.plot_train_throughput steps docs/train-steps.png "label=benchmarks/results/X.json" ...
 """
 
 from __future__ import annotations
@@ -90,13 +90,23 @@ def save_figure(fig: plt.Figure, out: Path) -> Path:
     return out
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "steps":
-        malformed = [arg for arg in sys.argv[3:] if "=" not in arg]
-        if malformed or len(sys.argv) < 4:
+def main(argv: list[str] | None = None) -> Path:
+    """`REPORT.json OUT.png` plots one report; `steps OUT.png label=REPORT.json ...` plots steps."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    if argv[0] == "steps":
+        malformed = [arg for arg in argv[2:] if "=" not in arg]
+        if malformed or len(argv) < 3:
             got = malformed or "no runs"
             raise SystemExit(f"give each run as label=path/to/train_throughput.json (got {got})")
-        pairs = [arg.split("=", 1) for arg in sys.argv[3:]]
-        print(plot_steps([(label, Path(path)) for label, path in pairs], Path(sys.argv[2])))
+        pairs = [arg.split("=", 1) for arg in argv[2:]]
+        out = plot_steps([(label, Path(path)) for label, path in pairs], Path(argv[1]))
     else:
-        print(plot(Path(sys.argv[1]), Path(sys.argv[2])))
+        out = plot(Path(argv[0]), Path(argv[1]))
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -9,12 +9,15 @@ corpus (e.g. the Flickr8k captions), the tokenizer learns an 8k-entry BPE vocabu
 prompts and captions are about as many tokens long as with the real tokenizers; the built-in test
 vocabulary (400 entries) splits them ~2.5x finer, which inflates sequence length, FLOPs and memory.
 
-    from random_archs import build_random_arch
+    from benchmarks.random_archs import build_random_arch
     folder = build_random_arch("blip2-flan-t5-xl", Path("/root/models/b2t5"), "cuda")
+
+    python -m benchmarks.random_archs llava-1.6-mistral-7b /root/llava-random --device cuda
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -187,3 +190,27 @@ def build_random_arch(name: str, folder: Path, device: str, corpus: Sequence[str
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return folder
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Build one architecture into a folder from the command line; returns the folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=ARCHS)
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--flickr8k", type=Path, help="Flickr8k folder: the tokenizer learns its vocabulary from the captions"
+    )
+    args = parser.parse_args(argv)
+    corpus = None
+    if args.flickr8k is not None:
+        from benchmarks.train_manifests import read_flickr_captions
+
+        corpus = read_flickr_captions(args.flickr8k)
+    folder = build_random_arch(args.name, args.folder, args.device, corpus)
+    print(folder)
+    return folder
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,10 @@
 """Load test of the study server: N simulated participants at once against a live server on loopback.
 
-Run:  python benchmarks/study_load.py --participants 60            (writes benchmarks/results/study_load.json)
-      python benchmarks/study_load.py --participants 20 --kill-after-s 3   (kill -9 mid-load, restart, verify)
+Run:  python -m benchmarks.study_load --participants 60            (writes benchmarks/results/study_load.json)
+      python -m benchmarks.study_load --participants 20 --kill-after-s 3   (kill -9 mid-load, restart, verify)
+
+Run it from the repository root: the simulated participants fill forms with the study tests'
+helpers (`tests/study/study_helpers.py`), the same ones the route tests use.
 
 Each simulated participant opens its link, consents, reads the instructions and answers every trial
 (with a short random "reading time" before each submit), retrying a submit whose connection dropped.
@@ -30,14 +33,13 @@ import httpx
 import numpy as np
 from sqlalchemy import func, select
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "study"))
-from study_helpers import fill_form, make_study, parse_form, trial_index_of
-
 from altcap.provenance import build_provenance
 from altcap.study.db import Answer, Participant, Submission, Trial, make_engine, make_session_factory
 from altcap.study.freeze import hash_token
+from benchmarks.common import RESULTS_DIR, describe_hardware, write_report
+from tests.study.study_helpers import fill_form, make_study, parse_form, trial_index_of
 
-RESULTS_PATH = Path(__file__).parent / "results" / "study_load.json"
+RESULTS_PATH = RESULTS_DIR / "study_load.json"
 
 
 @dataclass
@@ -206,7 +208,8 @@ def summarize(logs: list[ClientLog], checks: dict[str, int], elapsed_s: float, t
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
+    """Run the load test, verify the database, print and write the summary; returns the JSON path."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -218,7 +221,8 @@ def main() -> None:
     )
     parser.add_argument("--timeout-s", type=float, default=300)
     parser.add_argument("--out", type=Path, default=RESULTS_PATH)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    hardware = describe_hardware()
     with tempfile.TemporaryDirectory() as tmp:
         study = make_study(Path(tmp), n_participants=args.participants, n_images=args.images)
         port = find_free_port()
@@ -238,9 +242,10 @@ def main() -> None:
     summary["provenance"] = build_provenance(
         None, benchmark="study_load", argv_args=vars(args) | {"out": str(args.out)}
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2))
+    summary["hardware"] = hardware
+    write_report(args.out, summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "provenance"}, indent=2))
+    return args.out
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
-"""Small training manifests for the training benchmarks: synthetic images (CPU) or Flickr8k."""
+"""Inputs of the training benchmarks: the model to time and a small manifest of synthetic images
+(CPU) or Flickr8k."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+
+import torch
+
+from benchmarks.random_archs import build_random_arch
 
 TINY_CAPTIONS = (
     "a dog runs across the green grass in a park",
@@ -52,3 +58,27 @@ def read_flickr_captions(images_dir: Path) -> list[str]:
     """Every caption of a Flickr8k-layout folder (the benchmark tokenizer learns its vocabulary here)."""
     lines = (images_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
     return [line.split("\t", 1)[1] for line in lines if "\t" in line]
+
+
+def prepare_model_id(args: argparse.Namespace, scratch: Path) -> str:
+    """The model to time: a tiny random BLIP-2 OPT (`--tiny`), a real architecture with random
+    weights built into `scratch` (`--random-arch`), or `--model-id` as given.
+
+    Args:
+        args: options with `tiny`, `random_arch`, `model_id` and `images` (a Flickr8k-layout folder
+            gives the random architecture's tokenizer real-length captions to learn from).
+        scratch: folder for a built model.
+
+    Returns:
+        A model folder or hub id.
+    """
+    if args.tiny:
+        from altcap.models.tiny import build_tiny_model
+
+        return str(build_tiny_model("blip2", scratch / "model", variant="opt"))
+    if not args.random_arch:
+        return args.model_id
+    flickr = args.images is not None and (args.images / "Flickr8k.token.txt").is_file()
+    corpus = read_flickr_captions(args.images) if flickr else None  # real-length token sequences
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return str(build_random_arch(args.random_arch, scratch / "model", device, corpus))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 from test_caption import make_config
 
@@ -46,6 +47,7 @@ def test_worker_chunks_join_into_the_whole_batch(tiny_blip2, manifest) -> None:
     assert not batches_module.joinable([parts[0], other])
 
 
+@pytest.mark.slow
 def test_batches_split_across_workers_give_the_same_captions(
     tiny_blip2, manifest, tmp_path, monkeypatch
 ) -> None:

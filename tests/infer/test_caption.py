@@ -36,6 +36,7 @@ def make_config(model: Path, manifest: Path, out: Path, **changes) -> CaptionCon
     return cfg.model_copy(update=changes)
 
 
+@pytest.mark.slow
 def test_captions_every_test_image_with_provenance(tiny_blip2, manifest, tmp_path) -> None:
     out = tmp_path / "new_folder" / "captions.jsonl"  # a folder that does not exist yet
     summary = run_caption(make_config(tiny_blip2, manifest, out))
@@ -49,6 +50,7 @@ def test_captions_every_test_image_with_provenance(tiny_blip2, manifest, tmp_pat
     assert provenance["runs"][-1]["status"] == "done" and provenance["runs"][-1]["written_images"] == 5
 
 
+@pytest.mark.slow
 def test_resume_after_crash_completes_without_duplicates(tiny_blip2, manifest, tmp_path, monkeypatch) -> None:
     reference_out = tmp_path / "reference.jsonl"
     run_caption(make_config(tiny_blip2, manifest, reference_out))
@@ -76,6 +78,7 @@ def test_resume_after_crash_completes_without_duplicates(tiny_blip2, manifest, t
     assert {r.image: r.caption for r in records} == reference
 
 
+@pytest.mark.slow
 def test_resume_drops_a_torn_last_line(tiny_blip2, manifest, tmp_path) -> None:
     out = tmp_path / "captions.jsonl"
     run_caption(make_config(tiny_blip2, manifest, out, limit=2))
@@ -106,6 +109,7 @@ def test_refuses_to_mix_settings(tiny_blip2, manifest, tmp_path, change, named) 
     assert out.read_text() == before
 
 
+@pytest.mark.slow
 def test_images_folder_source(tiny_blip2, manifest, tmp_path) -> None:
     out = tmp_path / "folder.jsonl"
     cfg = make_config(tiny_blip2, manifest, out).model_copy(
@@ -184,6 +188,7 @@ def test_every_flag_maps_to_one_field() -> None:
     assert params == set(FLAG_FIELDS)
 
 
+@pytest.mark.slow
 def test_cli_run_and_error(tiny_blip2, manifest, tmp_path) -> None:
     out = tmp_path / "cli.jsonl"
     args = [
@@ -221,6 +226,7 @@ def test_cli_run_and_error(tiny_blip2, manifest, tmp_path) -> None:
     assert bad.exit_code == 2 and "unknown key 'nope'" in bad.output
 
 
+@pytest.mark.slow
 def test_adapter_captions_are_recorded_and_not_mixed_with_base(tiny_blip2, manifest, tmp_path) -> None:
 
     from altcap.models.loading import apply_lora, load_model
@@ -244,6 +250,7 @@ def test_adapter_captions_are_recorded_and_not_mixed_with_base(tiny_blip2, manif
         run_caption(make_config(tiny_blip2, manifest, tuned_out))
 
 
+@pytest.mark.slow
 def test_static_cache_gives_the_dynamic_cache_captions(tiny_blip2, manifest, tmp_path) -> None:
     greedy = {"num_beams": 1, "no_repeat_ngram_size": 0}
     dynamic_out, static_out = tmp_path / "dynamic.jsonl", tmp_path / "static.jsonl"
@@ -284,6 +291,7 @@ def test_speed_fields_reach_generate_and_stay_out_of_records(tiny_blip2, manifes
     assert "cache_implementation" not in GenerationConfig().generate_kwargs()  # default kwargs unchanged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_worker_processes_give_the_same_captions(tiny_blip2, manifest, tmp_path, num_workers) -> None:
     reference = tmp_path / "thread.jsonl"

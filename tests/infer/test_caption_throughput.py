@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "caption_throughput.py"
+from benchmarks import caption_throughput
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("caption_throughput", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["opt", "t5"])
 def test_tiny_sweep_writes_report_and_plot(tmp_path, variant) -> None:
     args = ["--tiny", "--tiny-variant", variant, "--num-images", "5", "--per-image-images", "2"]
     args += ["--repeats", "2", "--beams", "2,1", "--direct-batch-sizes", "2,4", "--max-new-tokens", "3"]
     args += ["--altcap-runs", "dynamic:4,static:2", "--num-workers", "1", "--device", "cpu"]
-    out = load_benchmark().main([*args, "--out-dir", str(tmp_path / "results")])
+    out = caption_throughput.main([*args, "--out-dir", str(tmp_path / "results")])
     report = json.loads(out.read_text())
     assert out.with_suffix(".png").stat().st_size > 0
     assert set(report["results"]) == {"2", "1"} and report["model"] == f"tiny-blip2-{variant}"
@@ -49,7 +41,6 @@ def test_tiny_sweep_writes_report_and_plot(tmp_path, variant) -> None:
 
 
 def test_altcap_runs_parse_and_reject_unknown_settings() -> None:
-    module = load_benchmark()
-    assert module.parse_altcap_runs("static:256,dynamic:64") == [("static", 256), ("dynamic", 64)]
+    assert caption_throughput.parse_altcap_runs("static:256,dynamic:64") == [("static", 256), ("dynamic", 64)]
     with pytest.raises(Exception, match="SETTING:BATCH"):
-        module.parse_altcap_runs("fast:256")
+        caption_throughput.parse_altcap_runs("fast:256")

@@ -78,6 +78,7 @@ def test_describe_gives_two_captions_from_two_models(demo_models: DemoModels, ph
     assert type(demo_models.base.model).__name__ != "PeftModel"
 
 
+@pytest.mark.slow
 def test_describe_accepts_gradio_payload_and_path(
     demo_models: DemoModels, photo: Image.Image, tmp_path: Path
 ) -> None:
@@ -191,6 +192,7 @@ RECORD_SPEECH_JS = "window.__spoken = []; window.speechSynthesis.speak = (u) => 
 @pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian chromium not installed: apt-get install -y chromium"
 )
+@pytest.mark.slow
 def test_browser_upload_announce_read_aloud_and_axe(
     tiny_blip2: Path, tiny_adapter: Path, demo_models: DemoModels, photo: Image.Image, tmp_path: Path
 ) -> None:

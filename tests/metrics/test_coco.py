@@ -101,6 +101,7 @@ def test_empty_and_multiline_captions_keep_alignment() -> None:
     assert preds == [[""], ["two birds flying"]]
 
 
+@pytest.mark.slow
 def test_spice_problem_names_jars_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     class Spec:
         origin = str(tmp_path / "spice.py")

@@ -42,6 +42,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
     return result, root / "out"
 
 
+@pytest.mark.slow
 def test_cli_writes_exact_files_and_schema(run) -> None:
     result, out = run
     assert result.exit_code == 0, result.output
@@ -59,6 +60,7 @@ def test_cli_writes_exact_files_and_schema(run) -> None:
     assert metrics["systems"]["base"]["accessibility"]["redundant_opener_rate"] == 1.0
 
 
+@pytest.mark.slow
 def test_cli_comparisons_and_per_image(run) -> None:
     _, out = run
     metrics = json.loads((out / "metrics.json").read_text())

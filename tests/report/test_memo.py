@@ -126,6 +126,7 @@ def is_traceable(token: str, raw: set[str], values: list[float]) -> bool:
     return any(math.isclose(number, v, rel_tol=5e-3) or abs(number - v) <= tolerance for v in values)
 
 
+@pytest.mark.slow
 def test_memo_files_and_page_limit(memo: Path) -> None:
     assert sorted(p.name for p in memo.iterdir()) == [
         "likert.png",
@@ -150,6 +151,7 @@ def test_memo_files_and_page_limit(memo: Path) -> None:
     assert json.loads((memo / "provenance.json").read_text())["pdf_engine"] == "weasyprint"
 
 
+@pytest.mark.slow
 def test_memo_content(memo: Path) -> None:
     text = (memo / "memo.md").read_text()
     assert text.startswith("> **SIMULATED DATA")
@@ -169,6 +171,7 @@ def test_memo_content(memo: Path) -> None:
     assert "median per-participant gain of at least 0.5 points, CIDEr-D and SPICE improve" in text
 
 
+@pytest.mark.slow
 def test_memo_shows_what_was_trained(memo: Path) -> None:
     text = (memo / "memo.md").read_text()
     for expected in (
@@ -183,6 +186,7 @@ def test_memo_shows_what_was_trained(memo: Path) -> None:
         assert expected in text, expected
 
 
+@pytest.mark.slow
 def test_samples_show_the_evaluated_captions_and_thumbnails(memo: Path, study: Path) -> None:
     text = (memo / "memo.md").read_text()
     rows = [json.loads(line) for line in (study / "sim" / "metrics" / "per_image.jsonl").open()]
@@ -196,6 +200,7 @@ def test_samples_show_the_evaluated_captions_and_thumbnails(memo: Path, study: P
             assert f"| {caption} |" in row
 
 
+@pytest.mark.slow
 def test_every_number_in_memo_comes_from_inputs(memo: Path) -> None:
     inputs = [Path(p) for p in json.loads((memo / "provenance.json").read_text())["inputs_sha256"]]
     assert {p.name for p in inputs} >= {"analysis.json", "metrics.json", "per_image.jsonl", "train_log.jsonl"}

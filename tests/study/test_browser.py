@@ -6,18 +6,17 @@ page.evaluate in a context that bypasses our CSP (the app itself ships no script
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
 from study_helpers import make_study
 
+from benchmarks import study_load as bench
+
 CHROMIUM = Path("/usr/bin/chromium")
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "study_load.py"
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 LAUNCH_ARGS = [
     "--no-sandbox",
@@ -30,24 +29,16 @@ LAUNCH_ARGS = [
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason="Debian chromium not installed: apt-get install -y chromium"
     ),
 ]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("study_load_bench_browser", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def live(tmp_path: Path):
     """(study, base url) of a real uvicorn server on 127.0.0.1."""
-    bench = load_bench()
     study = make_study(tmp_path / "study", n_participants=2)
     port = bench.find_free_port()
     server = bench.start_server(study.run_dir, port)
@@ -237,7 +228,6 @@ def live_study(tmp_path_factory: pytest.TempPathFactory):
     from altcap.study.db import make_engine, make_session_factory
     from altcap.study.freeze import create_invitations
 
-    bench = load_bench()
     study = make_study(tmp_path_factory.mktemp("a11y") / "study", n_participants=6)
     with make_session_factory(make_engine(study.db_url))() as db:
         verifier = create_invitations(db, 1, "http://x", role="verifier")[0].token

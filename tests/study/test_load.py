@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 from study_helpers import make_study
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "study_load.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("study_load_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import study_load as bench
 
 
 @pytest.mark.slow
 def test_concurrent_participants_lose_and_duplicate_nothing(tmp_path: Path) -> None:
-    bench = load_bench()
     study = make_study(tmp_path, n_participants=15, n_images=4)
     port = bench.find_free_port()
     server = bench.start_server(study.run_dir, port)
@@ -39,7 +28,6 @@ def test_concurrent_participants_lose_and_duplicate_nothing(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_kill_9_mid_load_keeps_every_acknowledged_answer(tmp_path: Path) -> None:
-    bench = load_bench()
     study = make_study(tmp_path, n_participants=10, n_images=4)
     port = bench.find_free_port()
     holder = {"process": bench.start_server(study.run_dir, port)}

@@ -1,19 +1,15 @@
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "train_throughput.py"
+from benchmarks import plot_train_throughput, train_flops, train_throughput
 
 
 @pytest.mark.slow
 def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     argv = ["--tiny", "--steps", "2", "--num-images", "16", "--group-by-length"]
-    out = module.main([*argv, "--out", str(tmp_path / "bench.json")])
+    out = train_throughput.main([*argv, "--out", str(tmp_path / "bench.json")])
     report = json.loads(out.read_text())
     assert set(report["results"]) == {
         "A_tutorial_fp32",
@@ -37,7 +33,7 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     altcap = report["results"]["altcap"]
     # Each timed step's FLOPs come from its own padded length: a step padded to L costs F(L).
     step_flops = [
-        n * module.flops_at_label_length(points, length)
+        n * train_flops.flops_at_label_length(points, length)
         for n, length in zip(altcap["per_step_samples"], altcap["per_step_label_length"], strict=True)
     ]
     assert altcap["flops_per_sample"] == pytest.approx(sum(step_flops) / sum(altcap["per_step_samples"]))
@@ -48,33 +44,22 @@ def test_tiny_cpu_benchmark_reports_every_variant(tmp_path: Path) -> None:
     assert len(altcap["per_step_samples_per_s"]) == len(altcap["per_step_data_wait_s"]) == 2
     assert all(wait >= 0 for wait in altcap["per_step_data_wait_s"])
     assert report["versions"]["torch"]
-    plot_spec = importlib.util.spec_from_file_location(
-        "plot_train_throughput", BENCHMARK.parent / "plot_train_throughput.py"
-    )
-    plotter = importlib.util.module_from_spec(plot_spec)
-    plot_spec.loader.exec_module(plotter)
-    png = plotter.plot(out, tmp_path / "plot.png")
+    png = plot_train_throughput.plot(out, tmp_path / "plot.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    steps_png = plotter.plot_steps([("tiny", out)], tmp_path / "steps.png", variant="altcap")
+    steps_png = plot_train_throughput.plot_steps([("tiny", out)], tmp_path / "steps.png", variant="altcap")
     assert steps_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_collate_only_mode_times_both_collates(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     argv = ["--tiny", "--collate-only", "--steps", "2", "--batch-size", "4"]
     argv += ["--out", str(tmp_path / "c.json")]
-    report = json.loads(module.main(argv).read_text())
+    report = json.loads(train_throughput.main(argv).read_text())
     assert set(report["results"]) == {"collate_with_pixels", "collate_text_only"}
     assert all(r["median_ms"] >= r["min_ms"] > 0 for r in report["results"].values())
     assert report["text_only_speedup"] > 0
 
 
 def test_mfu_counts_each_steps_padded_length_and_bounds_the_padding() -> None:
-    spec = importlib.util.spec_from_file_location("train_throughput", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
 
     def flops(length: int) -> int:  # per sample: what the FLOP counter gives, quadratic in length
         return 1000 + 50 * length + 2 * length**2
@@ -86,7 +71,7 @@ def test_mfu_counts_each_steps_padded_length_and_bounds_the_padding() -> None:
         "per_step_padding_positions": [0, 6],
         "per_step_elapsed_s": [1.0, 3.0],
     }
-    module.add_per_step_flops(result, points, peak=100.0)
+    train_flops.add_per_step_flops(result, points, peak=100.0)
     total = 4 * flops(12) + 2 * flops(30)
     assert result["mfu"] == pytest.approx(total / 4.0 / 100.0)
     # 6 padding positions, each charged as a 30th position: (flops(30) - flops(29)) apiece.

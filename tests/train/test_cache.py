@@ -10,6 +10,7 @@ from altcap.train.data import Example
 from altcap.train.run import run_train
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "variant"), [("blip2", "opt"), ("blip", None)])
 def test_training_from_cache_gives_the_same_loss_curve(
     family: str, variant, tiny_model, tmp_path: Path
@@ -66,6 +67,7 @@ def test_weight_hash_sees_values_not_just_shapes() -> None:
     assert hash_frozen_weights(weights) != hash_frozen_weights({"w": torch.ones(3, 2)})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "variant"), [("blip2", "opt"), ("llava_next", None)])
 def test_training_from_cache_never_opens_an_image_after_the_fill(
     family: str, variant, tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -142,6 +144,7 @@ def test_cached_modules_are_released_after_caching_and_the_loss_still_runs(
     )
 
 
+@pytest.mark.slow
 def test_cached_features_load_in_the_loader_workers(tiny_model, tmp_path: Path) -> None:
     # The workers read the cache files (CollateWithFeatures); losses equal those of in-process loading.
     manifest = write_manifest(tmp_path / "data", n_train=6, n_val=2)

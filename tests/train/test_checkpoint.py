@@ -57,6 +57,7 @@ def test_disk_full_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: p
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-2"]
 
 
+@pytest.mark.slow
 def test_disk_full_during_training_is_a_clear_error(
     tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,6 +78,7 @@ def test_disk_full_during_training_is_a_clear_error(
     assert "step-2" in str(err.value) and find_latest_checkpoint(tmp_path / "run").name == "step-2"
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,6 +100,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     assert find_latest_checkpoint(tmp_path / "run").name == "step-2"
 
 
+@pytest.mark.slow
 def test_fused_optimizer_skips_a_nan_step_on_the_device_and_the_error_names_it(
     tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,7 @@ def read_trainable(output_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(find_latest_checkpoint(output_dir) / "trainable.safetensors"))
 
 
+@pytest.mark.slow
 def test_compiled_run_matches_eager_and_resumes(tiny_model, tmp_path: Path) -> None:
     # aot_eager: dynamo + AOTAutograd trace the same forward and backward graphs as inductor in
     # seconds; inductor's kernel generation is covered by the slow test below.
@@ -121,6 +122,7 @@ def deeper_t5_blip2(tiny_model, tmp_path: Path, layers: int = 3) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_block_scope_compiles_each_trainable_layer_once_without_per_layer_recompiles(
     tiny_model, tmp_path: Path
 ) -> None:
@@ -158,6 +160,7 @@ def test_block_scope_compiles_each_trainable_layer_once_without_per_layer_recomp
     assert counters["stats"]["unique_graphs"] <= 4, dict(counters["stats"])
 
 
+@pytest.mark.slow
 def test_compiled_layers_under_gradient_checkpointing_match_eager(tiny_model, tmp_path: Path) -> None:
     # Checkpointing re-runs each compiled layer in backward: the low-memory recipe must still work.
     model_dir = tiny_model("blip2", "t5")
@@ -170,3 +173,30 @@ def test_compiled_layers_under_gradient_checkpointing_match_eager(tiny_model, tm
     run_train(compiled)
     assert len(read_log(eager.output_dir)) == 3
     assert_same_losses(read_log(compiled.output_dir), read_log(eager.output_dir))
+
+
+def test_block_scope_compiles_only_the_trainable_repeated_blocks() -> None:
+    # nn.Module.compile is lazy (nothing is traced until a call), so this checks the choice of
+    # modules in milliseconds; the slow tests above run what was compiled.
+    from types import SimpleNamespace
+
+    from altcap.train.compile import compile_for_training, repeated_blocks
+
+    def make_block() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ModuleList([torch.nn.ReLU()]))
+
+    def stack() -> torch.nn.ModuleList:
+        return torch.nn.ModuleList(make_block() for _ in range(3))
+
+    model = torch.nn.Module()
+    model.frozen, model.trained, model.head = stack(), stack(), torch.nn.Linear(2, 2)
+    model.frozen.requires_grad_(False)
+    assert repeated_blocks(model) == [*model.frozen, *model.trained]  # inner lists are not searched
+    cfg = SimpleNamespace(compile_backend="eager", compile_mode="default", compile_scope="blocks")
+    assert compile_for_training(model, cfg) == 3
+    assert all(block._compiled_call_impl is not None for block in model.trained)
+    assert all(block._compiled_call_impl is None for block in model.frozen)
+    assert model.head._compiled_call_impl is None
+    whole = torch.nn.Linear(2, 2)
+    assert compile_for_training(whole, SimpleNamespace(**{**vars(cfg), "compile_scope": "model"})) == 1
+    assert whole._compiled_call_impl is not None

@@ -8,6 +8,7 @@ from train_fixtures import make_config, read_log, write_manifest
 from altcap.train.run import run_train
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_the_run_and_keeps_the_best_adapter(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=2)
     out = tmp_path / "run"
@@ -21,6 +22,7 @@ def test_early_stopping_ends_the_run_and_keeps_the_best_adapter(tiny_model, tmp_
     assert (out / "best" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_accumulation_steps_count_optimizer_steps(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=6, n_val=0)
     out = tmp_path / "run"
@@ -32,6 +34,7 @@ def test_accumulation_steps_count_optimizer_steps(tiny_model, tmp_path: Path) ->
     assert gc.get_freeze_count() == 0  # objects frozen for the run are collectable again
 
 
+@pytest.mark.slow
 def test_early_stopping_with_loader_workers_drops_the_prefetched_epoch(tiny_model, tmp_path: Path) -> None:
     # With workers, each epoch's first batch is fetched during the last step of the one before;
     # early stopping then ends the run with a fetched epoch that never runs.

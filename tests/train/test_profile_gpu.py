@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -14,19 +13,13 @@ import torch
 from PIL import Image
 from torch.autograd import DeviceType
 
-BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "profile_gpu.py"
+from benchmarks import profile_gpu, profile_setup, profile_summary
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("profile_gpu", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+@pytest.mark.slow
 def test_train_mode_profiles_altcap_step_and_writes_trace(tmp_path: Path) -> None:
     argv = ["train", "--tiny", "--steps", "2", "--warmup-steps", "1", "--batch-size", "4", "--trace"]
-    out = load_benchmark().main([*argv, "--out", str(tmp_path / "train.json")])
+    out = profile_gpu.main([*argv, "--out", str(tmp_path / "train.json")])
     report = json.loads(out.read_text())
     result = report["results"]
     assert len(result["step_wall_s"]) == 2 and result["step_wall_s_mean"] > 0
@@ -43,15 +36,16 @@ def test_train_mode_profiles_altcap_step_and_writes_trace(tmp_path: Path) -> Non
     assert result["step_kernel_time_ms"] is None and result["top_ops_by_self_cuda"] is None
     assert memory["peak_allocated_bytes"] is None
     assert report["settings"]["train_config"]["lora"]["r"] == 16
-    assert report["versions"]["torch"] and report["versions"]["peft"] and report["hardware"] == "cpu"
+    assert report["versions"]["torch"] and report["versions"]["peft"] and report["device"] == "cpu"
     trace = json.loads(gzip.decompress(Path(report["trace"]).read_bytes()))
     assert any(event.get("name") == "altcap_step" for event in trace["traceEvents"])
 
 
+@pytest.mark.slow
 def test_caption_mode_profiles_generate(tmp_path: Path) -> None:
     argv = ["caption", "--tiny", "--steps", "2", "--warmup-steps", "1", "--batch-size", "2"]
     argv += ["--num-beams", "2", "--max-new-tokens", "3", "--out", str(tmp_path / "caption.json")]
-    report = json.loads(load_benchmark().main(argv).read_text())
+    report = json.loads(profile_gpu.main(argv).read_text())
     result = report["results"]
     assert result["step_wall_s_mean"] > 0 and len(result["first_captions"]) == 2
     assert len(result["top_ops_by_self_cpu"]) > 0
@@ -82,7 +76,7 @@ def test_cuda_summary_counts_each_kernel_once(monkeypatch: pytest.MonkeyPatch) -
         fake_event("[memory]", False, 0, 0),
     ]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    summary = load_benchmark().summarize_events(SimpleNamespace(events=lambda: events), 1, 0.001)
+    summary = profile_summary.summarize_events(SimpleNamespace(events=lambda: events), 1, 0.001)
     assert summary["step_kernel_time_ms"] == pytest.approx(0.55)  # 400 + 100 + 50 us
     assert summary["gpu_busy_fraction"] == pytest.approx(0.55)
     assert summary["kernel_launches_per_step"] == 2  # the copy is no launch
@@ -100,7 +94,7 @@ def test_jpeg_folder_captions_come_from_captions_txt(tmp_path: Path) -> None:
         Image.new("RGB", (8, 8)).save(tmp_path / name)
     (tmp_path / "captions.txt").write_text("image,caption\na.jpg,a red door\na.jpg,second\n")
     args = SimpleNamespace(images=tmp_path, batch_size=2)
-    manifest = load_benchmark().write_manifest(args, tmp_path / "data")
+    manifest = profile_setup.write_manifest(args, tmp_path / "data")
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert [Path(r["image"]).name for r in rows] == ["a.jpg", "b.jpg"]
     assert rows[0]["captions"] == ["a red door"] and rows[1]["captions"][0]  # b: a synthetic sentence

@@ -69,6 +69,7 @@ def test_advantage_is_the_reward_above_the_other_samples_mean() -> None:
     torch.testing.assert_close(advantages[1], torch.zeros(3))
 
 
+@pytest.mark.slow
 def test_one_step_raises_the_better_samples_log_probability(tiny_mini: Path) -> None:
     """Samples are fixed (generate replaced) so the step's direction is known: towards the reference."""
     torch.manual_seed(0)
@@ -108,6 +109,7 @@ def test_per_image_examples_carry_every_reference(tmp_path: Path) -> None:
     assert list(per_image[0].references) == [e.caption for e in per_caption[:3]]
 
 
+@pytest.mark.slow
 def test_altcap_train_scst_end_to_end(tiny_mini: Path, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=2, captions_per_image=2)
     out = tmp_path / "run"
@@ -135,6 +137,7 @@ def test_altcap_train_scst_end_to_end(tiny_mini: Path, tmp_path: Path) -> None:
     assert (out / "reward_curves.png").stat().st_size > 0 and not (out / "loss_curves.png").exists()
 
 
+@pytest.mark.slow
 def test_scst_with_the_encoder_decoder_family_trains(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=2, n_val=0, captions_per_image=2)
     out = tmp_path / "run"
@@ -164,6 +167,7 @@ def test_scst_refuses_a_forced_feature_cache_and_compile(tiny_mini: Path, tmp_pa
         )
 
 
+@pytest.mark.slow
 def test_scst_on_two_processes(tiny_model, tmp_path: Path) -> None:
     """`--gpus 2 --objective scst`: DDP wraps the whole SCST step (sampling included) on gloo."""
     from test_multiprocess import launch

@@ -15,9 +15,13 @@ from altcap.train.data import load_rgb, read_split_examples
 from altcap.train.run import run_train
 
 FAMILIES = [("blip", None), ("blip2", "opt"), ("blip2", "t5"), ("instructblip", None), ("llava_next", None)]
+# One family trains in the fast lane (the loop's smoke test); the rest are slow (~8 s CPU each).
+FAMILY_PARAMS = [
+    pair if pair == ("blip2", "opt") else pytest.param(*pair, marks=pytest.mark.slow) for pair in FAMILIES
+]
 
 
-@pytest.mark.parametrize(("family", "variant"), FAMILIES)
+@pytest.mark.parametrize(("family", "variant"), FAMILY_PARAMS)
 def test_every_family_trains_two_steps(family: str, variant: str | None, tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=2)
     out = tmp_path / "run"
@@ -30,6 +34,7 @@ def test_every_family_trains_two_steps(family: str, variant: str | None, tiny_mo
     assert provenance["device"] == "1 x cpu" and provenance["wall_time_s"] > 0
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=0)
     out = tmp_path / "run"
@@ -70,6 +75,7 @@ EXPECTED_FILES = {
 }
 
 
+@pytest.mark.slow
 def test_cli_writes_exactly_the_expected_files(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=2)
     out = tmp_path / "run"
@@ -114,6 +120,7 @@ def test_cli_reports_config_errors_without_traceback(tmp_path: Path) -> None:
     assert "unknown key 'lora.rank'" in result.output
 
 
+@pytest.mark.slow
 def test_saved_adapter_reloads_with_identical_outputs(tiny_model, tmp_path: Path) -> None:
     model_dir = tiny_model("blip2", "opt")
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=0)
@@ -146,6 +153,7 @@ def test_saved_adapter_reloads_with_identical_outputs(tiny_model, tmp_path: Path
         assert torch.equal(reloaded[key], tensor), name
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_and_qformer_lora_train(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=0)
     out = tmp_path / "run"
@@ -186,6 +194,7 @@ def test_two_processes_through_accelerate(tiny_model, tmp_path: Path) -> None:
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_length_grouped_run_logs_tokens_and_pads_less(tiny_model, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=8, n_val=0, captions_per_image=2)
     padded = {}

@@ -19,6 +19,7 @@ def tiny_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
 
 
+@pytest.mark.slow
 def test_last_vision_blocks_train_and_travel_with_the_adapter(tiny_mini: Path, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=4, n_val=0)
     out = tmp_path / "run"

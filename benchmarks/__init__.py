@@ -1,0 +1,33 @@
+"""altcap's speed and memory benchmarks, one entry point each: `python -m benchmarks.<name> --help`.
+
+Run them from the repository root (with `PYTHONPATH=src` where altcap is not installed). Each
+writes a JSON report under `benchmarks/results/` (or `--out`) recording the hardware, the package
+versions, the settings and every repetition; docs/benchmarks.md cites the files it reports.
+`benchmarks/gpu/*.sh` wrap them for the lent GPU machine.
+"""
+
+# Modules with a `main`, run as `python -m benchmarks.<name>`.
+ENTRY_POINTS = (
+    "caption_throughput",
+    "data_check",
+    "decode_attention",
+    "evaluate_speed",
+    "plot_train_throughput",
+    "profile_gpu",
+    "random_archs",
+    "study_load",
+    "train_collate",
+    "train_throughput",
+)
+# Parts the entry points share: `common` for every benchmark, the rest for one or two of them.
+HELPERS = (
+    "caption_sweep",
+    "common",
+    "gpu_probe",
+    "profile_setup",
+    "profile_summary",
+    "train_altcap",
+    "train_baselines",
+    "train_flops",
+    "train_manifests",
+)
