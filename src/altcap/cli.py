@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from altcap import __version__
+from altcap.cli_options import attach_examples
 from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
@@ -31,15 +32,18 @@ app.add_typer(study_app, name="study", help="Run the blinded, accessible user st
 app.command("evaluate")(evaluate_command)
 app.command("train")(train_command)
 app.command("caption")(caption_command)
-app.command("demo-ui")(demo_ui_command)
+app.command("demo-ui", epilog="Example: altcap demo-ui --model-id altcap-mini")(demo_ui_command)
 app.command("memo")(memo_command)
 app.command("run")(run_command)
 
 
-@app.command()
+@app.command(epilog="Example: altcap version")
 def version() -> None:
     """Print altcap's version."""
     typer.echo(__version__)
+
+
+attach_examples(app)
 
 
 if __name__ == "__main__":
