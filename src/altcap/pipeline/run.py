@@ -50,7 +50,9 @@ PIPELINE_OWNED_FIELDS = (
 class CaptionStageConfig(StageConfig):
     """How both systems caption the evaluation split (same settings for base and fine-tuned)."""
 
-    split: str = Field(default="test", description="Manifest split captioned and evaluated.")
+    split: Literal["train", "val", "test", "all"] = Field(
+        default="test", description="Manifest split captioned and evaluated; all = every record."
+    )
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
     batch_size: int = Field(default=16, ge=1, description="Images per generate call.")
     limit: int | None = Field(default=None, ge=1, description="Caption only the first N images.")
@@ -81,7 +83,7 @@ class RunConfig(StageConfig):
     run_dir: Path = Field(default=Path("runs/demo"), description="Folder every stage writes into.")
     manifest: Path | None = Field(default=None, description="Dataset manifest; None = the embedded sample.")
     model: ModelConfig = Field(
-        default_factory=lambda: ModelConfig(model_id="altcap-mini"), description="Base model (both systems)."
+        default_factory=ModelConfig, description="Base model (both systems); default altcap-mini (offline)."
     )
     check: DataCheckConfig = Field(default_factory=DataCheckConfig, description="`data check` settings.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="`train` settings.")
