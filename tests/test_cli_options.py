@@ -70,7 +70,7 @@ def test_generated_flags_map_to_fields_and_set_hint_is_valid(name: str) -> None:
     assert set(callback.altcap_fields.values()) <= set(field_paths(cls))
     params = set(inspect.signature(callback).parameters) - NOT_FLAGS
     extras = params - set(callback.altcap_fields)
-    assert extras <= {"n", "csv_path", "valid_days", "role", "out"}, extras  # study invite/export only
+    assert extras <= {"n", "csv_path", "valid_days", "role", "out", "force"}, extras  # actions, not settings
     example = example_set_option(cls)
     try:
         load_config(cls, None, {}, [example])
@@ -136,3 +136,25 @@ def test_bad_set_gets_a_valid_example() -> None:
     assert result.exit_code == 2
     example = example_set_option(COMMANDS["train"].callback.altcap_config)
     assert f"e.g. --set {example}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "marker"),
+    [
+        (["evaluate", "--refs", "r.jsonl", "--pred", "p.jsonl", "--out", "{out}"], "metrics.json"),
+        (["memo", "--analysis", "a.json", "--out", "{out}"], "memo.md"),
+        (["study", "analyze", "export", "--out", "{out}"], "analysis.json"),
+        (["study", "export", "--run-dir", "nowhere", "--out", "{out}"], "responses.csv"),
+        (["data", "check", "--out", "{out}"], "check_report.json"),
+    ],
+)
+def test_commands_refuse_to_replace_an_earlier_result_without_force(
+    args: list[str], marker: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / marker).write_text("earlier result\n")
+    result = runner.invoke(app, [a.format(out=out) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "pass --force" in result.output and marker in result.output
+    assert (out / marker).read_text() == "earlier result\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import shutil
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -61,6 +62,11 @@ class Flag:
     def param(self) -> str:
         """The Python parameter name (also what `--help` spells, with dashes)."""
         return (self.name or self.field.rsplit(".", 1)[-1]).replace("-", "_")
+
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace an earlier result in the output folder (only its files).")
+]
 
 
 @dataclass(frozen=True)
@@ -272,3 +278,33 @@ def attach_examples(app: typer.Typer) -> None:
     for group in app.registered_groups:
         if group.typer_instance is not None:
             attach_examples(group.typer_instance)
+
+
+def refuse_to_overwrite(folder: Path | None, outputs: Sequence[str], force: bool) -> None:
+    """Refuse to replace an earlier result in `folder` unless --force; with --force remove just it.
+
+    The one place commands that write a fresh result (check, evaluate, analyze, memo, export)
+    decide about a folder that already holds one; commands that resume (run, train, caption)
+    continue in their own folder instead and never call this.
+
+    Args:
+        folder: the command's output folder (None = not chosen yet; the stage will say so).
+        outputs: glob patterns of the files this command writes there, e.g. ["metrics.*"].
+        force: the user passed --force: remove those files (nothing else) and go on.
+
+    Raises:
+        typer.Exit: code 2 when an earlier result is there and `force` is off.
+    """
+    if folder is None or not folder.is_dir():
+        return
+    found = sorted({p for pattern in outputs for p in folder.glob(pattern)})
+    if not found:
+        return
+    if not force:
+        names = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise fail(
+            f"{folder}: holds an earlier result ({names}); pass --force to replace it, or choose "
+            "another output folder (nothing was changed)"
+        )
+    for path in found:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()

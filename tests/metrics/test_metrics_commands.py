@@ -8,9 +8,6 @@ from typer.testing import CliRunner
 
 from altcap.cli import app
 
-# Generated parameters that are not config fields.
-NOT_FLAGS = {"config", "config_file", "set_", "altcap_context"}
-
 OUTPUTS = {"metrics.json", "per_image.jsonl", "metrics.md", "metrics_bar.png", "metrics_bar.svg"}
 SCHEMA_METRICS = {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "FGD"}
 
@@ -103,11 +100,3 @@ def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "bootstrap_samples" in bad.output
 
 
-def test_every_flag_is_a_config_field() -> None:
-    import inspect
-
-    from altcap.metrics.commands import evaluate_command
-    from altcap.metrics.config import EvaluateConfig
-
-    flags = set(inspect.signature(evaluate_command).parameters) - NOT_FLAGS
-    assert flags <= set(EvaluateConfig.model_fields), flags - set(EvaluateConfig.model_fields)

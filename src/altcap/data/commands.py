@@ -11,13 +11,14 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from altcap.cli_options import Flag, config_command, fail
+from altcap.cli_options import Flag, ForceOption, config_command, fail, refuse_to_overwrite
 from altcap.data.configs import IMPORT_FORMATS, DataCheckConfig, DataImportConfig, DataSplitConfig
 
 app = typer.Typer(no_args_is_help=True, help="Import, check and split captioning datasets.")
 console = Console()
 
 OUT = Flag("out_dir", name="out", short="-o")
+CHECK_OUTPUTS = ["check_report.json", "manifest.clean.jsonl"]
 
 
 def _run_or_fail(run: Callable[[Any], dict], cfg: Any, error_type: type[Exception]) -> dict:
@@ -81,12 +82,18 @@ def import_command(cfg: DataImportConfig) -> None:
     ],
     example="altcap data check --out check",
 )
-def check_command(cfg: DataCheckConfig) -> None:
-    """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl."""
+def check_command(cfg: DataCheckConfig, force: ForceOption = False) -> None:
+    """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl.
+
+    Exit codes: 0 = nothing dropped; 1 = records or captions dropped (the clean manifest is still
+    written), or with --strict any warning; 2 = bad usage or unreadable input (nothing written).
+    An earlier check in OUT is kept unless --force.
+    """
     from altcap.data.check import run_data_check
     from altcap.data.findings import Finding, render_summary
     from altcap.data.manifest import ManifestError
 
+    refuse_to_overwrite(cfg.out_dir, CHECK_OUTPUTS, force)
     if cfg.manifest is None:
         console.print("no MANIFEST given: checking the embedded Flickr8k sample")
     report = _run_or_fail(run_data_check, cfg, ManifestError)
@@ -98,8 +105,13 @@ def check_command(cfg: DataCheckConfig) -> None:
         f"{summary['removed_captions']} captions"
     )
     console.print(f"wrote {cfg.out_dir / 'check_report.json'} and {report['clean_manifest']}")
-    if cfg.strict and summary["errors"] + summary["warnings"] > 0:
-        raise typer.Exit(code=1)
+    raise typer.Exit(code=check_exit_code(summary, cfg.strict))
+
+
+def check_exit_code(summary: dict, strict: bool) -> int:
+    """`data check`'s exit code: 1 when anything was dropped (or, strict, any warning), else 0."""
+    dropped = summary["removed_records"] + summary["removed_captions"] > 0
+    return 1 if dropped or (strict and summary["errors"] + summary["warnings"] > 0) else 0
 
 
 @app.command("split")

@@ -9,9 +9,11 @@ import logging
 
 import typer
 
-from altcap.cli_options import config_command, error_console, fail
+from altcap.cli_options import ForceOption, config_command, error_console, fail, refuse_to_overwrite
 from altcap.config import PipelineSection
 from altcap.metrics.config import EvaluateConfig
+
+EVALUATE_OUTPUTS = ["metrics.json", "per_image.jsonl", "metrics.md", "metrics_bar.*"]
 
 
 def _sample_manifest() -> str:
@@ -36,11 +38,15 @@ EVALUATE_SECTION = PipelineSection(
     config_argument=True,
     section=EVALUATE_SECTION,
 )
-def evaluate_command(cfg: EvaluateConfig) -> None:
-    """Score captions with BLEU/METEOR/ROUGE-L/CIDEr-D/SPICE, FGD and accessibility stats, with CIs."""
+def evaluate_command(cfg: EvaluateConfig, force: ForceOption = False) -> None:
+    """Score captions with BLEU/METEOR/ROUGE-L/CIDEr-D/SPICE, FGD and accessibility stats, with CIs.
+
+    An earlier evaluation in --out is kept unless --force.
+    """
     from altcap.metrics.evaluate import run_evaluate
     from altcap.metrics.inputs import EvaluateInputError
 
+    refuse_to_overwrite(cfg.out, EVALUATE_OUTPUTS, force)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         metrics = run_evaluate(cfg)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from pydantic import Field
 
-from altcap.cli_options import config_command, fail
+from altcap.cli_options import ForceOption, config_command, fail, refuse_to_overwrite
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, require_empty_folder, sha256_file
 from altcap.report.memo import MemoInputs, read_json, render_memo_markdown
@@ -124,14 +124,21 @@ def run_memo(cfg: MemoConfig) -> Path:
     return cfg.out / "memo.pdf"
 
 
+MEMO_OUTPUTS = ["memo.*", "provenance.json", "likert.png", "validity.png", "loss.png"]
+
+
 @config_command(
     MemoConfig,
     ["analysis", "metrics", "train_dir", "power", "captions", "out"],
     example="altcap memo --analysis runs/demo/07_analysis/analysis.json "
     "--metrics runs/demo/05_evaluate/metrics.json --out memo",
 )
-def memo_command(cfg: MemoConfig) -> None:
-    """Write the go/no-go memo (Markdown and PDF, at most four pages)."""
+def memo_command(cfg: MemoConfig, force: ForceOption = False) -> None:
+    """Write the go/no-go memo (Markdown and PDF, at most four pages).
+
+    An earlier memo in --out is kept unless --force.
+    """
+    refuse_to_overwrite(cfg.out, MEMO_OUTPUTS, force)
     try:
         path = run_memo(cfg)
     except (FileNotFoundError, FileExistsError, ValueError) as err:

@@ -17,7 +17,16 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field, ValidationError
 
-from altcap.cli_options import ConfigPath, Flag, SetOptions, config_command, fail, resolve_config
+from altcap.cli_options import (
+    ConfigPath,
+    Flag,
+    ForceOption,
+    SetOptions,
+    config_command,
+    fail,
+    refuse_to_overwrite,
+    resolve_config,
+)
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, require_empty_folder, sha256_file
 from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
@@ -221,8 +230,12 @@ def run_simulate(cfg: SimulationConfig) -> Path:
     [Flag("export_dir", argument=True), "metrics", "out"],
     example="altcap study analyze study_sim --metrics study_sim/metrics/metrics.json --out study_analysis",
 )
-def analyze_command(cfg: AnalysisConfig) -> None:
-    """Analyse a study export: exclusions, descriptives, primary test, models, decision."""
+def analyze_command(cfg: AnalysisConfig, force: ForceOption = False) -> None:
+    """Analyse a study export: exclusions, descriptives, primary test, models, decision.
+
+    An earlier analysis in --out is kept unless --force.
+    """
+    refuse_to_overwrite(cfg.out, ["analysis.*", "likert.*", "metric_validity.*"], force)
     from altcap.study.analysis import ExportError
 
     try:

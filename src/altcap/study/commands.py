@@ -14,10 +14,12 @@ import typer
 from altcap.cli_options import (
     ConfigPath,
     Flag,
+    ForceOption,
     SetOptions,
     build_parameter,
     config_command,
     fail,
+    refuse_to_overwrite,
     resolve_config,
 )
 from altcap.study.config import StudyConfig, StudySiteConfig
@@ -25,6 +27,7 @@ from altcap.study.config import StudyConfig, StudySiteConfig
 app = typer.Typer(no_args_is_help=True, help="Run the blinded, accessible user study.")
 
 SITE_FLAGS = ["run_dir", "db"]
+EXPORT_OUTPUTS = ["responses.csv", "responses.json", "participants.csv", "study.json", "provenance.json"]
 # `init` reads the study design from --config, so its site options are built one by one.
 RunDir = build_parameter(StudySiteConfig, Flag("run_dir")).annotation
 DbUrl = build_parameter(StudySiteConfig, Flag("db")).annotation
@@ -138,14 +141,19 @@ def invite_command(
 def export_command(
     site: StudySiteConfig,
     out: Annotated[Path, typer.Option("--out", help="Folder for the export files.")] = Path("study_export"),
+    force: ForceOption = False,
 ) -> None:
-    """Write responses.csv/json, participants.csv and study.json (withdrawn participants kept, marked)."""
+    """Write responses.csv/json, participants.csv and study.json (withdrawn participants kept, marked).
+
+    An earlier export in --out is kept unless --force.
+    """
     from sqlalchemy import select
 
     from altcap.study.db import Study, make_engine, make_session_factory
     from altcap.study.export import write_export
     from altcap.study.trials import load_study
 
+    refuse_to_overwrite(out, EXPORT_OUTPUTS, force)
     with make_session_factory(make_engine(site.resolve_db_url()))() as session:
         study = session.scalars(select(Study)).first()
         if study is None:

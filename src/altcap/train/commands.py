@@ -69,17 +69,21 @@ TRAIN_SECTION = PipelineSection(
 def train_command(cfg: TrainConfig, given: ConfigInput) -> None:
     """Fine-tune a captioning model with LoRA on a manifest; writes adapter/, logs and plots.
 
-    An unfinished run in OUTPUT_DIR resumes from its last checkpoint (--no-resume starts afresh).
+    An unfinished run in OUTPUT_DIR resumes from its last checkpoint (on the same data only);
+    give another --output-dir to start afresh.
     """
     from altcap.config import ConfigError
 
     if needs_relaunch(cfg.launch.num_processes):
         launch_workers(cfg, forward_options(given.path, given.flags, given.sets))
         return
-    from altcap.train.checkpoint import CheckpointError
+    from altcap.train.checkpoint import CheckpointError, find_latest_checkpoint
     from altcap.train.loop import TrainingDivergedError
     from altcap.train.run import run_train
 
+    latest = find_latest_checkpoint(cfg.output_dir)
+    if latest is not None and cfg.resume is not False:
+        typer.echo(f"resuming the unfinished run in {cfg.output_dir} from {latest.name}")
     try:
         out = run_train(cfg)
     except ConfigError as err:
