@@ -10,6 +10,7 @@ import typer
 
 from altcap import __version__
 from altcap.cli_options import attach_examples
+from altcap.cli_output import NORMAL, QUIET, VERBOSE, configure_output
 from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
@@ -25,6 +26,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Info logs, every warning, library bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log errors only (no warnings)."),
+) -> None:
+    """altcap: fine-tune image captioners for blind and low-vision users, and prove it.
+
+    Quiet by default: each warning once, one progress bar per long stage.
+    """
+    configure_output(VERBOSE if verbose else QUIET if quiet else NORMAL)
+
 
 app.add_typer(data_app, name="data", help="Import, check and split captioning datasets.")
 register_study_analysis(study_app)

@@ -13,6 +13,11 @@ from altcap.cli_options import ForceOption, config_command, error_console, fail,
 from altcap.config import PipelineSection
 from altcap.metrics.config import EvaluateConfig
 
+
+def _drop_not_computed(record: logging.LogRecord) -> bool:
+    return "not computed" not in record.getMessage()
+
+
 EVALUATE_OUTPUTS = ["metrics.json", "per_image.jsonl", "metrics.md", "metrics_bar.*"]
 
 
@@ -47,7 +52,8 @@ def evaluate_command(cfg: EvaluateConfig, force: ForceOption = False) -> None:
     from altcap.metrics.inputs import EvaluateInputError
 
     refuse_to_overwrite(cfg.out, EVALUATE_OUTPUTS, force)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    # Every metric not computed is listed once, at the end; the stage's early warning would repeat it.
+    logging.getLogger("altcap.metrics.evaluate").addFilter(_drop_not_computed)
     try:
         metrics = run_evaluate(cfg)
     except EvaluateInputError as err:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from altcap.cli_options import config_command
+from altcap.cli_options import config_command, fail
 from altcap.pipeline.run import RunConfig
 
 
@@ -28,8 +28,12 @@ def run_command(cfg: RunConfig) -> None:
     No CONFIG = the embedded demo (configs/demo.yaml). Rerunning resumes in RUN_DIR: finished
     stages whose settings and inputs did not change are skipped.
     """
+    from altcap.config import ConfigError
     from altcap.pipeline.run import run_pipeline
 
-    memo = run_pipeline(cfg)
+    try:
+        memo = run_pipeline(cfg)
+    except ConfigError as err:
+        raise fail(str(err)) from err
     typer.echo(f"memo: {memo}")
     typer.echo(f"summary: {cfg.run_dir / 'summary.md'}")
