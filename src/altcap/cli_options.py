@@ -202,6 +202,37 @@ def _pick_config_path(given: dict[str, Any]) -> Path | None:
     return positional if positional is not None else option
 
 
+def build_signature(
+    cls: type[BaseModel], specs: Sequence[Flag], run: Callable[..., None], config_argument: bool
+) -> list[inspect.Parameter]:
+    """The generated command's parameters: [CONFIG], arguments, run's extras, flags, --config, --set.
+
+    Args:
+        cls: the stage config class.
+        specs: the fields that get a flag.
+        run: the decorated function; its parameters after the config (except `given`) are kept.
+        config_argument: lead with a positional CONFIG.
+
+    Returns:
+        Keyword parameters in the order `--help` lists them, plus the hidden Typer context.
+    """
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    hints = typing.get_type_hints(run, include_extras=True)  # run's module may defer annotations
+    own = list(inspect.signature(run).parameters.values())[1:]
+    extras = [p.replace(kind=keyword, annotation=hints[p.name]) for p in own if p.name != "given"]
+    generated = [(build_parameter(cls, spec), spec.argument) for spec in specs]
+    arguments = [p for p, is_argument in generated if is_argument]
+    options = [p for p, is_argument in generated if not is_argument]
+    config_params = _config_parameters(config_argument)
+    params = config_params[:1] if config_argument else []
+    params += arguments + extras + options + config_params[1 if config_argument else 0 :]
+    return [
+        *params,
+        _set_parameter(cls),
+        inspect.Parameter("altcap_context", keyword, annotation=typer.Context),
+    ]
+
+
 def config_command(
     cls: type[BaseModel],
     flags: Sequence[str | Flag],
@@ -227,24 +258,8 @@ def config_command(
     specs = [f if isinstance(f, Flag) else Flag(f) for f in flags]
 
     def decorate(run: Callable[..., None]) -> Callable[..., None]:
-        own = list(inspect.signature(run).parameters.values())[1:]
-        hints = typing.get_type_hints(run, include_extras=True)  # run's module may defer annotations
-        extras = [
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
-            for p in own
-            if p.name != "given"
-        ]
-        wants_given = any(p.name == "given" for p in own)
-        generated = [build_parameter(cls, spec) for spec in specs]
-        arguments = [p for p, s in zip(generated, specs, strict=True) if s.argument]
-        options = [p for p, s in zip(generated, specs, strict=True) if not s.argument]
-        config_params = _config_parameters(config_argument)
-        params = config_params[:1] if config_argument else []
-        params += arguments + extras + options + config_params[1 if config_argument else 0 :]
-        params.append(_set_parameter(cls))
-        params.append(
-            inspect.Parameter("altcap_context", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-        )
+        params = build_signature(cls, specs, run, config_argument)
+        wants_given = "given" in inspect.signature(run).parameters
 
         @functools.wraps(run)
         def command(**given: Any) -> None:

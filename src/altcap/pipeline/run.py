@@ -151,12 +151,11 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
         train_dir=p["train"],
         out=p["memo"],
     )
-    run_dir = cfg.run_dir
     return [
         Stage("data check", check, source, [p["clean"]], lambda: _run_check(check)),
         _split_stage(cfg, p),
         _caption_stage(cfg, "caption base", p["base"], None, [p["manifest"]]),
-        Stage("train", train, [p["manifest"]], [adapter], lambda: _run_train(train, run_dir)),
+        Stage("train", train, [p["manifest"]], [adapter], lambda: _run_train(train, cfg.run_dir)),
         _caption_stage(cfg, "caption fine-tuned", p["finetuned"], adapter, [p["manifest"], adapter]),
         _evaluate_stage(cfg, p),
         _study_stage(cfg, p),
@@ -165,14 +164,14 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             analysis,
             [export_dir, p["evaluate"] / "metrics.json"],
             [analysis.out / "analysis.json"],
-            lambda: _run_analysis(analysis, run_dir),
+            lambda: _run_analysis(analysis, cfg.run_dir),
         ),
         Stage(
             "memo",
             memo,
             [analysis.out / "analysis.json", p["evaluate"]],
             [p["memo"] / "memo.md"],
-            lambda: _run_memo(memo, run_dir),
+            lambda: _run_memo(memo, cfg.run_dir),
         ),
     ]
 
