@@ -148,7 +148,9 @@ def build_parameter(cls: type[BaseModel], flag: Flag) -> inspect.Parameter:
     where = "" if flag.param == flag.field else f" ({flag.field})"
     help_text = escape(f"{description}{where}")
     if flag.argument:
-        marker: Any = typer.Argument(help=help_text, show_default=default is not None)
+        marker: Any = typer.Argument(
+            help=help_text, show_default=default is not None, metavar=flag.param.upper()
+        )
     else:
         name = flag.param.replace("_", "-")
         spelled = f"--{name}/--no-{name}" if cli_type is bool else f"--{name}"
@@ -185,7 +187,9 @@ def _config_parameters(positional: bool) -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter("config", keyword, default=None, annotation=ConfigPath)]
     if positional:
-        marker = typer.Argument(help="YAML config file (same as --config).", show_default=False)
+        marker = typer.Argument(
+            help="YAML config file (same as --config).", show_default=False, metavar="CONFIG"
+        )
         params.insert(
             0,
             inspect.Parameter(
