@@ -10,6 +10,8 @@ import typer
 
 from altcap import __version__
 from altcap.analysis.commands import register as register_study_analysis
+from altcap.cli_options import attach_examples
+from altcap.cli_output import NORMAL, QUIET, VERBOSE, configure_output
 from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
@@ -25,21 +27,37 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+@app.callback()
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Info logs, every warning, library bars."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log errors only (no warnings)."),
+) -> None:
+    """altcap: fine-tune image captioners for blind and low-vision users, and prove it.
+
+    Quiet by default: each warning once, one progress bar per long stage.
+    """
+    configure_output(VERBOSE if verbose else QUIET if quiet else NORMAL)
+
+
 app.add_typer(data_app, name="data", help="Import, check and split captioning datasets.")
 register_study_analysis(study_app)
 app.add_typer(study_app, name="study", help="Run the blinded, accessible user study.")
 app.command("evaluate")(evaluate_command)
 app.command("train")(train_command)
 app.command("caption")(caption_command)
-app.command("demo-ui")(demo_ui_command)
+app.command("demo-ui", epilog="Example: altcap demo-ui --model-id altcap-mini")(demo_ui_command)
 app.command("memo")(memo_command)
 app.command("run")(run_command)
 
 
-@app.command()
+@app.command(epilog="Example: altcap version")
 def version() -> None:
     """Print altcap's version."""
     typer.echo(__version__)
+
+
+attach_examples(app)
 
 
 if __name__ == "__main__":

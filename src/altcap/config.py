@@ -7,8 +7,11 @@ and what would fix it.
 
 from __future__ import annotations
 
+import copy
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,13 +47,38 @@ def field_paths(cls: type[BaseModel], prefix: str = "") -> list[str]:
     return paths
 
 
-def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
+def example_set_option(cls: type[BaseModel]) -> str:
+    """A valid `--set` value for this config, e.g. "optim.lr=3e-05" (a nested field when there is one).
+
+    Args:
+        cls: a stage config class.
+
+    Returns:
+        `dotted.key=value` with the field's default, spelled as `--set` parses it back.
+    """
+
+    def default_of(dotted: str) -> Any:
+        node: Any = cls.model_construct()
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+    # Prefer a nested field with a plain default: it shows the dotted form and parses back as is.
+    paths = field_paths(cls)
+    dotted = min(paths, key=lambda p: ("." not in p, default_of(p) in (None, [], {})))
+    node = default_of(dotted)
+    value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
+    text = yaml.safe_dump(str(value) if isinstance(value, Path) else value, default_flow_style=True)
+    return f"{dotted}={text.strip().removesuffix('...').strip()}"
+
+
+def parse_set_options(options: Iterable[str], example: str = "key.sub=value") -> dict[str, Any]:
     """Turn `key.sub=value` strings into a dotted-key dict; values are parsed as YAML scalars/lists."""
     parsed: dict[str, Any] = {}
     for option in options:
         key, sep, raw = option.partition("=")
         if not sep or not key.strip():
-            raise ConfigError([f"--set {option!r}: expected KEY=VALUE, e.g. --set train.lr=1e-4"])
+            raise ConfigError([f"--set {option!r}: expected KEY=VALUE, e.g. --set {example}"])
         parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
     return parsed
 
@@ -68,6 +96,37 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: top level must be a mapping of config keys, got {type(data).__name__}"])
     return data
+
+
+@dataclass(frozen=True)
+class PipelineSection:
+    """How a stage command reads its settings out of an `altcap run` YAML (such as configs/demo.yaml).
+
+    The stage's section (e.g. `train:`) is the config; `lifts` copy pipeline-wide keys into it the way
+    `altcap run` does (e.g. top-level `model` -> `model`, `manifest` -> `data.manifest`), and
+    `when_null` gives the value `altcap run` would use for a lifted key that is absent or null.
+    """
+
+    name: str
+    lifts: dict[str, str] = dataclass_field(default_factory=dict)
+    when_null: dict[str, Callable[[], Any]] = dataclass_field(default_factory=dict)
+
+    def is_pipeline_file(self, cls: type[BaseModel], data: Mapping[str, Any]) -> bool:
+        """True when `data` is a pipeline YAML rather than this stage's own config."""
+        return any(k in data and k not in cls.model_fields for k in (self.name, "run_dir"))
+
+    def extract(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """This stage's config mapping, as `altcap run` would build it from the pipeline YAML."""
+        stage = copy.deepcopy(data.get(self.name) or {})
+        for source, target in self.lifts.items():
+            value: Any = data
+            for part in source.split("."):
+                value = value.get(part) if isinstance(value, Mapping) else None
+            if value is None and source in self.when_null:
+                value = self.when_null[source]()
+            if value is not None:
+                _set_dotted(stage, target, str(value) if isinstance(value, Path) else value)
+        return stage
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -106,6 +165,7 @@ def load_config(
     path: Path | None = None,
     flags: Mapping[str, Any] | None = None,
     sets: Iterable[str] = (),
+    section: PipelineSection | None = None,
 ) -> T:
     """Build a stage config from defaults, a YAML file, CLI flags and `--set` options.
 
@@ -114,6 +174,7 @@ def load_config(
         path: optional YAML file; its keys are the config's fields (nested as mappings).
         flags: dotted-key values from Typer flags; `None` values mean "not given" and are skipped.
         sets: raw `KEY=VALUE` strings from `--set`.
+        section: when given and `path` is an `altcap run` YAML, read this stage's section from it.
 
     Returns:
         The validated config.
@@ -122,6 +183,8 @@ def load_config(
         ConfigError: listing every unknown key and invalid value, each with its source.
     """
     data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
+    if section is not None and section.is_pipeline_file(cls, data):
+        data = section.extract(data)
     source_of: dict[str, str] = {}
     valid = field_paths(cls)
     problems = [_describe_unknown(k, str(path), valid) for k in _unknown_keys(cls, data)]
@@ -131,7 +194,7 @@ def load_config(
         for k, v in (flags or {}).items()
         if v is not None
     ]
-    overrides += [(k, v, f"--set {k}") for k, v in parse_set_options(sets).items()]
+    overrides += [(k, v, f"--set {k}") for k, v in parse_set_options(sets, example_set_option(cls)).items()]
     for key, value, source in overrides:
         if key not in valid and not any(p.startswith(key + ".") for p in valid):
             problems.append(_describe_unknown(key, source, valid))

@@ -6,9 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from altcap.cli import app
-from altcap.config import field_paths
-from altcap.data import commands
-from altcap.data.configs import DataCheckConfig, DataImportConfig, DataSplitConfig
+from altcap.data.configs import DataImportConfig
 
 from .conftest import make_photo, write_manifest_lines
 
@@ -19,20 +17,7 @@ def _run(*args: str) -> object:
     return runner.invoke(app, ["data", *args], catch_exceptions=False)
 
 
-@pytest.mark.parametrize(
-    ("command", "cls"),
-    [
-        (commands.import_command, DataImportConfig),
-        (commands.check_command, DataCheckConfig),
-        (commands.split_command, DataSplitConfig),
-    ],
-)
-def test_every_flag_maps_to_one_config_field(command: object, cls: type) -> None:
-    flags = set(command.__code__.co_varnames[: command.__code__.co_argcount]) - {"config", "set_"}
-    renamed = {"out": "out_dir"}
-    fields = {renamed.get(f, f) for f in flags}
-    assert fields <= set(field_paths(cls)), fields - set(field_paths(cls))
-    assert len(fields) == len(flags)
+# Flags vs config fields: tests/test_cli_options.py checks every command.
 
 
 def test_import_check_split_end_to_end(tmp_path: Path) -> None:
@@ -45,8 +30,10 @@ def test_import_check_split_end_to_end(tmp_path: Path) -> None:
     assert "4 images, 5 captions" in result.output
     manifest = tmp_path / "ds" / "manifest.jsonl"
     result = _run("check", str(manifest), "--out", str(tmp_path / "chk"), "--workers", "1")
-    assert result.exit_code == 0, result.output
+    # exit 1: a caption was dropped; the clean manifest is still written
+    assert result.exit_code == 1, result.output
     assert "CAPTION_EMPTY" in result.output and "1 errors" in result.output
+    assert (tmp_path / "chk" / "manifest.clean.jsonl").is_file()
     strict = _run("check", str(manifest), "--out", str(tmp_path / "chk2"), "--strict", "--set", "workers=1")
     assert strict.exit_code == 1
     clean = tmp_path / "chk" / "manifest.clean.jsonl"
@@ -95,7 +82,8 @@ def test_config_file_and_bad_values_are_reported(tmp_path: Path) -> None:
     assert "nowhere.csv: not found" in result.output
     result = runner.invoke(app, ["data", "import", "tsv", str(tmp_path)])
     assert result.exit_code == 2
-    assert re.search(r"format='tsv'", result.output)
+    # The generated argument is typed from the config's Literal: the error lists the valid formats.
+    assert re.search(r"'tsv' is not one of", result.output) and "'csv'" in result.output
 
 
 def test_formats_lists_every_importer() -> None:
@@ -134,3 +122,19 @@ def test_check_refuses_a_12000_px_square_image_without_decoding_it(tmp_path: Pat
     assert "12000x12000 = 144,000,000 pixels > max_decoded_pixels=50,000,000" in bomb["message"]
     smaller = _run("check", str(manifest), "-o", str(tmp_path / "chk2"), "--set", "max_decoded_pixels=1000")
     assert "2 errors" in " ".join(smaller.output.split())  # the limit is configurable: now both are refused
+
+
+def test_check_exit_codes_and_refusal_to_replace_an_earlier_result(tmp_path: Path) -> None:
+    out = tmp_path / "chk"
+    clean = _run("check", "--out", str(out), "--no-images")
+    assert clean.exit_code == 0, clean.output  # the embedded sample: nothing dropped
+    again = _run("check", "--out", str(out), "--no-images")
+    assert again.exit_code == 2 and "pass --force" in again.output
+    before = (out / "check_report.json").stat().st_mtime_ns
+    assert (out / "check_report.json").stat().st_mtime_ns == before
+    forced = _run("check", "--out", str(out), "--no-images", "--force")
+    assert forced.exit_code == 0, forced.output
+    unreadable = _run("check", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x"))
+    assert unreadable.exit_code == 2 and "missing.jsonl" in unreadable.output
+    help_text = runner.invoke(app, ["data", "check", "--help"], env={"COLUMNS": "200"}).output
+    assert "0 = nothing dropped" in help_text and "2 = bad usage" in help_text

@@ -147,11 +147,3 @@ def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "bootstrap_samples" in bad.output
 
 
-def test_every_flag_is_a_config_field() -> None:
-    import inspect
-
-    from altcap.metrics.commands import evaluate_command
-    from altcap.metrics.config import EvaluateConfig
-
-    flags = set(inspect.signature(evaluate_command).parameters) - {"config", "set_"}
-    assert flags <= set(EvaluateConfig.model_fields), flags - set(EvaluateConfig.model_fields)

@@ -48,6 +48,7 @@ def test_run_writes_every_stage_and_resumes(tiny_model: Path, tmp_path: Path) ->
         "summary.md",
         "01_check/check_report.json",
         "01_check/manifest.clean.jsonl",
+        "01_check/split/manifest.jsonl",  # the sample has splits: kept as they are
         "02_captions/base.jsonl",
         "03_train/adapter/adapter_config.json",
         "04_captions/finetuned.jsonl",
@@ -62,7 +63,7 @@ def test_run_writes_every_stage_and_resumes(tiny_model: Path, tmp_path: Path) ->
     assert [p for p in expected if not (run / p).is_file()] == []
     assert len((run / "02_captions/base.jsonl").read_text().splitlines()) == 6
     summary = (run / "summary.md").read_text()
-    assert "SIMULATED" in summary and summary.count("| ran |") == 8
+    assert "SIMULATED" in summary and summary.count("| ran |") == 9
     assert "SIMULATED" in (run / "08_memo/memo.md").read_text()
     # The simulated study rates the run's real test images, so metric validity can join them.
     images = {line.split(",")[5] for line in (run / "06_study/responses.csv").read_text().splitlines()[1:]}
@@ -71,13 +72,13 @@ def test_run_writes_every_stage_and_resumes(tiny_model: Path, tmp_path: Path) ->
 
     second = CliRunner().invoke(app, ["run", str(config)])
     assert second.exit_code == 0, second.output
-    assert (run / "summary.md").read_text().count("| skipped |") == 8
+    assert (run / "summary.md").read_text().count("| skipped |") == 9
 
     # A changed analysis setting reruns analysis and memo only.
     third = CliRunner().invoke(app, ["run", str(config), "--set", "analysis.n_boot=300"])
     assert third.exit_code == 0, third.output
     summary = (run / "summary.md").read_text()
-    assert summary.count("| skipped |") == 6 and summary.count("| ran |") == 2
+    assert summary.count("| skipped |") == 7 and summary.count("| ran |") == 2
 
 
 def test_run_rejects_unknown_keys_before_any_work(tmp_path: Path) -> None:

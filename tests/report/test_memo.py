@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -431,3 +432,16 @@ def test_no_shorter_caption_sentence_when_lengths_do_not_differ() -> None:
     measured["systems"]["finetuned"]["scene_graph_f1"]["agreement_with_spice"] = agreement
     sentence = describe_metric_context(measured)["sentences"][-1]
     assert sentence.endswith("with SPICE on these captions: finetuned Kendall tau 0.412 over 1000 images.")
+
+
+def test_weasyprint_import_leaves_truncated_images_refused() -> None:
+    """WeasyPrint sets Pillow's LOAD_TRUNCATED_IMAGES at import; the memo's PDF must not make later
+    image loads in the same process (a resumed `altcap run`, the test suite) accept truncated photos."""
+    from PIL import ImageFile
+
+    from altcap.report.pdf import import_weasyprint
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    with contextlib.suppress(ImportError, OSError):  # no pango: nothing imported, nothing changed
+        import_weasyprint()
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False

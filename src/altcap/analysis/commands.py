@@ -26,7 +26,16 @@ from altcap.analysis.simulate import (
     simulate_metrics,
     simulate_study,
 )
-from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
+from altcap.cli_options import (
+    ConfigPath,
+    Flag,
+    ForceOption,
+    SetOptions,
+    config_command,
+    fail,
+    refuse_to_overwrite,
+    resolve_config,
+)
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, require_empty_folder, sha256_file
 from altcap.study.columns import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS
@@ -217,19 +226,19 @@ def run_simulate(cfg: SimulationConfig) -> Path:
     return out
 
 
-def analyze_command(
-    export_dir: Annotated[Path, typer.Argument(help="Folder written by `altcap study export`.")],
-    metrics: Annotated[Path | None, typer.Option(help="metrics.json from `altcap evaluate`.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (new or empty).")] = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
-    """Analyse a study export: exclusions, descriptives, primary test, models, decision."""
+@config_command(
+    AnalysisConfig,
+    [Flag("export_dir", argument=True), "metrics", "out"],
+    example="altcap study analyze study_sim --metrics study_sim/metrics/metrics.json --out study_analysis",
+)
+def analyze_command(cfg: AnalysisConfig, force: ForceOption = False) -> None:
+    """Analyse a study export: exclusions, descriptives, primary test, models, decision.
+
+    An earlier analysis in --out is kept unless --force.
+    """
+    refuse_to_overwrite(cfg.out, ["analysis.*", "likert.*", "metric_validity.*"], force)
     from altcap.analysis.stats import ExportError
 
-    cfg = resolve_config(
-        AnalysisConfig, config, {"export_dir": export_dir, "metrics": metrics, "out": out}, set_
-    )
     try:
         path = run_analyze(cfg)
     except (ExportError, FileExistsError) as err:
@@ -237,22 +246,22 @@ def analyze_command(
     typer.echo(f"wrote {path} and analysis.md")
 
 
-def simulate_command(
-    n: Annotated[int | None, typer.Option("--n", help="Participants.")] = None,
-    effect: Annotated[float | None, typer.Option(help="True log-odds effect of fine-tuning.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (new or empty).")] = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
+@config_command(
+    SimulationConfig,
+    [Flag("n_participants", name="n"), "effect", "seed", "out"],
+    example="altcap study simulate --n 10 --out study_sim",
+)
+def simulate_command(cfg: SimulationConfig) -> None:
     """Simulate a study in the export format (stamped SIMULATED), for demos and tests."""
-    flags = {"n_participants": n, "effect": effect, "seed": seed, "out": out}
-    cfg = resolve_config(SimulationConfig, config, flags, set_)
     try:
         path = run_simulate(cfg)
     except FileExistsError as err:
         raise fail(str(err)) from err
     typer.echo(f"wrote SIMULATED study to {path}")
+
+
+# power_command's parameter -> PowerConfig field (tests/test_config.py keeps them in sync).
+POWER_FLAGS = {"n": "n_participants", "effect": "effect", "sims": "sims", "out": "out"}
 
 
 def power_command(
@@ -264,7 +273,10 @@ def power_command(
     set_: SetOptions = None,
 ) -> None:
     """Simulation-based power of the primary test for the planned n."""
-    flags = {"n_participants": n, "effect": effect, "sims": sims, "out": out}
+    # Hand-written, not generated: PowerConfig's module imports pandas and scipy, which
+    # `altcap --help` must not pay for.
+    given = locals()
+    flags = {field: given[param] for param, field in POWER_FLAGS.items()}
     from altcap.analysis.power import PowerConfig, run_power
 
     cfg = resolve_config(PowerConfig, config, flags, set_)
@@ -284,4 +296,4 @@ def register(study_app: typer.Typer) -> None:
     """Attach analyze, simulate and power to the `altcap study` Typer app."""
     study_app.command("analyze")(analyze_command)
     study_app.command("simulate")(simulate_command)
-    study_app.command("power")(power_command)
+    study_app.command("power", epilog="Example: altcap study power --n 20 --sims 50")(power_command)

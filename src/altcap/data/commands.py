@@ -6,34 +6,20 @@ Heavy imports (Pillow, numpy, imagehash) happen inside the commands so `altcap -
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
+from altcap.cli_options import Flag, ForceOption, config_command, fail, refuse_to_overwrite
 from altcap.data.configs import IMPORT_FORMATS, DataCheckConfig, DataImportConfig, DataSplitConfig
 from altcap.data.import_columns import describe_columns
 
 app = typer.Typer(no_args_is_help=True, help="Import, check and split captioning datasets.")
 console = Console()
 
-OutDir = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")]
-Overwrite = Annotated[
-    bool | None, typer.Option("--overwrite/--no-overwrite", help="Replace OUT/manifest.jsonl.")
-]
-# Parameters named otherwise than the config field they set; every other one is named after its field.
-_RENAMED_FLAGS = {"out": "out_dir"}
-
-
-def _collect_flags(params: dict[str, Any]) -> dict[str, Any]:
-    """A command's parameters (its `locals()` on entry) as config flags: field -> value, None = not given.
-
-    Derived rather than retyped per command, since the names already match the fields
-    (tests/data/test_commands.py keeps them in sync).
-    """
-    return {_RENAMED_FLAGS.get(k, k): v for k, v in params.items() if k not in ("config", "set_")}
+OUT = Flag("out_dir", name="out", short="-o")
+CHECK_OUTPUTS = ["check_report.json", "manifest.clean.jsonl"]
 
 
 def _run_or_fail(run: Callable[[Any], dict], cfg: Any, error_type: type[Exception]) -> dict:
@@ -44,7 +30,7 @@ def _run_or_fail(run: Callable[[Any], dict], cfg: Any, error_type: type[Exceptio
         raise fail(str(err)) from err
 
 
-@app.command("formats")
+@app.command("formats", epilog="Example: altcap data formats")
 def list_formats() -> None:
     """List the dataset formats `altcap data import` reads."""
     for name in IMPORT_FORMATS:
@@ -59,23 +45,23 @@ IMPORT_HELP = (
 
 
 @app.command("import", help=IMPORT_HELP)
-def import_command(
-    format: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(IMPORT_FORMATS)}.")] = None,
-    source: Annotated[Path | None, typer.Argument(help="Dataset folder or annotation file.")] = None,
-    out: OutDir = None,
-    images_dir: Annotated[Path | None, typer.Option(help="Folder image names are relative to.")] = None,
-    split: Annotated[str | None, typer.Option(help="Split for every record of a one-split file.")] = None,
-    caption_field: Annotated[str | None, typer.Option(help="csv/jsonl/hf column with the caption.")] = None,
-    include_rejected: Annotated[bool | None, typer.Option("--include-rejected/--no-include-rejected")] = None,
-    include_precanned: Annotated[
-        bool | None, typer.Option("--include-precanned/--no-include-precanned")
-    ] = None,
-    overwrite: Overwrite = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
+@config_command(
+    DataImportConfig,
+    [
+        Flag("format", argument=True),
+        Flag("source", argument=True),
+        OUT,
+        "images_dir",
+        "split",
+        "caption_field",
+        "include_rejected",
+        "include_precanned",
+        "overwrite",
+    ],
+    example="altcap data import jsonl src/altcap/sample/manifest.jsonl --out my-data",
+)
+def import_command(cfg: DataImportConfig) -> None:
     """Import FORMAT SRC into OUT/manifest.jsonl (+ OUT/import_report.json)."""
-    cfg = resolve_config(DataImportConfig, config, _collect_flags(locals()), set_)
     from altcap.data.import_common import DataImportError
     from altcap.data.importer import run_data_import
 
@@ -93,31 +79,31 @@ def import_command(
 
 
 @app.command("check")
-def check_command(
-    manifest: Annotated[
-        Path | None, typer.Argument(help="Manifest to check; none = the embedded sample.")
-    ] = None,
-    out: OutDir = None,
-    strict: Annotated[
-        bool | None, typer.Option("--strict/--no-strict", help="Exit 1 on any warning/error.")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes decoding images.")] = None,
-    check_images: Annotated[
-        bool | None, typer.Option("--images/--no-images", help="Decode every image.")
-    ] = None,
-    max_caption_chars: Annotated[int | None, typer.Option(help="Warn about longer captions.")] = None,
-    near_duplicate_bits: Annotated[
-        int | None, typer.Option(help="Perceptual-hash distance; 0 = off.")
-    ] = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
-    """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl."""
-    cfg = resolve_config(DataCheckConfig, config, _collect_flags(locals()), set_)
+@config_command(
+    DataCheckConfig,
+    [
+        Flag("manifest", argument=True),
+        OUT,
+        "strict",
+        "workers",
+        Flag("check_images", name="images"),
+        "max_caption_chars",
+        "near_duplicate_bits",
+    ],
+    example="altcap data check --out check",
+)
+def check_command(cfg: DataCheckConfig, force: ForceOption = False) -> None:
+    """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl.
+
+    Exit codes: 0 = nothing dropped; 1 = records or captions dropped (the clean manifest is still
+    written), or with --strict any warning; 2 = bad usage or unreadable input (nothing written).
+    An earlier check in OUT is kept unless --force.
+    """
     from altcap.data.check import run_data_check
     from altcap.data.findings import Finding, render_summary
     from altcap.data.manifest import ManifestError
 
+    refuse_to_overwrite(cfg.out_dir, CHECK_OUTPUTS, force)
     if cfg.manifest is None:
         console.print("no MANIFEST given: checking the embedded Flickr8k sample")
     report = _run_or_fail(run_data_check, cfg, ManifestError)
@@ -129,29 +115,32 @@ def check_command(
         f"{summary['removed_captions']} captions"
     )
     console.print(f"wrote {cfg.out_dir / 'check_report.json'} and {report['clean_manifest']}")
-    if cfg.strict and summary["errors"] + summary["warnings"] > 0:
-        raise typer.Exit(code=1)
+    raise typer.Exit(code=check_exit_code(summary, cfg.strict))
+
+
+def check_exit_code(summary: dict, strict: bool) -> int:
+    """`data check`'s exit code: 1 when anything was dropped (or, strict, any warning), else 0."""
+    dropped = summary["removed_records"] + summary["removed_captions"] > 0
+    return 1 if dropped or (strict and summary["errors"] + summary["warnings"] > 0) else 0
 
 
 @app.command("split")
-def split_command(
-    manifest: Annotated[Path | None, typer.Argument(help="Manifest to split.")] = None,
-    out: OutDir = None,
-    seed: Annotated[int | None, typer.Option(help="Shuffle seed.")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Share of newly split images for val.")] = None,
-    test_fraction: Annotated[float | None, typer.Option(help="Share of newly split images for test.")] = None,
-    resplit: Annotated[
-        bool | None, typer.Option("--resplit/--keep-splits", help="Ignore existing splits.")
-    ] = None,
-    check_report: Annotated[
-        Path | None, typer.Option(help="check_report.json: keep duplicates together.")
-    ] = None,
-    overwrite: Overwrite = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
+@config_command(
+    DataSplitConfig,
+    [
+        Flag("manifest", argument=True),
+        OUT,
+        "seed",
+        "val_fraction",
+        "test_fraction",
+        "resplit",
+        "check_report",
+        "overwrite",
+    ],
+    example="altcap data split src/altcap/sample/manifest.jsonl --resplit --out split",
+)
+def split_command(cfg: DataSplitConfig) -> None:
     """Give every record a train/val/test split, grouped by image; write OUT/manifest.jsonl."""
-    cfg = resolve_config(DataSplitConfig, config, _collect_flags(locals()), set_)
     from altcap.data.manifest import ManifestError
     from altcap.data.split import run_data_split
 

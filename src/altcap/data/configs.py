@@ -61,7 +61,10 @@ class DataCheckConfig(StageConfig):
     out_dir: Path = Field(
         default=Path("altcap-check"), description="Folder for check_report.json + manifest.clean.jsonl."
     )
-    strict: bool = Field(default=False, description="Exit 1 when any warning or error is found.")
+    strict: bool = Field(
+        default=False,
+        description="Exit 1 when any warning or error is found, not only when records are dropped.",
+    )
     workers: int = Field(default=2, ge=1, le=64, description="Processes that decode and hash images.")
     check_images: bool = Field(
         default=True, description="Open, decode and hash every image (False = captions only)."

@@ -2,92 +2,81 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
-import typer
+from altcap.cli_options import Flag, config_command, error_console, fail
+from altcap.config import PipelineSection
+from altcap.infer.config import CaptionConfig
 
-from altcap.cli_options import ConfigPath, SetOptions, error_console, fail, resolve_config
-
-if TYPE_CHECKING:  # only for annotations: importing these at load time would pull in model code
+if TYPE_CHECKING:  # only for annotations: importing it at load time would pull in model code
     from altcap.infer.caption import CaptionSummary
-    from altcap.infer.config import CaptionConfig
 
-# Each flag sets exactly one CaptionConfig field (tests keep this map and the fields in sync).
-FLAG_FIELDS = {
-    "model_id": "model.model_id",
-    "family": "model.family",
-    "adapter": "model.adapter",
-    "dtype": "model.dtype",
-    "device": "model.device",
-    "manifest": "manifest",
-    "split": "split",
-    "images": "images",
-    "out": "out",
-    "prompt": "prompt",
-    "num_beams": "generation.num_beams",
-    "length_penalty": "generation.length_penalty",
-    "max_new_tokens": "generation.max_new_tokens",
-    "min_new_tokens": "generation.min_new_tokens",
-    "repetition_penalty": "generation.repetition_penalty",
-    "no_repeat_ngram_size": "generation.no_repeat_ngram_size",
-    "do_sample": "generation.do_sample",
-    "temperature": "generation.temperature",
-    "top_p": "generation.top_p",
-    "batch_size": "batch_size",
-    "limit": "limit",
-    "seed": "seed",
-}
+GENERATION_FLAGS = (
+    "num_beams",
+    "length_penalty",
+    "max_new_tokens",
+    "min_new_tokens",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "do_sample",
+    "temperature",
+    "top_p",
+)
+
+# The fields that get a flag of their own; every other field is reachable with --set.
+CAPTION_FLAGS = [
+    Flag("model.model_id"),
+    Flag("model.family"),
+    Flag("model.adapter"),
+    Flag("model.dtype"),
+    Flag("model.device"),
+    Flag("manifest"),
+    Flag("split"),
+    Flag("images"),
+    Flag("out"),
+    Flag("prompt"),
+    *(Flag(f"generation.{name}") for name in GENERATION_FLAGS),
+    Flag("batch_size"),
+    Flag("limit"),
+    Flag("seed"),
+]
 
 
-def caption_command(
-    config: ConfigPath = None,
-    model_id: Annotated[str | None, typer.Option(help="Hub id or folder of the base model.")] = None,
-    family: Annotated[
-        str | None, typer.Option(help="Model family; default: inferred from the checkpoint.")
-    ] = None,
-    adapter: Annotated[str | None, typer.Option(help="LoRA adapter folder from `altcap train`.")] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="bfloat16 | float16 | float32 (default: bf16 on GPU).")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N.")] = None,
-    manifest: Annotated[Path | None, typer.Option(help="Manifest JSONL to caption.")] = None,
-    split: Annotated[str | None, typer.Option(help="Manifest split (default test).")] = None,
-    images: Annotated[Path | None, typer.Option(help="Folder of images (instead of --manifest).")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Output captions JSONL; an existing one is resumed.")
-    ] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help="Instruction for images without their own prompt.")
-    ] = None,
-    num_beams: Annotated[int | None, typer.Option(help="Beam width.")] = None,
-    length_penalty: Annotated[float | None, typer.Option(help="Beam length penalty.")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Most new tokens per caption.")] = None,
-    min_new_tokens: Annotated[int | None, typer.Option(help="Fewest new tokens per caption.")] = None,
-    repetition_penalty: Annotated[float | None, typer.Option(help="Repetition penalty (1.0 = off).")] = None,
-    no_repeat_ngram_size: Annotated[
-        int | None, typer.Option(help="Block repeated n-grams of this size.")
-    ] = None,
-    do_sample: Annotated[bool | None, typer.Option("--do-sample/--no-do-sample", help="Sample.")] = None,
-    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per generate call.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Caption only the first N images.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
-    set_: SetOptions = None,
-) -> None:
-    """Caption a manifest split or an image folder (resumable; reruns skip captioned images)."""
-    from altcap.infer.config import CaptionConfig
+def _sample_manifest() -> str:
+    from altcap.data.sample import sample_manifest
 
-    given = locals()
-    flags = {field: given[name] for name, field in FLAG_FIELDS.items()}
-    cfg = resolve_config(CaptionConfig, config, flags, set_)
+    return str(sample_manifest())
+
+
+# `altcap caption --config demo.yaml` captions what `altcap run demo.yaml` captions with the base model.
+CAPTION_SECTION = PipelineSection(
+    "caption",
+    lifts={"model": "model", "manifest": "manifest"},
+    when_null={"manifest": _sample_manifest},
+)
+
+
+@config_command(
+    CaptionConfig,
+    CAPTION_FLAGS,
+    example="altcap caption --config src/altcap/configs/demo.yaml --limit 2 --out captions.jsonl",
+    config_argument=True,
+    section=CAPTION_SECTION,
+)
+def caption_command(cfg: CaptionConfig) -> None:
+    """Caption a manifest split (or --split all) or an image folder.
+
+    Resumable: an existing --out file is continued, images already captioned are skipped.
+    """
     summary = _run(cfg)
     error_console.print(
         f"wrote {summary.written_images} caption(s) to {summary.out} "
         f"({summary.skipped_images} already there, {summary.total_images} total) in {summary.seconds:.1f} s",
         highlight=False,
     )
+
+
+FLAG_FIELDS = caption_command.altcap_fields
 
 
 def _run(cfg: CaptionConfig) -> CaptionSummary:

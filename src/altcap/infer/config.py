@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from altcap.config import StageConfig
 from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP, SKIP_FLAG_HELP
@@ -98,7 +98,9 @@ class CaptionConfig(StageConfig):
         default_factory=ModelConfig, description="Base model, adapter, dtype and device."
     )
     manifest: Path | None = Field(default=None, description="Manifest (JSONL from `altcap data`) to caption.")
-    split: str | None = Field(default="test", description="Manifest split to caption; None = every record.")
+    split: Literal["train", "val", "test", "all"] | None = Field(
+        default="test", description="Manifest split to caption; all (or None) = every record."
+    )
     images: Path | None = Field(
         default=None, description="Folder of images to caption (instead of a manifest)."
     )
@@ -129,6 +131,11 @@ class CaptionConfig(StageConfig):
     max_decoded_pixels: int = Field(
         default=DEFAULT_MAX_DECODED_PIXELS, gt=0, description=MAX_DECODED_PIXELS_HELP
     )
+
+    @field_validator("split")
+    @classmethod
+    def _all_means_every_record(cls, split: str | None) -> str | None:
+        return None if split == "all" else split
 
     @model_validator(mode="after")
     def _check_source(self) -> CaptionConfig:

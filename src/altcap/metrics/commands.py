@@ -6,58 +6,54 @@ No torch or pycocoevalcap at import time: `altcap --help` must stay fast.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from altcap.cli_options import ConfigPath, SetOptions, error_console, fail, resolve_config
+from altcap.cli_options import ForceOption, config_command, error_console, fail, refuse_to_overwrite
+from altcap.config import PipelineSection
 from altcap.metrics.config import EvaluateConfig
 
 
-def evaluate_command(
-    refs: Annotated[
-        Path | None, typer.Option("--refs", help="Manifest JSONL with reference captions.")
-    ] = None,
-    pred: Annotated[
-        list[Path] | None, typer.Option(
-            "--pred",
-            help="Predictions of one system (repeatable): JSONL, JSON (COCO results too) or CSV with an "
-            "image key (manifest path, file name or source id) and a caption.",
-        )
-    ] = None,
-    name: Annotated[
-        list[str] | None, typer.Option("--name", help="Name of each --pred system, in order (repeatable).")
-    ] = None,
-    split: Annotated[str | None, typer.Option("--split", help="train, val, test or all.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
-    allow_missing: Annotated[
-        bool | None,
-        typer.Option("--allow-missing/--no-allow-missing", help="Score only images every system captioned."),
-    ] = None,
-    embedding_model: Annotated[
-        str | None, typer.Option("--embedding-model", help="Sentence encoder for FGD.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Bootstrap seed.")] = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
-    """Score captions with BLEU/METEOR/ROUGE-L/CIDEr-D/SPICE, FGD and accessibility stats, with CIs."""
+def _drop_not_computed(record: logging.LogRecord) -> bool:
+    return "not computed" not in record.getMessage()
+
+
+EVALUATE_OUTPUTS = ["metrics.json", "per_image.jsonl", "metrics.md", "metrics_bar.*"]
+
+
+def _sample_manifest() -> str:
+    from altcap.data.sample import sample_manifest
+
+    return str(sample_manifest())
+
+
+# `altcap evaluate --config demo.yaml --pred ...` scores as `altcap run demo.yaml` does: its evaluate
+# section, references from the pipeline's manifest, the split it captioned.
+EVALUATE_SECTION = PipelineSection(
+    "evaluate",
+    lifts={"manifest": "refs", "caption.split": "split"},
+    when_null={"manifest": _sample_manifest},
+)
+
+
+@config_command(
+    EvaluateConfig,
+    ["refs", "pred", "name", "split", "out", "allow_missing", "embedding_model", "seed"],
+    example="altcap evaluate --refs src/altcap/sample/manifest.jsonl --pred captions.jsonl --out metrics",
+    config_argument=True,
+    section=EVALUATE_SECTION,
+)
+def evaluate_command(cfg: EvaluateConfig, force: ForceOption = False) -> None:
+    """Score captions with BLEU/METEOR/ROUGE-L/CIDEr-D/SPICE, FGD and accessibility stats, with CIs.
+
+    An earlier evaluation in --out is kept unless --force.
+    """
     from altcap.metrics.evaluate import run_evaluate
     from altcap.metrics.inputs import EvaluateInputError
 
-    flags = {
-        "refs": refs,
-        "pred": pred or None,
-        "name": name or None,
-        "split": split,
-        "out": out,
-        "allow_missing": allow_missing,
-        "embedding_model": embedding_model,
-        "seed": seed,
-    }
-    cfg = resolve_config(EvaluateConfig, config, flags, set_)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    refuse_to_overwrite(cfg.out, EVALUATE_OUTPUTS, force)
+    # Every metric not computed is listed once, at the end; the stage's early warning would repeat it.
+    logging.getLogger("altcap.metrics.evaluate").addFilter(_drop_not_computed)
     try:
         metrics = run_evaluate(cfg)
     except EvaluateInputError as err:

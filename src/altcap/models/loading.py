@@ -29,8 +29,9 @@ class ModelConfig(StageConfig):
     """Which model to load and how (shared by `altcap train`, `altcap caption` and the benchmarks)."""
 
     model_id: str = Field(
-        default="Salesforce/blip-image-captioning-base",
-        description="Hub id or local folder of a transformers checkpoint (what `from_pretrained` takes).",
+        default="altcap-mini",
+        description="Hub id or local folder of a transformers checkpoint (what `from_pretrained` takes); "
+        "the default altcap-mini ships in the package and needs no network.",
     )
     family: str | None = Field(
         default=None,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from altcap.cli_options import SetOptions, resolve_config
+from altcap.cli_options import config_command, fail
+from altcap.pipeline.run import RunConfig
 
 
 def default_config_path() -> Path:
@@ -15,21 +15,25 @@ def default_config_path() -> Path:
     return Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
 
-def run_command(
-    config: Annotated[
-        Path | None, typer.Argument(help="Pipeline YAML; default: the embedded demo (configs/demo.yaml).")
-    ] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Folder every stage writes into.")] = None,
-    manifest: Annotated[Path | None, typer.Option(help="Dataset manifest; default: embedded sample.")] = None,
-    model_id: Annotated[str | None, typer.Option(help="Base model hub id or folder.")] = None,
-    sets: SetOptions = None,
-) -> None:
-    """Run the whole job: check, caption, fine-tune, caption, evaluate, study, analyse, memo."""
-    from altcap.pipeline.run import RunConfig, run_pipeline
+@config_command(
+    RunConfig,
+    ["run_dir", "manifest", "model.model_id"],
+    example="altcap run --set train.max_steps=2 --run-dir runs/try",
+    config_argument=True,
+    default_config=default_config_path,
+)
+def run_command(cfg: RunConfig) -> None:
+    """Run the whole job: check, caption, fine-tune, caption, evaluate, study, analyse, memo.
 
-    path = config or default_config_path()
-    flags = {"run_dir": run_dir, "manifest": manifest, "model.model_id": model_id}
-    cfg = resolve_config(RunConfig, path, flags, sets)
-    memo = run_pipeline(cfg)
+    No CONFIG = the embedded demo (configs/demo.yaml). Rerunning resumes in RUN_DIR: finished
+    stages whose settings and inputs did not change are skipped.
+    """
+    from altcap.config import ConfigError
+    from altcap.pipeline.run import run_pipeline
+
+    try:
+        memo = run_pipeline(cfg)
+    except ConfigError as err:
+        raise fail(str(err)) from err
     typer.echo(f"memo: {memo}")
     typer.echo(f"summary: {cfg.run_dir / 'summary.md'}")

@@ -1,56 +1,41 @@
 """`altcap run CONFIG.yaml`: the whole job in one resumable command.
 
-data check -> caption the test split with the base model -> LoRA fine-tune -> caption with the
-fine-tuned model -> evaluate both -> user study (simulated in demo mode, or a real study's export)
--> analysis -> memo. Every stage writes into one run folder; `summary.md` links the outputs. Stage
-sections reuse each stage's own config class; the pipeline fills in the paths between stages, so
-any path set inside a section is replaced (listed in `PIPELINE_OWNED_FIELDS`).
+data check -> data split (only records without a split get one) -> caption the test split with
+the base model -> LoRA fine-tune -> caption with the fine-tuned model -> evaluate both -> user
+study (simulated in demo mode, or a real study's export) -> analysis -> memo. Every stage writes
+into one run folder unless its section names another output folder (`pipeline/paths.py`);
+`summary.md` links the outputs. Stage sections reuse each stage's own config class; the pipeline
+fills in the paths between stages and refuses a section that sets one.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
+from rich.console import Console
 
 from altcap.analysis.commands import AnalysisConfig
 from altcap.analysis.simulate import SimulationConfig
 from altcap.config import StageConfig, dump_config
-from altcap.data.configs import DataCheckConfig
+from altcap.data.configs import DataCheckConfig, DataSplitConfig
 from altcap.infer.config import GenerationConfig
 from altcap.metrics.config import EvaluateConfig
 from altcap.models.loading import ModelConfig
+from altcap.pipeline.paths import check_pipeline_paths, fresh_folder, stage_folders
 from altcap.pipeline.stages import Stage, StageResult, run_stages
 from altcap.report.commands import MemoConfig
 from altcap.train.config import TrainConfig
-
-PIPELINE_OWNED_FIELDS = (
-    "check.manifest",
-    "check.out_dir",
-    "train.model",
-    "train.data.manifest",
-    "train.output_dir",
-    "evaluate.refs",
-    "evaluate.pred",
-    "evaluate.name",
-    "evaluate.out",
-    "evaluate.split",
-    "simulation.out",
-    "simulation.images",
-    "simulation.with_metrics",
-    "analysis.export_dir",
-    "analysis.metrics",
-    "analysis.out",
-)
 
 
 class CaptionStageConfig(StageConfig):
     """How both systems caption the evaluation split (same settings for base and fine-tuned)."""
 
-    split: str = Field(default="test", description="Manifest split captioned and evaluated.")
+    split: Literal["train", "val", "test", "all"] = Field(
+        default="test", description="Manifest split captioned and evaluated; all = every record."
+    )
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
     batch_size: int = Field(default=16, ge=1, description="Images per generate call.")
     limit: int | None = Field(default=None, ge=1, description="Caption only the first N images.")
@@ -81,9 +66,13 @@ class RunConfig(StageConfig):
     run_dir: Path = Field(default=Path("runs/demo"), description="Folder every stage writes into.")
     manifest: Path | None = Field(default=None, description="Dataset manifest; None = the embedded sample.")
     model: ModelConfig = Field(
-        default_factory=lambda: ModelConfig(model_id="altcap-mini"), description="Base model (both systems)."
+        default_factory=ModelConfig, description="Base model (both systems); default altcap-mini (offline)."
     )
     check: DataCheckConfig = Field(default_factory=DataCheckConfig, description="`data check` settings.")
+    split: DataSplitConfig = Field(
+        default_factory=DataSplitConfig,
+        description="`data split` settings for records without a split (seed, val_fraction, test_fraction).",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="`train` settings.")
     caption: CaptionStageConfig = Field(default_factory=CaptionStageConfig, description="Captioning.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="`evaluate` settings.")
@@ -95,25 +84,15 @@ class RunConfig(StageConfig):
 
 
 def _paths(cfg: RunConfig) -> dict[str, Path]:
-    root = cfg.run_dir
+    folders = stage_folders(cfg)
     return {
-        "check": root / "01_check",
-        "clean": root / "01_check" / "manifest.clean.jsonl",
-        "base": root / "02_captions" / "base.jsonl",
-        "train": root / "03_train",
-        "finetuned": root / "04_captions" / "finetuned.jsonl",
-        "evaluate": root / "05_evaluate",
-        "study": root / "06_study",
-        "analysis": root / "07_analysis",
-        "memo": root / "08_memo",
+        **folders,
+        "check_report": folders["check"] / "check_report.json",
+        "clean": folders["check"] / "manifest.clean.jsonl",
+        "manifest": folders["split"] / "manifest.jsonl",  # the checked, split manifest stages use
+        "base": cfg.run_dir / "02_captions" / "base.jsonl",
+        "finetuned": cfg.run_dir / "04_captions" / "finetuned.jsonl",
     }
-
-
-def _fresh(folder: Path) -> Path:
-    """Empty a stage's own output folder before a rerun (stages refuse to overwrite; this is ours)."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    return folder
 
 
 def _caption_stage(cfg: RunConfig, name: str, out: Path, adapter: Path | None, inputs: list[Path]) -> Stage:
@@ -122,7 +101,7 @@ def _caption_stage(cfg: RunConfig, name: str, out: Path, adapter: Path | None, i
     model = cfg.model.model_copy(update={"adapter": str(adapter) if adapter else None})
     caption_cfg = CaptionConfig(
         model=model,
-        manifest=_paths(cfg)["clean"],
+        manifest=_paths(cfg)["manifest"],
         split=cfg.caption.split,
         out=out,
         generation=cfg.caption.generation,
@@ -153,7 +132,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     train = cfg.train.model_copy(
         update={
             "model": cfg.model,
-            "data": cfg.train.data.model_copy(update={"manifest": p["clean"]}),
+            "data": cfg.train.data.model_copy(update={"manifest": p["manifest"]}),
             "output_dir": p["train"],
         }
     )
@@ -174,9 +153,10 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
     )
     return [
         Stage("data check", check, source, [p["clean"]], lambda: _run_check(check)),
-        _caption_stage(cfg, "caption base", p["base"], None, [p["clean"]]),
-        Stage("train", train, [p["clean"]], [adapter], lambda: _run_train(train)),
-        _caption_stage(cfg, "caption fine-tuned", p["finetuned"], adapter, [p["clean"], adapter]),
+        _split_stage(cfg, p),
+        _caption_stage(cfg, "caption base", p["base"], None, [p["manifest"]]),
+        Stage("train", train, [p["manifest"]], [adapter], lambda: _run_train(train, cfg.run_dir)),
+        _caption_stage(cfg, "caption fine-tuned", p["finetuned"], adapter, [p["manifest"], adapter]),
         _evaluate_stage(cfg, p),
         _study_stage(cfg, p),
         Stage(
@@ -184,14 +164,14 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
             analysis,
             [export_dir, p["evaluate"] / "metrics.json"],
             [analysis.out / "analysis.json"],
-            lambda: _run_analysis(analysis),
+            lambda: _run_analysis(analysis, cfg.run_dir),
         ),
         Stage(
             "memo",
             memo,
             [analysis.out / "analysis.json", p["evaluate"]],
             [p["memo"] / "memo.md"],
-            lambda: _run_memo(memo),
+            lambda: _run_memo(memo, cfg.run_dir),
         ),
     ]
 
@@ -199,7 +179,7 @@ def build_stages(cfg: RunConfig) -> list[Stage]:
 def _evaluate_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
     evaluate = cfg.evaluate.model_copy(
         update={
-            "refs": p["clean"],
+            "refs": p["manifest"],
             "pred": [p["base"], p["finetuned"]],
             "name": ["base", "finetuned"],
             "out": p["evaluate"],
@@ -209,8 +189,8 @@ def _evaluate_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
         }
     )
     metrics = p["evaluate"] / "metrics.json"
-    inputs = [p["clean"], p["base"], p["finetuned"]]
-    return Stage("evaluate", evaluate, inputs, [metrics], lambda: _run_evaluate(evaluate))
+    inputs = [p["manifest"], p["base"], p["finetuned"]]
+    return Stage("evaluate", evaluate, inputs, [metrics], lambda: _run_evaluate(evaluate, cfg.run_dir))
 
 
 def _study_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
@@ -223,7 +203,8 @@ def _study_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
         from altcap.infer.captions_file import read_captions
 
         images = [record.image for record in read_captions(p["base"])]
-        simulation = cfg.simulation.model_copy(update={"out": _fresh(p["study"]), "with_metrics": False})
+        study_dir = fresh_folder(p["study"], cfg.run_dir)
+        simulation = cfg.simulation.model_copy(update={"out": study_dir, "with_metrics": False})
         run_simulate(SimulationConfig.model_validate(simulation.model_dump() | {"images": images}))
 
     return Stage("study (SIMULATED)", cfg.simulation, [p["base"]], [p["study"] / "responses.csv"], run)
@@ -235,34 +216,55 @@ def _run_check(check: DataCheckConfig) -> None:
     run_data_check(check)
 
 
-def _run_train(train: TrainConfig) -> None:
+def _split_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
+    split = cfg.split.model_copy(
+        update={"manifest": p["clean"], "out_dir": p["split"], "check_report": p["check_report"]}
+    )
+
+    def run() -> None:
+        from altcap.data.split import run_data_split
+
+        fresh_folder(p["split"], cfg.run_dir)
+        report = run_data_split(split)
+        if report["newly_assigned"]:
+            Console(highlight=False).print(
+                f"{report['newly_assigned']} records had no split: split them as `altcap data split` does "
+                f"(seed {split.seed}, val {split.val_fraction}, test {split.test_fraction}; recorded in "
+                f"{p['split'] / 'split_report.json'}). To use your own split, give every record a split "
+                "(`altcap data split MANIFEST`) and pass that manifest."
+            )
+
+    return Stage("data split", split, [p["clean"], p["check_report"]], [p["manifest"]], run)
+
+
+def _run_train(train: TrainConfig, run_dir: Path) -> None:
     from altcap.train.run import run_train
 
     # config.yaml is written when training finishes: a finished run whose stage reruns had its config
     # or data changed and starts afresh; an unfinished one resumes from its last checkpoint.
     if (train.output_dir / "config.yaml").is_file():
-        _fresh(train.output_dir)
+        fresh_folder(train.output_dir, run_dir)
     run_train(train)
 
 
-def _run_evaluate(evaluate: EvaluateConfig) -> None:
+def _run_evaluate(evaluate: EvaluateConfig, run_dir: Path) -> None:
     from altcap.metrics.evaluate import run_evaluate
 
-    _fresh(evaluate.out)
+    fresh_folder(evaluate.out, run_dir)
     run_evaluate(evaluate)
 
 
-def _run_analysis(analysis: AnalysisConfig) -> None:
+def _run_analysis(analysis: AnalysisConfig, run_dir: Path) -> None:
     from altcap.analysis.commands import run_analyze
 
-    _fresh(analysis.out)
+    fresh_folder(analysis.out, run_dir)
     run_analyze(analysis)
 
 
-def _run_memo(memo: MemoConfig) -> None:
+def _run_memo(memo: MemoConfig, run_dir: Path) -> None:
     from altcap.report.commands import run_memo
 
-    _fresh(memo.out)
+    fresh_folder(memo.out, run_dir)
     run_memo(memo)
 
 
@@ -271,6 +273,7 @@ def write_summary(cfg: RunConfig, results: list[StageResult]) -> Path:
     p = _paths(cfg)
     links = {
         "data check": p["check"] / "check_report.json",
+        "data split": p["split"] / "split_report.json",
         "caption base": p["base"],
         "train": p["train"],
         "caption fine-tuned": p["finetuned"],
@@ -293,7 +296,12 @@ def write_summary(cfg: RunConfig, results: list[StageResult]) -> Path:
 
 
 def run_pipeline(cfg: RunConfig) -> Path:
-    """Run (or resume) the whole pipeline; returns the memo's PDF path."""
+    """Run (or resume) the whole pipeline; returns the memo's PDF path.
+
+    Raises:
+        ConfigError: a section sets a path the pipeline wires, or two stages share an output folder.
+    """
+    check_pipeline_paths(cfg)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, cfg.run_dir / "config.yaml")
     results = run_stages(build_stages(cfg), cfg.run_dir / ".stages")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from pydantic import Field
 
-from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
+from altcap.cli_options import ForceOption, config_command, fail, refuse_to_overwrite
 from altcap.config import StageConfig
 from altcap.provenance import build_provenance, require_empty_folder, sha256_file
 from altcap.report.inputs import read_json
@@ -126,26 +125,21 @@ def run_memo(cfg: MemoConfig) -> Path:
     return cfg.out / "memo.pdf"
 
 
-def memo_command(
-    analysis: Annotated[Path | None, typer.Option(help="analysis.json from `altcap study analyze`.")] = None,
-    metrics: Annotated[Path | None, typer.Option(help="metrics.json from `altcap evaluate`.")] = None,
-    train_dir: Annotated[Path | None, typer.Option(help="Training run folder.")] = None,
-    power: Annotated[Path | None, typer.Option(help="power.json from `altcap study power`.")] = None,
-    captions: Annotated[list[str] | None, typer.Option(help="SYSTEM=captions.jsonl (repeatable).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (new or empty).")] = None,
-    config: ConfigPath = None,
-    set_: SetOptions = None,
-) -> None:
-    """Write the go/no-go memo (Markdown and PDF, at most four pages)."""
-    flags = {
-        "analysis": analysis,
-        "metrics": metrics,
-        "train_dir": train_dir,
-        "power": power,
-        "captions": captions,
-        "out": out,
-    }
-    cfg = resolve_config(MemoConfig, config, flags, set_)
+MEMO_OUTPUTS = ["memo.*", "provenance.json", "likert.png", "validity.png", "loss.png"]
+
+
+@config_command(
+    MemoConfig,
+    ["analysis", "metrics", "train_dir", "power", "captions", "out"],
+    example="altcap memo --analysis runs/demo/07_analysis/analysis.json "
+    "--metrics runs/demo/05_evaluate/metrics.json --out memo",
+)
+def memo_command(cfg: MemoConfig, force: ForceOption = False) -> None:
+    """Write the go/no-go memo (Markdown and PDF, at most four pages).
+
+    An earlier memo in --out is kept unless --force.
+    """
+    refuse_to_overwrite(cfg.out, MEMO_OUTPUTS, force)
     try:
         path = run_memo(cfg)
     except (FileNotFoundError, FileExistsError, ValueError) as err:

@@ -39,12 +39,28 @@ def render_html(markdown_text: str, simulated: bool) -> str:
     )
 
 
+def import_weasyprint():
+    """WeasyPrint, imported without its side effect on every later image load in this process.
+
+    Importing it sets Pillow's global `ImageFile.LOAD_TRUNCATED_IMAGES = True`, after which truncated
+    photos decode silently (grey bottoms) instead of failing in altcap's image loader.
+    """
+    from PIL import ImageFile
+
+    refused = ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        import weasyprint
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = refused
+    return weasyprint
+
+
 def write_pdf(markdown_text: str, out_pdf: Path, simulated: bool) -> str:
     """Write the memo PDF; returns the engine used ("weasyprint" or "matplotlib (fallback: <why>)")."""
     html = render_html(markdown_text, simulated)
     (out_pdf.with_suffix(".html")).write_text(html, encoding="utf-8")
     try:
-        import weasyprint
+        weasyprint = import_weasyprint()
     except (ImportError, OSError) as err:  # OSError: pango missing
         write_text_pdf(markdown_text, out_pdf, simulated)
         return f"matplotlib (fallback: WeasyPrint unavailable: {err})"

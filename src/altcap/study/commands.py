@@ -12,15 +12,26 @@ from typing import Annotated
 
 import typer
 
-from altcap.cli_options import ConfigPath, SetOptions, fail, resolve_config
+from altcap.cli_options import (
+    ConfigPath,
+    Flag,
+    ForceOption,
+    SetOptions,
+    build_parameter,
+    config_command,
+    fail,
+    refuse_to_overwrite,
+    resolve_config,
+)
 from altcap.study.config import StudyConfig, StudySiteConfig
 
 app = typer.Typer(no_args_is_help=True, help="Run the blinded, accessible user study.")
 
-RunDir = Annotated[
-    Path | None, typer.Option("--run-dir", help="Run folder (frozen design, SQLite DB, secret).")
-]
-DbUrl = Annotated[str | None, typer.Option("--db", help="Database URL, e.g. postgresql://user@host/db.")]
+SITE_FLAGS = ["run_dir", "db"]
+EXPORT_OUTPUTS = ["responses.csv", "responses.json", "participants.csv", "study.json", "provenance.json"]
+# `init` reads the study design from --config, so its site options are built one by one.
+RunDir = build_parameter(StudySiteConfig, Flag("run_dir")).annotation
+DbUrl = build_parameter(StudySiteConfig, Flag("db")).annotation
 
 
 def _site(run_dir: Path | None, db: str | None, **flags: object) -> StudySiteConfig:
@@ -42,7 +53,7 @@ def run_init(config: StudyConfig, yaml_path: Path, site: StudySiteConfig) -> str
     return (site.run_dir / "admin_secret.txt").read_text(encoding="utf-8").strip()
 
 
-@app.command("init")
+@app.command("init", epilog="Example: altcap study init --config study.yaml --run-dir study_run")
 def init_command(
     config_path: ConfigPath = None, run_dir: RunDir = None, db: DbUrl = None, sets: SetOptions = None
 ) -> None:
@@ -65,25 +76,17 @@ def init_command(
 
 
 @app.command("serve")
-def serve_command(
-    run_dir: RunDir = None,
-    db: DbUrl = None,
-    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
-    forwarded_allow_ips: Annotated[
-        str | None,
-        typer.Option(
-            "--forwarded-allow-ips",
-            help="IPs (comma-separated, or *) of the TLS proxy whose X-Forwarded-* headers are trusted.",
-        ),
-    ] = None,
-) -> None:
+@config_command(
+    StudySiteConfig,
+    [*SITE_FLAGS, "host", "port", "forwarded_allow_ips"],
+    example="altcap study serve --run-dir study_run --port 8000",
+)
+def serve_command(site: StudySiteConfig) -> None:
     """Serve the study (participants: /p/<token>; researcher: /admin)."""
     import uvicorn
 
     from altcap.study.app import create_app
 
-    site = _site(run_dir, db, host=host, port=port, forwarded_allow_ips=forwarded_allow_ips)
     try:
         web_app = create_app(site)
     except ValueError as err:
@@ -99,13 +102,16 @@ def serve_command(
 
 
 @app.command("invite")
+@config_command(
+    StudySiteConfig,
+    [*SITE_FLAGS, "base_url"],
+    example="altcap study invite --run-dir study_run --n 5 --csv invites.csv --base-url https://study.example.org",
+)
 def invite_command(
+    site: StudySiteConfig,
     n: Annotated[int, typer.Option("--n", min=1, help="Invitations to create.")] = 1,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write links to this CSV.")] = None,
     valid_days: Annotated[int, typer.Option(min=1, help="Days until the links expire.")] = 90,
-    run_dir: RunDir = None,
-    db: DbUrl = None,
-    base_url: Annotated[str | None, typer.Option(help="Public URL of the server.")] = None,
     role: Annotated[
         str,
         typer.Option(
@@ -118,7 +124,6 @@ def invite_command(
     from altcap.study.freeze import StudySetupError, create_invitations
     from altcap.study.security import KEY_FILE_NAME
 
-    site = _site(run_dir, db, base_url=base_url)
     if csv_path is not None and csv_path.exists():
         raise fail(f"{csv_path}: already exists; choose a new file so earlier links are not lost")
     engine = make_engine(site.resolve_db_url())
@@ -155,19 +160,25 @@ def write_links_csv(path: Path, rows: list[tuple[str, str]]) -> None:
 
 
 @app.command("export")
+@config_command(
+    StudySiteConfig, SITE_FLAGS, example="altcap study export --run-dir study_run --out study_export"
+)
 def export_command(
+    site: StudySiteConfig,
     out: Annotated[Path, typer.Option("--out", help="Folder for the export files.")] = Path("study_export"),
-    run_dir: RunDir = None,
-    db: DbUrl = None,
+    force: ForceOption = False,
 ) -> None:
-    """Write responses.csv/json, participants.csv and study.json (withdrawn participants kept, marked)."""
+    """Write responses.csv/json, participants.csv and study.json (withdrawn participants kept, marked).
+
+    An earlier export in --out is kept unless --force.
+    """
     from sqlalchemy import select
 
     from altcap.study.db import Study, make_engine, make_session_factory
     from altcap.study.export import write_export
     from altcap.study.trials import load_study
 
-    site = _site(run_dir, db)
+    refuse_to_overwrite(out, EXPORT_OUTPUTS, force)
     with make_session_factory(make_engine(site.resolve_db_url()))() as session:
         study = session.scalars(select(Study)).first()
         if study is None:
@@ -177,7 +188,7 @@ def export_command(
     typer.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
-@app.command("questions")
+@app.command("questions", epilog="Example: altcap study questions --template questions.csv")
 def questions_command(
     template: Annotated[Path, typer.Option("--template", help="Starter CSV to write.")],
     config_path: ConfigPath = None,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -49,6 +50,9 @@ class TrainState:
     # batches_in_epoch counts micro-batches of this many examples over all processes; a resume
     # is only exact with the same number, whatever the process count (None: not recorded).
     global_batch_size: int | None = None
+    # The training data the position counts in (`describe_training_data`); a resume on other data
+    # would skip to a batch that is not there (None: not recorded).
+    data: dict[str, Any] | None = None
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -129,26 +133,58 @@ def save_checkpoint(output_dir: Path, model: Any, optimizer: Any, scheduler: Any
         _write_checkpoint_files(tmp, model, optimizer, scheduler, state)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-    except OSError as err:
+    # safetensors reports its own write errors (a full disk included) as SafetensorError, not OSError.
+    except (OSError, SafetensorError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(describe_save_failure(output_dir, final, err)) from err
+        needed = estimate_checkpoint_bytes(model, optimizer)
+        raise CheckpointError(describe_save_failure(output_dir, final, err, needed)) from err
     for old in list_checkpoints(output_dir):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def describe_save_failure(output_dir: Path, target: Path, err: OSError) -> str:
-    """A user-facing message for a failed checkpoint write that says what was kept."""
+def estimate_checkpoint_bytes(model: Any, optimizer: Any) -> int:
+    """Bytes one checkpoint takes: the trainable weights plus every optimizer state tensor."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    states = getattr(optimizer, "state", {}).values()
+    moments = sum(
+        t.numel() * t.element_size() for s in states for t in s.values() if isinstance(t, torch.Tensor)
+    )
+    return params + moments
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    return "os error 28" in str(err).lower() or "no space left" in str(err).lower()
+
+
+def describe_save_failure(output_dir: Path, target: Path, err: BaseException, needed_bytes: int = 0) -> str:
+    """A user-facing message for a failed checkpoint write: what was kept, and the space it needs."""
     last = find_latest_checkpoint(output_dir)
     kept = f"the last good checkpoint is kept at {last}" if last else "no earlier checkpoint exists"
-    if err.errno == errno.ENOSPC:
-        return f"disk full while writing checkpoint {target}: {err}; {kept}. Free space and rerun to resume."
-    return f"could not write checkpoint {target}: {err}; {kept}."
+    if not _is_disk_full(err):
+        return f"could not write checkpoint {target}: {err}; {kept}."
+    free = shutil.disk_usage(output_dir).free
+    return (
+        f"disk full while writing checkpoint {target}: {err}; {kept}. A checkpoint needs about "
+        f"{_megabytes(needed_bytes)} (the new one is complete before the old one is deleted) and "
+        f"{_megabytes(free)} are free on that disk: free space and rerun to resume."
+    )
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.1f} MB"
 
 
 def load_checkpoint(
-    folder: Path, model: Any, optimizer: Any, scheduler: Any, global_batch_size: int | None = None
+    folder: Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    global_batch_size: int | None = None,
+    data: dict[str, Any] | None = None,
 ) -> TrainState:
     """Restore trainable weights, optimizer and scheduler from a checkpoint; RNG is returned, not applied.
 
@@ -159,16 +195,18 @@ def load_checkpoint(
         scheduler: LR scheduler to restore.
         global_batch_size: batch_size x processes of the resuming run; checked against the
             checkpoint's (None = no check).
+        data: the resuming run's `describe_training_data`; checked against the checkpoint's.
 
     Returns:
         The saved TrainState (apply `read_rng_state(folder)` right before the next step).
 
     Raises:
         CheckpointError: if the checkpoint's weights do not fit the model, or its global batch
-            differs from `global_batch_size`.
+            or training data differ from this run's.
     """
     state = TrainState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
     check_global_batch(folder, state, global_batch_size)
+    check_training_data(folder, state, data)
     weights = load_file(str(folder / "trainable.safetensors"))
     params = dict(model.named_parameters())
     missing = sorted(set(weights) - set(params))
@@ -186,6 +224,7 @@ def load_checkpoint(
     scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=False))
     if global_batch_size is not None:
         state.global_batch_size = global_batch_size
+    state.data = data or state.data
     return state
 
 
@@ -202,6 +241,55 @@ def check_global_batch(folder: Path, state: TrainState, global_batch_size: int |
         f"{folder}: checkpoint was written with a global batch of {saved} examples (batch_size x processes) "
         f"but this run has {global_batch_size}; set batch_size so that batch_size x processes = {saved} "
         "to resume, or use another output_dir to start afresh."
+    )
+
+
+def describe_training_data(manifest: Path, train_examples: int, batches_per_epoch: int) -> dict[str, Any]:
+    """What a checkpoint's data position counts in: the manifest's content hash and the sizes.
+
+    Args:
+        manifest: the training manifest.
+        train_examples: training examples (one per record and caption).
+        batches_per_epoch: micro-batches of the global batch per epoch.
+
+    Returns:
+        A JSON-ready dict stored in `TrainState.data`.
+    """
+    from altcap.provenance import sha256_file
+
+    return {
+        "manifest": str(manifest),
+        "manifest_sha256": sha256_file(manifest),
+        "train_examples": train_examples,
+        "batches_per_epoch": batches_per_epoch,
+    }
+
+
+def check_training_data(folder: Path, state: TrainState, data: dict[str, Any] | None) -> None:
+    """Refuse a resume on other training data, saying what differs.
+
+    Its position (batch N of epoch E) would point past the end of a smaller dataset, or at other
+    examples in a changed one.
+    """
+    saved = state.data
+    if data is None or saved is None:
+        return
+    labels = {
+        "manifest_sha256": "manifest content (sha256)",
+        "train_examples": "training examples",
+        "batches_per_epoch": "batches per epoch",
+    }
+    differences = [
+        f"{label}: {str(saved.get(key))[:12]} then, {str(data[key])[:12]} now"
+        for key, label in labels.items()
+        if saved.get(key) != data[key]
+    ]
+    if not differences:
+        return
+    raise CheckpointError(
+        f"{folder}: checkpoint was written while training on other data ({saved.get('manifest')}); "
+        f"{'; '.join(differences)}. Resume with the manifest it started with, or use another "
+        "output_dir to start afresh on this one."
     )
 
 

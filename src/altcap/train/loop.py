@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from altcap.train.checkpoint import TrainState, restore_rng_state, save_checkpoint
+from altcap.train.checkpoint import CheckpointError, TrainState, restore_rng_state, save_checkpoint
 from altcap.train.logs import TrainLogger
 from altcap.train.next_epoch import NextEpoch
 from altcap.train.objectives import OBJECTIVES, Objective
@@ -118,8 +118,19 @@ def freeze_long_lived_objects() -> None:
 
 
 def start_epoch(run: TrainRun) -> Iterator[Any]:
-    """An iterator over the current epoch's batches (the rest of it, when resuming mid-epoch)."""
+    """An iterator over the current epoch's batches (the rest of it, when resuming mid-epoch).
+
+    Raises:
+        CheckpointError: when a resumed position lies at or past the epoch's end, where the loop
+            would otherwise wait forever for a batch that never comes.
+    """
     state = run.state
+    if state.batches_in_epoch and state.batches_in_epoch >= len(run.train_loader):
+        raise CheckpointError(
+            f"resume position (batch {state.batches_in_epoch} of epoch {state.epoch}) lies past the "
+            f"{len(run.train_loader)} batches an epoch of this data has: the checkpoint in "
+            f"{run.output_dir} was written on other data; use another output_dir to start afresh"
+        )
     run.train_sampler.select_epoch(state.epoch)
     loader = run.train_loader
     if state.batches_in_epoch:

@@ -21,7 +21,7 @@ import torch
 from altcap.config import ConfigError, dump_config
 from altcap.models.loading import ModelLoadError, apply_lora, load_model
 from altcap.provenance import build_provenance
-from altcap.train.checkpoint import TrainState, load_checkpoint, read_rng_state
+from altcap.train.checkpoint import TrainState, describe_training_data, load_checkpoint, read_rng_state
 from altcap.train.compile import compile_for_training
 from altcap.train.config import TrainConfig
 from altcap.train.cross_entropy import CaptionLoss  # noqa: F401 (benchmarks/profile_gpu.py imports it here)
@@ -166,7 +166,12 @@ def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
     unwrapped = run.accelerator.unwrap_model(run.loss_module)
     global_batch_size = cfg.batch_size * run.accelerator.num_processes
     run.state = load_checkpoint(
-        plan.resume_from, unwrapped, run.optimizer, run.scheduler, global_batch_size=global_batch_size
+        plan.resume_from,
+        unwrapped,
+        run.optimizer,
+        run.scheduler,
+        global_batch_size=global_batch_size,
+        data=run.state.data,
     )
     run.resume_rng = read_rng_state(plan.resume_from)
     if run.accelerator.is_main_process:
@@ -205,7 +210,11 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
         train_loader=train_loader,
         train_sampler=sampler,
         val_loader=val_loader,
-        state=TrainState(seed=cfg.seed, global_batch_size=cfg.batch_size * acc.num_processes),
+        state=TrainState(
+            seed=cfg.seed,
+            global_batch_size=cfg.batch_size * acc.num_processes,
+            data=describe_training_data(cfg.data.manifest, len(plan.train_examples), len(train_loader)),
+        ),
         logger=None,
         output_dir=cfg.output_dir,
         total_steps=total_steps,
