@@ -6,12 +6,10 @@ keeps the model, loading and the family functions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from altcap.models import efficientnet_lite as effnet
-
-if TYPE_CHECKING:
-    from altcap.models.altcap_mini import AltcapMiniConfig
+from altcap.models.mini_config import AltcapMiniConfig
 
 # A minimal chat template for the tiny random altcap-mini (its test tokenizer ships none).
 TINY_CHAT_TEMPLATE = (
