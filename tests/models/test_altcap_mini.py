@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from altcap.models import altcap_mini as mini
 from altcap.models import efficientnet_lite as effnet
+from altcap.models.families import altcap_mini as mini
 from altcap.models.registry import get_family
 from altcap.models.text_inputs import IGNORE_INDEX
 from altcap.models.tiny import build_tiny_altcap_mini

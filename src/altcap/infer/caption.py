@@ -306,7 +306,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
         torch.manual_seed(cfg.seed)
         model, processor, family = load_model(cfg.model)
         if cfg.generation.cuda_graphs:
-            from altcap.models.blip2 import cuda_graphs_problem
+            from altcap.models.query_tokens import cuda_graphs_problem
 
             if problem := cuda_graphs_problem(model, processor):
                 raise CaptionError(problem)

@@ -1,5 +1,5 @@
 """altcap-mini's text side: the processor (chat prompt with image placeholders, tokenizer set-up),
-which tokens end a caption, and the tiny test chat template. Split from altcap_mini.py, which
+which tokens end a caption, and the tiny test chat template. Split from families/altcap_mini.py, which
 keeps the model, loading and the family functions.
 """
 

@@ -1,6 +1,6 @@
 """A closed registry of model families, one frozen record of plain functions per family.
 
-Each family module (`blip.py`, `blip2.py`, `instructblip.py`, `llava_next.py`, `altcap_mini.py`)
+Each module in `altcap.models.families` (one file a family)
 calls `register_family` at import; `get_family` imports them all on first use. No base classes:
 a family is data plus functions, so adding one never touches the others.
 
@@ -47,11 +47,10 @@ resolve them with `operator.attrgetter(name)(base)`, not `getattr`.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-_FAMILY_MODULES = ("blip", "blip2", "instructblip", "llava_next", "altcap_mini")
 
 DEFAULT_INSTRUCTION = "Provide a detailed caption for this photo."
 
@@ -102,14 +101,11 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 
 def _import_families() -> None:
-    for module in _FAMILY_MODULES:
-        try:
-            importlib.import_module(f"altcap.models.{module}")
-        except ModuleNotFoundError as err:
-            # Only a family module that does not exist yet is skipped; a missing dependency inside
-            # an existing module must surface.
-            if err.name != f"altcap.models.{module}":
-                raise
+    # Every module of the families package registers itself on import: adding a family is adding a file.
+    from altcap.models import families
+
+    for info in pkgutil.iter_modules(families.__path__, f"{families.__name__}."):
+        importlib.import_module(info.name)
 
 
 def list_families() -> list[str]:

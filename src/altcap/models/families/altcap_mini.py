@@ -40,7 +40,7 @@ from altcap.models.text_inputs import (
 logger = logging.getLogger(__name__)
 
 MODEL_ID = "altcap-mini"
-CHECKPOINT_DIR = Path(__file__).parent / "mini_checkpoint"
+CHECKPOINT_DIR = Path(__file__).parents[1] / "mini_checkpoint"
 CONFIG_FILE = "config.json"
 PROJECTOR_FILE = "projector.safetensors"
 VISION_FILE = "vision.safetensors"

@@ -1,6 +1,6 @@
 """InstructBLIP (`InstructBlipForConditionalGeneration`, Vicuna/Llama or Flan-T5 LM).
 
-Same token layout as BLIP-2 (see blip2.py), with the instruction used verbatim (the model is
+Same token layout as BLIP-2 (see query_tokens.py), with the instruction used verbatim (the model is
 instruction-tuned) and also fed, through its own BERT tokenizer, to the Q-Former.
 
 Feature cache: only the vision tower is cached. The Q-Former cross-attends to the image *and*
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from altcap.models.blip2 import (
+from altcap.models.query_tokens import (
     build_query_token_inputs,
     forward_with_query_output,
     generate,
