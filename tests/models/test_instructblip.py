@@ -36,7 +36,7 @@ def test_qformer_sees_the_instruction(tiny_model_dir) -> None:
     image = checks.make_images()[:1] * 2
     inputs = family.build_inputs(processor, image, ["Describe it.", "What color is the car?"], ["a", "a"])
     with torch.no_grad():
-        query = run_qformer(model, family.encode_images(model, inputs)["image_embeds"], inputs)
+        query = run_qformer(model, family.feature_cache.encode_images(model, inputs)["image_embeds"], inputs)
     assert not torch.allclose(query[0], query[1])
 
 

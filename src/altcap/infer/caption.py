@@ -25,8 +25,6 @@ from altcap.infer.captions_file import CaptionRecord, append_captions, read_capt
 from altcap.infer.config import CaptionConfig
 from altcap.provenance import build_provenance
 
-GRAPHED_FAMILIES = ("blip2", "instructblip")  # their Flan-T5 decoders (`models/graphed_decoding.py`)
-
 
 class CaptionError(ValueError):
     """Bad input for `altcap caption`; the message names the file or field and the fix."""
@@ -290,6 +288,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     import torch
 
     from altcap.models.loading import load_model, read_model_config, resolve_family
+    from altcap.models.registry import families_with
 
     started = time.perf_counter()
     items = collect_items(cfg)
@@ -297,19 +296,18 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     todo = [item for item in items if item.key not in done]
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": len(items) - len(todo)}
-    if cfg.generation.cuda_graphs and family.name not in GRAPHED_FAMILIES:
+    if cfg.generation.cuda_graphs and family.graphed_decoding is None:
         raise CaptionError(
-            f"generation.cuda_graphs works for {' and '.join(GRAPHED_FAMILIES)} with a Flan-T5 LM, not "
-            f"{family.name}; drop generation.cuda_graphs"
+            f"generation.cuda_graphs works for families with graphed decoding "
+            f"({', '.join(families_with('graphed_decoding'))}), not {family.name}; "
+            "drop generation.cuda_graphs"
         )
     if todo:
         torch.manual_seed(cfg.seed)
         model, processor, family = load_model(cfg.model)
-        if cfg.generation.cuda_graphs:
-            from altcap.models.query_tokens import cuda_graphs_problem
-
-            if problem := cuda_graphs_problem(model, processor):
-                raise CaptionError(problem)
+        graphs = family.graphed_decoding if cfg.generation.cuda_graphs else None
+        if graphs is not None and (problem := graphs.check(model, processor)):
+            raise CaptionError(problem)
         write_provenance(cfg, family.name, {**run, "status": "running"})
         written = caption_items(model, processor, family, order_for_throughput(todo), cfg)
     else:

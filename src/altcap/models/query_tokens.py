@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from altcap.models.graphed_generate import cuda_device_problem, generate_with_graphs
+from altcap.models.loading import load_pretrained
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     beam_search_cache_without_cross_reorder,
@@ -22,22 +24,25 @@ from altcap.models.text_inputs import (
     pad_sequences,
 )
 
+# Leaf names of the Q-Former's attention layers (BLIP-2 and InstructBLIP share the BERT layout),
+# adapted too with `lora.include_qformer`.
+QFORMER_LORA_TARGETS = ("query", "value")
 
-def load_query_token_model(model_class: Any, spec: Any) -> tuple[Any, Any]:
+
+def load_query_token_model(model_class: Any, spec: Any, *, four_bit: bool = False) -> tuple[Any, Any]:
     """`from_pretrained` a BLIP-2-style model + its processor, marked encoder-decoder or not.
 
     Args:
         model_class: Blip2ForConditionalGeneration or InstructBlipForConditionalGeneration.
         spec: the model section of a stage config (model_id, dtype, device, ...).
+        four_bit: weights in 4-bit NF4 (QLoRA).
 
     Returns:
         (model, processor).
     """
     from transformers import AutoProcessor
 
-    from altcap.models.loading import load_pretrained
-
-    model, processor = load_pretrained(model_class, AutoProcessor, spec)
+    model, processor = load_pretrained(model_class, AutoProcessor, spec, four_bit=four_bit)
     mark_encoder_decoder(processor, model)
     return model, processor
 
@@ -182,13 +187,7 @@ def cuda_graphs_problem(model: Any, processor: Any) -> str | None:
             "generation.cuda_graphs replays the decoder of a Flan-T5 LM; this model's LM is decoder-only "
             "(OPT): drop generation.cuda_graphs"
         )
-    device = torch.device(model.device)
-    if device.type != "cuda":
-        return (
-            f"generation.cuda_graphs needs the model on a CUDA device, not {device}; "
-            "set --device cuda or drop generation.cuda_graphs"
-        )
-    return None
+    return cuda_device_problem(model)
 
 
 def generate_sequences(
@@ -198,7 +197,7 @@ def generate_sequences(
 
     Beam search on a T5 LM skips transformers' reorder of the cross-attention cache
     (`beam_search_cache_without_cross_reorder`): same ids, less copying. `generation["cuda_graphs"]`
-    replays a T5 LM's decode steps as CUDA graphs (`graphed_decoding`): same ids, fewer launches.
+    replays a T5 LM's decode steps as CUDA graphs (`graphed_generate`): same ids, fewer launches.
     """
     generation = dict(generation)
     cuda_graphs = generation.pop("cuda_graphs", False)
@@ -207,13 +206,8 @@ def generate_sequences(
     if cuda_graphs:
         if problem := cuda_graphs_problem(model, processor):
             raise ValueError(problem)
-        from altcap.models.graphed_decoding import graphed_decoder_for
-
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        decoder = graphed_decoder_for(base.language_model)
-        max_new_tokens = generation.get("max_new_tokens") or model.generation_config.max_new_tokens
-        with decoder.active(max_new_tokens) as cache_kwargs:
-            return model.generate(**model_inputs, **generation, **cache_kwargs)
+        return generate_with_graphs(model, base.language_model, model_inputs, generation)
     beams = generation.get("num_beams") or 1
     if encoder_decoder and beams > 1 and "cache_implementation" not in generation:
         generation = {**generation, **beam_search_cache_without_cross_reorder()}

