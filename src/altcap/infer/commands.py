@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from altcap.cli_options import ConfigPath, SetOptions, error_console, fail, resolve_config
+from altcap.train.launch import forward_options, needs_relaunch
 
 if TYPE_CHECKING:  # only for annotations: importing these at load time would pull in model code
     from altcap.infer.caption import CaptionSummary
@@ -37,6 +38,8 @@ FLAG_FIELDS = {
     "batch_size": "batch_size",
     "limit": "limit",
     "seed": "seed",
+    "gpus": "num_processes",
+    "accelerate_config": "accelerate_config",
 }
 
 
@@ -74,6 +77,12 @@ def caption_command(
     batch_size: Annotated[int | None, typer.Option(help="Images per generate call.")] = None,
     limit: Annotated[int | None, typer.Option(help="Caption only the first N images.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for sampling.")] = None,
+    gpus: Annotated[
+        int | None, typer.Option(help="num_processes: >1 shards the images over N processes (accelerate).")
+    ] = None,
+    accelerate_config: Annotated[
+        str | None, typer.Option(help="accelerate_config: ddp (default) or an accelerate YAML path.")
+    ] = None,
     set_: SetOptions = None,
 ) -> None:
     """Caption a manifest split or an image folder (resumable; reruns skip captioned images)."""
@@ -82,12 +91,28 @@ def caption_command(
     given = locals()
     flags = {field: given[name] for name, field in FLAG_FIELDS.items()}
     cfg = resolve_config(CaptionConfig, config, flags, set_)
+    if needs_relaunch(cfg.num_processes):
+        _launch_workers(cfg, forward_options(config, flags, set_))
+        return
     summary = _run(cfg)
     error_console.print(
         f"wrote {summary.written_images} caption(s) to {summary.out} "
         f"({summary.skipped_images} already there, {summary.total_images} total) in {summary.seconds:.1f} s",
         highlight=False,
     )
+
+
+def _launch_workers(cfg: CaptionConfig, caption_args: list[str]) -> None:
+    """Run this command on `cfg.num_processes` workers; exit with their launcher's code."""
+    from altcap.config import ConfigError
+    from altcap.train.launch import relaunch
+
+    try:
+        code = relaunch(cfg.num_processes, cfg.accelerate_config, caption_args, command="caption")
+    except ConfigError as err:
+        raise fail(str(err)) from err
+    if code != 0:
+        raise fail(f"`accelerate launch` exited with code {code}; the workers' errors are above", code=code)
 
 
 def _run(cfg: CaptionConfig) -> CaptionSummary:
