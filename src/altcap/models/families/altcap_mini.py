@@ -8,6 +8,7 @@ placeholders in the chat-formatted instruction. Only the projector and LoRA on t
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -20,13 +21,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from altcap.models import efficientnet_lite as effnet
+from altcap.models.converted_cache import fingerprint_sources, load_through_cache
 from altcap.models.loading import resolve_device, resolve_dtype
 from altcap.models.mini_config import (
     BASE_ADAPTER_DIR,
+    CHECKPOINT_DIR,
     CONFIG_FILE,
     GGUF_FILE,
     GGUF_PACKAGE,
     LM_DIR,
+    PACKAGED_ADAPTERS,
     PROJECTOR_FILE,
     VISION_FILE,
     AltcapMiniConfig,
@@ -275,8 +279,29 @@ def _load_trained_parts(model: AltcapMini, folder: Path, config: AltcapMiniConfi
     return model
 
 
+def assemble(model_id: str | Path) -> tuple[AltcapMini, AltcapMiniProcessor]:
+    """altcap-mini on the CPU in fp32, put together from its parts (the packaged ones are converted:
+    the GGUF dequantised, the shipped adapters merged).
+
+    Args:
+        model_id: a packaged id ("altcap-mini", ...) or a folder written by `save_altcap_mini`.
+
+    Returns:
+        (model in eval mode, processor).
+    """
+    folder, config = read_mini_config(model_id)
+    language_model, tokenizer = _load_language_model(config, folder)
+    processor = build_processor(config, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # an untrained projector is still the same on every load
+        model = AltcapMini(config, _load_vision(config, folder), language_model,
+                           tokenizer.convert_tokens_to_ids(config.image_token))
+    return _load_trained_parts(model, folder, config).eval(), processor
+
+
 def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
-    """Assemble altcap-mini from its packaged parts, or from a saved folder.
+    """Assemble altcap-mini from its packaged parts (through the converted copy in the user cache,
+    `models/converted_cache.py`), or from a saved folder.
 
     Args:
         spec: a model id, or an object with `model_id` (optionally `device`, `dtype`): "altcap-mini" for
@@ -285,18 +310,54 @@ def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
     Returns:
         (model in eval mode, processor).
     """
-    folder, config = read_mini_config(getattr(spec, "model_id", spec))
-    language_model, tokenizer = _load_language_model(config, folder)
-    processor = build_processor(config, tokenizer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # an untrained projector is still the same on every load
-        model = AltcapMini(config, _load_vision(config, folder), language_model,
-                           tokenizer.convert_tokens_to_ids(config.image_token))
-    model = _load_trained_parts(model, folder, config)
+    model_id = str(getattr(spec, "model_id", spec))
+    if model_id in PACKAGED_ADAPTERS:
+        model, processor = load_through_cache(
+            model_id, fingerprint_packaged(), lambda: assemble(model_id), save_converted, assemble
+        )
+        model.mini_config = read_mini_config(model_id)[1]  # what it was made from, as after a cold load
+    else:
+        model, processor = assemble(model_id)
     device = resolve_device(getattr(spec, "device", "auto"))
     # Only the LM takes the half dtype: the trained projector stays fp32, the vision tower is small.
     model.language_model.to(resolve_dtype(getattr(spec, "dtype", None), device))
     return model.to(device).eval(), processor
+
+
+def fingerprint_packaged() -> str:
+    """What a packaged model's conversion reads: the shipped checkpoint files and the pip weights."""
+    owned = [path for path in CHECKPOINT_DIR.rglob("*") if path.is_file()]
+    installed = [effnet.find_package_file(GGUF_PACKAGE, GGUF_FILE), effnet.find_lite0_weights()]
+    return fingerprint_sources(owned, [path for path in installed if path is not None])
+
+
+def save_converted(model: AltcapMini, processor: AltcapMiniProcessor, folder: Path) -> None:
+    """Save a converted packaged model as a self-contained folder (every part as safetensors, the
+    adapters already merged), which `assemble(folder)` loads without converting anything."""
+    original = model.mini_config
+    model.mini_config = original.model_copy(
+        update={"vision_source": "folder", "language_source": "folder", "adapters": []}
+    )
+    try:
+        save_altcap_mini(model, processor, folder)
+    finally:
+        model.mini_config = original
+
+
+def _save_language_model(language_model: nn.Module, tokenizer: Any, folder: Path) -> None:
+    """`save_pretrained` by hand: a model read from a GGUF keeps its (dequantising) quantizer, and
+    transformers refuses to save such a model, though its weights are plain tensors by now."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = copy.deepcopy(language_model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(folder)
+    language_model.generation_config.save_pretrained(folder)
+    # save_model writes tied weights (SmolLM2's embedding and LM head) once; from_pretrained re-ties them.
+    save_model(language_model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(folder)
 
 
 def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: Path) -> Path:
@@ -318,8 +379,7 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
     if config.vision_source == "folder":
         save_file(model.vision.state_dict(), folder / VISION_FILE)
     if config.language_source == "folder":
-        model.language_model.save_pretrained(folder / LM_DIR)
-        processor.tokenizer.save_pretrained(folder / LM_DIR)
+        _save_language_model(model.language_model, processor.tokenizer, folder / LM_DIR)
     (folder / CONFIG_FILE).write_text(config.model_dump_json(indent=2), encoding="utf-8")
     return folder
 
