@@ -57,7 +57,7 @@ class FeatureCache:
 
 @dataclass(frozen=True)
 class GraphedDecoding:
-    """Capability: `generate` honours `generation["cuda_graphs"]` (`models/graphed_decoding.py`)."""
+    """Capability: `generate` honours `generation["cuda_graphs"]` (`models/graphed_generate.py`)."""
 
     # `(model, processor) -> reason it cannot run here (with the fix), or None`.
     check: Callable[[Any, Any], str | None]
