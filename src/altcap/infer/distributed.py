@@ -11,13 +11,12 @@ finished image is captioned again, whatever the new process count.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from altcap.infer.captions_file import CaptionRecord, read_captions
+from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 
 SHARD_GLOB = "{name}.shard-*.jsonl"
 
@@ -57,11 +56,8 @@ def merge_shards(out: Path, order: list[str], drop_torn_last_line: Callable[[Pat
     rank = {key: index for index, key in enumerate(order)}
     ordered = sorted(records.values(), key=lambda r: rank.get(r.image, len(rank)))
     tmp = out.with_name(out.name + ".merge.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in ordered:
-            handle.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    tmp.unlink(missing_ok=True)  # left by a merge killed before its rename
+    append_captions(tmp, ordered)
     before = len(read_captions(out)) if out.is_file() else 0
     os.replace(tmp, out)
     for path in shards:
