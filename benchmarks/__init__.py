@@ -15,6 +15,7 @@ ENTRY_POINTS = (
     "plot_train_throughput",
     "profile_gpu",
     "random_archs",
+    "startup",
     "study_load",
     "train_collate",
     "train_throughput",

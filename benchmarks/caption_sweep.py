@@ -163,7 +163,7 @@ class Sweep:
         _, model, processor, _ = self.loaded
         kwargs = self.generation(1, setting).generate_kwargs()
         if kwargs.get("cuda_graphs"):
-            from altcap.models.blip2 import generate_sequences
+            from altcap.models.query_tokens import generate_sequences
 
             return generate_sequences(model, processor, inputs, kwargs)
         return model.generate(**inputs, **kwargs)

@@ -66,7 +66,7 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     images, prompts = [load_rgb(e.image) for e in examples], [e.prompt for e in examples]
     inputs = move_to_device(family.build_inputs(processor, images, prompts, None), device)
     with torch.no_grad(), torch.autocast(device, torch.bfloat16, enabled=precision == "bf16"):
-        features = {k: v.to("cpu") for k, v in family.encode_images(model, inputs).items()}
+        features = {k: v.to("cpu") for k, v in family.feature_cache.encode_images(model, inputs).items()}
     free_cached_part(model, family)  # as `altcap train` does: training from features never runs them
     batch = make_collate(family, processor, cfg.data.max_caption_tokens, with_pixels=False)(examples)
     loss_module = CaptionLoss(model, family)

@@ -109,11 +109,12 @@ def check_fixed_batch(
     autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=not fp32)
     with torch.no_grad(), autocast:
         plain = model(**inputs).loss.float().item()
-        features = family.encode_images(model, inputs)
-        cached = family.forward_from_features(model, features, inputs).float().item()
+        features = family.feature_cache.encode_images(model, inputs)
+        cached = family.feature_cache.forward_from_features(model, features, inputs).float().item()
     with autocast:
         flops_full = count_step_flops(lambda: model(**inputs).loss)
-        flops_cached = count_step_flops(lambda: family.forward_from_features(model, features, inputs))
+        forward_cached = family.feature_cache.forward_from_features
+        flops_cached = count_step_flops(lambda: forward_cached(model, features, inputs))
         by_length = cached_flops_by_label_length(model, family, features, inputs)
     model.zero_grad(set_to_none=True)
     return {

@@ -44,7 +44,9 @@ def cached_flops_by_label_length(
     points = []
     for length in (start, start + 8, start + 16, start + 24):
         padded = pad_labels_to(model, inputs, length)
-        flops = count_step_flops(lambda padded=padded: family.forward_from_features(model, features, padded))
+        flops = count_step_flops(
+            lambda padded=padded: family.feature_cache.forward_from_features(model, features, padded)
+        )
         points.append([length, round(flops / batch_size)])
     return points
 

@@ -36,7 +36,7 @@ def check_round_trip(folder: Path, family: str, variant: str | None, tmp_path: P
     model, _, loaded_family = load(folder)
     assert loaded_family.name == family
     assert type(model).__name__ == loaded_family.hf_class
-    frozen = [operator.attrgetter(name)(model) for name in loaded_family.frozen_modules]
+    frozen = [operator.attrgetter(name)(model) for name in loaded_family.feature_cache.frozen_modules]
     assert frozen and all(isinstance(part, torch.nn.Module | torch.nn.Parameter) for part in frozen)
     again = build_tiny_model(family, tmp_path / "again", seed=0, variant=variant)
     first, second = load_file(folder / "model.safetensors"), load_file(again / "model.safetensors")
@@ -77,9 +77,9 @@ def check_cached_loss(folder: Path) -> None:
     inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
     with torch.no_grad():
         full = model(**inputs).loss
-        features = family.encode_images(model, inputs)
-        cached = family.forward_from_features(model, features, inputs)
-    assert set(features) == set(family.feature_keys)
+        features = family.feature_cache.encode_images(model, inputs)
+        cached = family.feature_cache.forward_from_features(model, features, inputs)
+    assert set(features) == set(family.feature_cache.feature_keys)
     assert torch.isfinite(full)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
 
@@ -94,7 +94,8 @@ def check_cached_loss_with_lora(folder: Path) -> None:
             torch.nn.init.normal_(param, std=0.02)  # B starts at zero; make LoRA actually change outputs
     inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
     full = peft_model(**inputs).loss
-    cached = family.forward_from_features(peft_model, family.encode_images(peft_model, inputs), inputs)
+    cache = family.feature_cache
+    cached = cache.forward_from_features(peft_model, cache.encode_images(peft_model, inputs), inputs)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
     cached.backward()
     assert any(
@@ -176,7 +177,7 @@ def check_text_only_cached_loss(folder: Path) -> None:
     assert "pixel_values" not in text_only
     with torch.no_grad():
         full = model(**full_inputs).loss
-        features = family.encode_images(model, full_inputs)
-        cached = family.forward_from_features(model, features, text_only)
+        features = family.feature_cache.encode_images(model, full_inputs)
+        cached = family.feature_cache.forward_from_features(model, features, text_only)
     assert torch.isfinite(full)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)

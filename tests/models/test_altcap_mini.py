@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from altcap.models import altcap_mini as mini
 from altcap.models import efficientnet_lite as effnet
+from altcap.models import mini_config
+from altcap.models.families import altcap_mini as mini
 from altcap.models.registry import get_family
 from altcap.models.text_inputs import IGNORE_INDEX
 from altcap.models.tiny import build_tiny_altcap_mini
@@ -85,7 +86,7 @@ def test_stride_one_last_stage_keeps_every_pretrained_weight_and_doubles_the_gri
     assert torch.equal(tower._blocks[11]._depthwise_conv.weight, reference._blocks[11]._depthwise_conv.weight)
     assert tower.extract_features(torch.zeros(1, 3, 224, 224)).shape == (1, 1280, 14, 14)
     (tmp_path / "config.json").write_text(config.model_dump_json(), encoding="utf-8")
-    assert mini._read_config(tmp_path)[1].num_image_tokens == 196
+    assert mini.read_mini_config(tmp_path)[1].num_image_tokens == 196
 
 
 @needs_lite0
@@ -245,7 +246,7 @@ def test_family_is_registered_and_lora_lands_in_the_language_model_only(tiny_fol
     from altcap.models.loading import apply_lora
 
     family = get_family("altcap_mini")
-    assert family.load is mini.load and family.feature_keys == ("image_features",)
+    assert family.load is mini.load and family.feature_cache.feature_keys == ("image_features",)
     model, _ = family.load(str(tiny_folder))
     peft_model = apply_lora(model, family, r=2, alpha=2)
     lora_layers = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A" in n}
@@ -270,7 +271,7 @@ def test_bad_inputs_name_the_problem(tiny, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real() -> tuple[mini.AltcapMini, mini.AltcapMiniProcessor]:
-    return mini.load(mini.MODEL_ID)
+    return mini.load("altcap-mini")
 
 
 @pytest.mark.slow
@@ -331,11 +332,13 @@ def test_caption_stage_runs_altcap_mini_with_a_trained_adapter(tiny_folder: Path
 
 
 def test_packaged_ids_pick_their_adapters() -> None:
-    from altcap.models.loading import PACKAGED_MINI_IDS
+    from altcap.models.loading import ModelConfig, read_model_config
 
-    assert set(PACKAGED_MINI_IDS) == set(mini.PACKAGED_ADAPTERS)
-    folder, config = mini._read_config("altcap-mini")
-    assert folder == mini.CHECKPOINT_DIR and config.adapters == ["base_adapter", "scst_adapter"]
-    assert mini._read_config("altcap-mini-xe")[1].adapters == ["base_adapter"]
-    assert mini._read_config("altcap-mini-parts")[1].adapters == []
+    # The loader learns the packaged ids from the family itself (no second list to keep equal).
+    types = {read_model_config(ModelConfig(model_id=i)).model_type for i in mini_config.PACKAGED_ADAPTERS}
+    assert types == {"altcap_mini"}
+    folder, config = mini.read_mini_config("altcap-mini")
+    assert folder == mini_config.CHECKPOINT_DIR and config.adapters == ["base_adapter", "scst_adapter"]
+    assert mini.read_mini_config("altcap-mini-xe")[1].adapters == ["base_adapter"]
+    assert mini.read_mini_config("altcap-mini-parts")[1].adapters == []
     assert all((folder / name / "adapter_model.safetensors").is_file() for name in config.adapters)

@@ -15,12 +15,12 @@ def test_rows_from_separate_batches_restack_to_the_same_loss(tiny_model_dir) -> 
     rows = []
     for image in images:
         single = family.build_inputs(processor, [image])
-        rows += split_feature_rows(family.encode_images(model, single))
+        rows += split_feature_rows(family.feature_cache.encode_images(model, single))
     assert len({row["vision_features"].shape[0] for row in rows}) > 1
     inputs = family.build_inputs(processor, images, checks.PROMPTS, checks.CAPTIONS)
     with torch.no_grad():
         full = model(**inputs).loss
-        cached = family.forward_from_features(model, stack_feature_rows(rows), inputs)
+        cached = family.feature_cache.forward_from_features(model, stack_feature_rows(rows), inputs)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
 
 

@@ -13,8 +13,8 @@ import _family_checks as checks
 import pytest
 import torch
 
-from altcap.models.blip2 import generate_sequences
 from altcap.models.graphed_decoding import GraphedDecoder, PreallocatedLayer
+from altcap.models.query_tokens import generate_sequences
 
 SETTINGS = {
     "greedy": {"num_beams": 1, "max_new_tokens": 7, "min_new_tokens": 7},

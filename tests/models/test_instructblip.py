@@ -30,13 +30,13 @@ def test_cached_feature_loss_with_lora(tiny_model_dir) -> None:
 
 def test_qformer_sees_the_instruction(tiny_model_dir) -> None:
     """Why only the vision tower is cached: the same image gives other Q-Former outputs per prompt."""
-    from altcap.models.instructblip import run_qformer
+    from altcap.models.families.instructblip import run_qformer
 
     model, processor, family = checks.load(tiny_model_dir("instructblip"))
     image = checks.make_images()[:1] * 2
     inputs = family.build_inputs(processor, image, ["Describe it.", "What color is the car?"], ["a", "a"])
     with torch.no_grad():
-        query = run_qformer(model, family.encode_images(model, inputs)["image_embeds"], inputs)
+        query = run_qformer(model, family.feature_cache.encode_images(model, inputs)["image_embeds"], inputs)
     assert not torch.allclose(query[0], query[1])
 
 

@@ -127,16 +127,16 @@ def test_cached_modules_are_released_after_caching_and_the_loss_still_runs(
     images = [Image.new("RGB", (40, 40), (30 * i, 90, 10)) for i in range(2)]
     inputs = spec.build_inputs(processor, images, None, ["a dog on grass", "a red car"])
     model.eval()
-    features = spec.encode_images(model, inputs)
-    before = spec.forward_from_features(model, features, inputs)
+    features = spec.feature_cache.encode_images(model, inputs)
+    before = spec.feature_cache.forward_from_features(model, features, inputs)
     plan = SimpleNamespace(family=spec)
     cfg = SimpleNamespace(merge=False)
     assert release_frozen_modules(cfg, plan, model, SimpleNamespace(num_processes=1))
-    released = [find_frozen_part(model, name) for name in spec.cached_part]
+    released = [find_frozen_part(model, name) for name in spec.feature_cache.cached_part]
     assert all(
         p.device.type == "meta" for m in released if isinstance(m, torch.nn.Module) for p in m.parameters()
     )
-    assert torch.allclose(spec.forward_from_features(model, features, inputs), before)
+    assert torch.allclose(spec.feature_cache.forward_from_features(model, features, inputs), before)
     # Under DDP (several processes) or with merge the weights must stay.
     assert not release_frozen_modules(cfg, plan, model, SimpleNamespace(num_processes=2))
     assert not release_frozen_modules(

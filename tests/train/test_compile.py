@@ -149,7 +149,7 @@ def test_block_scope_compiles_each_trainable_layer_once_without_per_layer_recomp
     captions = ["a red square on a wall", "blue", "two dogs run on the grass"]
     inputs = family.build_inputs(processor, images, ["Describe."] * 3, captions)
     with torch.no_grad():
-        features = family.encode_images(model, inputs)
+        features = family.feature_cache.encode_images(model, inputs)
     counters.clear()
     for batch in (slice(0, 3), slice(0, 2)):  # a second batch size and caption length: no recompile
         sub_inputs = {k: v[batch] for k, v in inputs.items()}

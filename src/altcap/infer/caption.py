@@ -31,10 +31,10 @@ from altcap.infer.batches import (
 )
 from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 from altcap.infer.config import CaptionConfig
+from altcap.infer.distributed import merge_shards, process_state, shard_path
 from altcap.provenance import build_provenance
 
 logger = logging.getLogger(__name__)
-GRAPHED_FAMILIES = ("blip2", "instructblip")  # their Flan-T5 decoders (`models/graphed_decoding.py`)
 
 
 class CaptionError(ValueError):
@@ -301,6 +301,10 @@ def write_provenance(cfg: CaptionConfig, family_name: str, run: dict[str, Any]) 
 def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     """Validate inputs, load the model, caption every image not yet in `cfg.out`, record provenance.
 
+    Under several processes (`--gpus N` or any `accelerate launch`), each captions its share of the
+    images into its own shard and the main process merges them into `cfg.out` in manifest order
+    (`altcap.infer.distributed`).
+
     Args:
         cfg: the resolved caption config.
 
@@ -310,37 +314,75 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     Raises:
         CaptionError, ModelLoadError: bad input, named before any model is loaded.
     """
-    import torch
+    from altcap.models.loading import read_model_config, resolve_family
 
-    from altcap.models.loading import load_model, read_model_config, resolve_family
-
-    started = time.perf_counter()
+    started, state = time.perf_counter(), process_state()
     items = collect_items(cfg)
+    is_main = state is None or state.is_main_process
+    if is_main and cfg.out.exists():  # fold a killed run's shards in, so their images count as done
+        merge_shards(cfg.out, [item.key for item in items], drop_torn_last_line)
+        drop_torn_last_line(cfg.out)
+    if state is not None:
+        state.wait_for_everyone()
     done = find_done_images(cfg)
     todo, unreadable = screen_items(cfg, [item for item in items if item.key not in done])
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
+    check_family_fits(cfg, family)
     skipped = len(items) - len(todo) - len(unreadable)  # already captioned
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": skipped}
     run["unreadable_images"] = unreadable
-    if cfg.generation.cuda_graphs and family.name not in GRAPHED_FAMILIES:
-        raise CaptionError(
-            f"generation.cuda_graphs works for {' and '.join(GRAPHED_FAMILIES)} with a Flan-T5 LM, not "
-            f"{family.name}; drop generation.cuda_graphs"
-        )
-    if todo:
-        torch.manual_seed(cfg.seed)
-        model, processor, family = load_model(cfg.model)
-        if cfg.generation.cuda_graphs:
-            from altcap.models.blip2 import cuda_graphs_problem
-
-            if problem := cuda_graphs_problem(model, processor):
-                raise CaptionError(problem)
+    share_cfg, share = _share_of(cfg, todo, state)
+    loaded = _load_checked(share_cfg) if share else None
+    if is_main and todo:
         write_provenance(cfg, family.name, {**run, "status": "running"})
-        written = caption_items(model, processor, family, order_for_throughput(todo), cfg)
-    else:
-        written = 0
+    written = caption_items(*loaded, order_for_throughput(share), share_cfg) if loaded else 0
+    if state is not None:
+        state.wait_for_everyone()
+        if is_main:
+            written = merge_shards(cfg.out, [item.key for item in items], drop_torn_last_line)
     seconds = time.perf_counter() - started
-    write_provenance(
-        cfg, family.name, {**run, "status": "done", "written_images": written, "seconds": seconds}
-    )
+    if is_main:
+        write_provenance(
+            cfg, family.name, {**run, "status": "done", "written_images": written, "seconds": seconds}
+        )
     return CaptionSummary(cfg.out, len(items), skipped, written, seconds, len(unreadable))
+
+
+def check_family_fits(cfg: CaptionConfig, family: Any) -> None:
+    """Refuse, before loading, settings that need a capability the family lacks."""
+    from altcap.models.registry import families_with
+
+    if cfg.generation.cuda_graphs and family.graphed_decoding is None:
+        raise CaptionError(
+            f"generation.cuda_graphs works for families with graphed decoding "
+            f"({', '.join(families_with('graphed_decoding'))}), not {family.name}; "
+            "drop generation.cuda_graphs"
+        )
+
+
+def _share_of(
+    cfg: CaptionConfig, todo: list[CaptionItem], state: Any | None
+) -> tuple[CaptionConfig, list[CaptionItem]]:
+    """This process's images and config: all of `todo` alone, else a share written to its own shard."""
+    if state is None:
+        return cfg, todo
+    with state.split_between_processes(todo) as share:
+        share = list(share)
+    update: dict[str, Any] = {"out": shard_path(cfg.out, state.process_index)}
+    if cfg.model.device == "auto":
+        update["model"] = cfg.model.model_copy(update={"device": str(state.device)})
+    return cfg.model_copy(update=update), share
+
+
+def _load_checked(cfg: CaptionConfig) -> tuple[Any, Any, Any]:
+    """(model, processor, family), refused before any caption is written when graphs cannot run."""
+    import torch
+
+    from altcap.models.loading import load_model
+
+    torch.manual_seed(cfg.seed)
+    model, processor, family = load_model(cfg.model)
+    graphs = family.graphed_decoding if cfg.generation.cuda_graphs else None
+    if graphs is not None and (problem := graphs.check(model, processor)):
+        raise CaptionError(problem)
+    return model, processor, family

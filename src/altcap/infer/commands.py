@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from altcap.cli_options import Flag, config_command, error_console, fail
+from altcap.cli_options import ConfigInput, Flag, config_command, error_console, fail
 from altcap.config import PipelineSection
 from altcap.infer.config import CaptionConfig
+from altcap.launch import forward_options, needs_relaunch
 
 if TYPE_CHECKING:  # only for annotations: importing it at load time would pull in model code
     from altcap.infer.caption import CaptionSummary
@@ -38,6 +39,8 @@ CAPTION_FLAGS = [
     *(Flag(f"generation.{name}") for name in GENERATION_FLAGS),
     Flag("batch_size"),
     Flag("limit"),
+    Flag("num_processes", name="gpus"),
+    Flag("accelerate_config"),
     Flag("seed"),
 ]
 
@@ -63,11 +66,15 @@ CAPTION_SECTION = PipelineSection(
     config_argument=True,
     section=CAPTION_SECTION,
 )
-def caption_command(cfg: CaptionConfig) -> None:
+def caption_command(cfg: CaptionConfig, given: ConfigInput) -> None:
     """Caption a manifest split (or --split all) or an image folder.
 
     Resumable: an existing --out file is continued, images already captioned are skipped.
+    With --gpus N, N processes caption shares of the images and the shards merge in manifest order.
     """
+    if needs_relaunch(cfg.num_processes):
+        _launch_workers(cfg, forward_options(given.path, given.flags, given.sets))
+        return
     summary = _run(cfg)
     error_console.print(
         f"wrote {summary.written_images} caption(s) to {summary.out} "
@@ -77,6 +84,19 @@ def caption_command(cfg: CaptionConfig) -> None:
 
 
 FLAG_FIELDS = caption_command.altcap_fields
+
+
+def _launch_workers(cfg: CaptionConfig, caption_args: list[str]) -> None:
+    """Run this command on `cfg.num_processes` workers; exit with their launcher's code."""
+    from altcap.config import ConfigError
+    from altcap.launch import relaunch
+
+    try:
+        code = relaunch(cfg.num_processes, cfg.accelerate_config, caption_args, command="caption")
+    except ConfigError as err:
+        raise fail(str(err)) from err
+    if code != 0:
+        raise fail(f"`accelerate launch` exited with code {code}; the workers' errors are above", code=code)
 
 
 def _run(cfg: CaptionConfig) -> CaptionSummary:

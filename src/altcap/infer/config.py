@@ -126,6 +126,18 @@ class CaptionConfig(StageConfig):
         "(torch DataLoader, pinned memory on CUDA); 0 = one background thread instead.",
     )
     limit: int | None = Field(default=None, ge=1, description="Caption only the first N images (quick runs).")
+    num_processes: int = Field(
+        default=1,
+        gt=0,
+        description="Captioning processes, one per GPU (`--gpus`); >1 starts them with `accelerate launch`, "
+        "each captions a share of the images into `<out>.shard-<rank>.jsonl`, merged into `out` in manifest "
+        "order at the end (a rerun folds a killed run's shards in first).",
+    )
+    accelerate_config: str = Field(
+        default="ddp",
+        description="Accelerate config for num_processes > 1: a shipped name (ddp, zero2, zero3, fsdp) or "
+        "the path of an accelerate YAML (multi-node: `out` must be on a filesystem every node shares).",
+    )
     seed: int = Field(default=0, description="Torch seed (matters only with generation.do_sample).")
     skip_unreadable_images: bool = Field(default=False, description=SKIP_FLAG_HELP)
     max_decoded_pixels: int = Field(

@@ -16,7 +16,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from altcap.config import StageConfig
-from altcap.models.registry import ModelFamily, family_for_model_type, get_family, list_families
+from altcap.models.hub_errors import explain_hub_error
+from altcap.models.registry import (
+    ModelFamily,
+    families_with,
+    family_for_model_type,
+    get_family,
+    list_families,
+)
 
 DType = Literal["bfloat16", "float16", "float32"]
 
@@ -84,22 +91,12 @@ def _looks_like_path(model_id: str) -> bool:
     return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or Path(model_id).exists()
 
 
-# altcap_mini.PACKAGED_ADAPTERS' keys (altcap_mini imports this module, so not imported); a test
-# keeps them equal.
-PACKAGED_MINI_IDS = ("altcap-mini", "altcap-mini-xe", "altcap-mini-parts")
-
-
-def _altcap_native_model_type(model_id: str) -> str | None:
-    """'altcap_mini' for the packaged model id or a folder saved by altcap-mini, else None."""
-    if model_id in PACKAGED_MINI_IDS:
-        return "altcap_mini"
-    config_path = Path(model_id).expanduser() / "config.json"
-    if config_path.is_file():
-        try:
-            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-        except (json.JSONDecodeError, AttributeError):
-            return None
-        return model_type if model_type == "altcap_mini" else None
+def _native_model_type(model_id: str) -> str | None:
+    """The model_type of a non-transformers family that owns `model_id` (its packaged id or folder)."""
+    for name in families_with("native"):
+        native = get_family(name).native
+        if native is not None and (model_type := native.model_type_of(model_id)) is not None:
+            return model_type
     return None
 
 
@@ -108,9 +105,9 @@ def read_model_config(cfg: ModelConfig) -> Any:
     from transformers import AutoConfig
 
     model_id = cfg.model_id
-    native = _altcap_native_model_type(model_id)
+    native = _native_model_type(model_id)
     if native is not None:
-        # altcap-mini is not a transformers architecture, so AutoConfig cannot read it.
+        # Not a transformers architecture, so AutoConfig cannot read it.
         return SimpleNamespace(model_type=native)
     if _looks_like_path(model_id):
         folder = Path(model_id).expanduser()
@@ -126,6 +123,8 @@ def read_model_config(cfg: ModelConfig) -> Any:
     try:
         return AutoConfig.from_pretrained(model_id, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError) as err:
+        if message := explain_hub_error(model_id, err):
+            raise ModelLoadError(message) from err
         raise ModelLoadError(
             f"model_id={model_id!r}: not a local checkpoint folder and not loadable from the hub ({err}); "
             "check the id, or download it (`hf download ID --local-dir DIR`) and pass the folder"
@@ -173,41 +172,103 @@ def check_adapter_folder(adapter: str) -> dict[str, Any]:
         raise ModelLoadError(f"{config_path}: not valid JSON ({err}); re-save the adapter") from err
 
 
-def load_model(cfg: ModelConfig) -> tuple[Any, Any, ModelFamily]:
+def load_model(cfg: ModelConfig, *, four_bit: bool = False) -> tuple[Any, Any, ModelFamily]:
     """Load model + processor (+ adapter) for a config, checking everything before loading weights.
 
     Args:
         cfg: which checkpoint, family, dtype, device and adapter.
+        four_bit: load the base weights in 4-bit NF4 for QLoRA, through the family's own
+            `QuantizedLoading` (CUDA and bitsandbytes).
 
     Returns:
         (model in eval mode on its device, processor, family).
 
     Raises:
-        ModelLoadError: unknown id/folder, unsupported family, missing or incompatible adapter.
+        ModelLoadError: unknown id/folder, unsupported family, gated or unreachable hub model,
+            missing or incompatible adapter, or no 4-bit loader in the family.
     """
     hf_config = read_model_config(cfg)
     family = resolve_family(cfg, hf_config.model_type)
     adapter_config = check_adapter_folder(cfg.adapter) if cfg.adapter else None
-    model, processor = family.load(cfg)
+    if four_bit and family.quantized is None:
+        raise ModelLoadError(
+            f"family {family.name!r} has no 4-bit loader (QLoRA); set qlora=false. "
+            f"Families with one: {', '.join(families_with('quantized')) or 'none'}"
+        )
+    loader = family.quantized.load_4bit if four_bit and family.quantized is not None else family.load
+    try:
+        model, processor = loader(cfg)
+    except OSError as err:
+        if message := explain_hub_error(cfg.model_id, err):
+            raise ModelLoadError(message) from err
+        raise
     if adapter_config is not None:
         model = attach_adapter(model, cfg.adapter)
     model.eval()
     return model, processor, family
 
 
-def load_pretrained(model_class: Any, processor_class: Any, cfg: ModelConfig) -> tuple[Any, Any]:
+def load_pretrained(
+    model_class: Any, processor_class: Any, cfg: ModelConfig, *, four_bit: bool = False
+) -> tuple[Any, Any]:
     """`from_pretrained` of a model and its processor on the configured device and dtype.
 
-    Family modules call this from their `load`, so every family resolves dtype/device the same way.
+    Family modules call this from their `load` (and `QuantizedLoading.load_4bit`, with four_bit),
+    so every family resolves dtype/device the same way.
+
+    Args:
+        model_class, processor_class: transformers classes (or Auto classes).
+        cfg: model id, dtype, device, trust_remote_code.
+        four_bit: weights in 4-bit NF4 with double quantisation and bf16 compute (QLoRA).
+
+    Returns:
+        (model, processor).
     """
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
+    extra: dict[str, Any] = {}
+    if four_bit:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        dtype = torch.bfloat16
+        extra["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
     # device_map places weights straight on the device, instead of a full CPU copy first.
     model = model_class.from_pretrained(
-        cfg.model_id, dtype=dtype, device_map={"": device}, trust_remote_code=cfg.trust_remote_code
+        cfg.model_id, dtype=dtype, device_map={"": device}, trust_remote_code=cfg.trust_remote_code, **extra
     )
     processor = processor_class.from_pretrained(cfg.model_id, trust_remote_code=cfg.trust_remote_code)
     return model, processor
+
+
+def build_weightless_model(family: ModelFamily, hf_config: Any) -> Any | None:
+    """The family's model built from its config on the meta device (no memory, no weights), to match
+    LoRA targets before loading; None for a family that is no transformers class.
+    """
+    import torch
+    import transformers
+
+    model_class = getattr(transformers, family.hf_class, None)
+    if family.native is not None or model_class is None:
+        return None
+    # Concrete classes build through `_from_config`, Auto classes (a generic family) through `from_config`.
+    build = getattr(model_class, "_from_config", None) or model_class.from_config
+    with torch.device("meta"):
+        return build(hf_config)
+
+
+def load_processor(family: ModelFamily, cfg: ModelConfig) -> Any | None:
+    """The checkpoint's processor alone (no weights), or None when the family's comes with its weights."""
+    from transformers import AutoProcessor
+
+    if family.native is not None:
+        return None
+    if family.load_processor is not None:
+        return family.load_processor(cfg)
+    return AutoProcessor.from_pretrained(cfg.model_id, trust_remote_code=cfg.trust_remote_code)
 
 
 def attach_adapter(model: Any, adapter: str) -> Any:

@@ -1,17 +1,15 @@
 """altcap-mini's text side: the processor (chat prompt with image placeholders, tokenizer set-up),
-which tokens end a caption, and the tiny test chat template. Split from altcap_mini.py, which
+which tokens end a caption, and the tiny test chat template. Split from families/altcap_mini.py, which
 keeps the model, loading and the family functions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from altcap.models import efficientnet_lite as effnet
-
-if TYPE_CHECKING:
-    from altcap.models.altcap_mini import AltcapMiniConfig
+from altcap.models.mini_config import AltcapMiniConfig
 
 # A minimal chat template for the tiny random altcap-mini (its test tokenizer ships none).
 TINY_CHAT_TEMPLATE = (

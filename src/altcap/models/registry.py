@@ -1,93 +1,135 @@
-"""A closed registry of model families, one frozen record of plain functions per family.
+"""A closed registry of model families: one frozen record of plain functions per family.
 
-Each family module (`blip.py`, `blip2.py`, `instructblip.py`, `llava_next.py`, `altcap_mini.py`)
-calls `register_family` at import; `get_family` imports them all on first use. No base classes:
-a family is data plus functions, so adding one never touches the others.
+Each module in `altcap.models.families` (one file a family) calls `register_family` at import;
+`get_family` imports them all on first use. No base classes, and nothing outside `altcap.models`
+names a family: the rest of the code asks a family's fields.
 
-Contract of the functions (images are RGB PIL images; `build_inputs` returns CPU tensors, and
-callers move them with `altcap.models.text_inputs.move_to_device(inputs, model.device, model.dtype)`
-before the other functions see them):
-
-- `load(spec) -> (model, processor)`: `from_pretrained` on `spec.model_id` (hub id or folder),
-  `spec` being an `altcap.models.loading.ModelConfig`. Users go through `load_model(spec)`, which
-  validates id, family and adapter first and returns `(model, processor, family)`.
-- `build_inputs(processor, images, prompts, captions=None, *, with_pixels=True) -> dict`: model
-  inputs for a batch. With `captions`, also `labels` in which prompt, image-placeholder and padding
-  positions are -100 so the loss covers caption tokens (and the closing EOS) only. Without, inputs
-  ready for `generate`. For encoder-decoder LMs (T5) labels are the caption tokens only.
-  `with_pixels=False` builds the text inputs only, for `forward_from_features`: the same tensors
-  as with pixels (input_ids, attention_mask, labels, and what else depends on the image's size,
-  not its pixels: LLaVA-NeXT's `image_sizes`) minus `pixel_values`, without decoding any image.
-  `images` may then also be file paths or (height, width) pairs; families whose placeholder
-  count is fixed use only their number, LLaVA-NeXT reads sizes from file headers.
-- `encode_images(model, inputs) -> dict[str, Tensor]`: the frozen part's output for a batch,
-  keys `feature_keys`; this is what the feature cache stores. BLIP: vision tower; BLIP-2: Q-Former
-  query outputs; InstructBLIP: vision tower only (its Q-Former reads the instruction, so its
-  output is prompt-dependent); LLaVA-NeXT: vision-tower features per tile. Split into per-image
-  rows and re-batch with `altcap.models.features` (rows may differ in length: LLaVA tiles).
-- `forward_from_features(model, features, inputs) -> Tensor`: the loss computed from cached
-  features and text inputs (equals `model(**inputs).loss` while `frozen_modules` stay frozen;
-  tested per family, also under LoRA).
-- `generate(model, processor, inputs, generation) -> list[str]`: decoded captions (new tokens
-  only); `generation` is a dict of `model.generate` keyword arguments (num_beams, max_new_tokens, ...).
-
-`prompts` are instructions (a record's `prompt`; a None entry, or prompts=None, means the family
-default: `DEFAULT_INSTRUCTION`, except BLIP, which is not instruction-tuned and gets no prefix).
-Each family turns them into its own text format (LLaVA's chat template, BLIP-2 OPT's
-"Question: ... Answer:"). `default_lora_targets` are leaf Linear names (a family lists those of
-all its decoders, e.g. OPT q_proj and T5 q; `apply_lora` keeps the ones the model has);
-`lora_scope` names the sub-module LoRA targets are looked for in (e.g. "language_model", so
-LLaVA's CLIP `q_proj` layers are left alone); "" means the whole model. `frozen_modules` are the
-attributes the feature cache assumes frozen, on the unwrapped model (`peft_model.get_base_model()`);
-they may be dotted (LLaVA: "model.vision_tower") or bare parameters (BLIP-2: "query_tokens"), so
-resolve them with `operator.attrgetter(name)(base)`, not `getattr`.
+Core contract (images are RGB PIL images; `build_inputs` returns CPU tensors that callers move with
+`altcap.models.text_inputs.move_to_device(inputs, model.device, model.dtype)`):
+- `load(spec) -> (model, processor)` for an `altcap.models.loading.ModelConfig`; users call
+  `load_model(spec)`, which checks id, family and adapter first.
+- `build_inputs(processor, images, prompts, captions=None, *, with_pixels=True) -> dict`: with
+  captions also `labels`, -100 everywhere but the caption tokens and their end token (encoder-
+  decoder LMs: labels are the caption alone). `with_pixels=False` builds the same text tensors
+  without decoding any image (`images` may then be paths or (height, width) pairs).
+- `generate(model, processor, inputs, generation) -> list[str]`: the new text only; `generation`
+  holds `model.generate` keyword arguments.
+- `prompts` are instructions (None = `DEFAULT_INSTRUCTION`; each family formats them its own way).
+  `default_lora_targets` are leaf Linear names of all the family's LMs (`apply_lora` keeps those the
+  model has), looked for under the sub-module `lora_scope` ("" = the whole model).
+Optional capabilities are typed records, None when absent (`FeatureCache`, `GraphedDecoding`,
+`QuantizedLoading`, `VisionBlocks`, `FrozenPartLora`, `NativeCheckpoint`); each says its contract.
+Frozen module names may be dotted or bare parameters: resolve them with `operator.attrgetter`.
 `altcap.models.tiny.build_tiny_model` saves a tiny random checkpoint of any family for tests.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
-
-_FAMILY_MODULES = ("blip", "blip2", "instructblip", "llava_next", "altcap_mini")
 
 DEFAULT_INSTRUCTION = "Provide a detailed caption for this photo."
 
 
 @dataclass(frozen=True)
-class ModelFamily:
-    """How altcap drives one transformers model class."""
+class FeatureCache:
+    """Capability: train from cached outputs of a frozen part instead of running it every epoch."""
 
-    name: str
-    hf_class: str
-    model_types: tuple[str, ...]
-    default_lora_targets: tuple[str, ...]
-    load: Callable[..., tuple[Any, Any]]
-    build_inputs: Callable[..., dict[str, Any]]
-    generate: Callable[..., list[str]]
-    encode_images: Callable[..., dict[str, Any]] | None = None
-    forward_from_features: Callable[..., Any] | None = None
-    frozen_modules: tuple[str, ...] = field(default=())
-    lora_scope: str = ""
-    feature_keys: tuple[str, ...] = field(default=())
-    # Non-LoRA modules trained in full and saved with the adapter (altcap-mini's projector).
-    modules_to_save: tuple[str, ...] = field(default=())
-    # The frozen modules whose outputs the cache holds, so training from features never runs them
-    # (freed from the GPU then); None = all of frozen_modules. InstructBLIP's Q-Former stays.
+    # `(model, inputs) -> {feature_keys: Tensor}`: the frozen part's output for a batch.
+    encode_images: Callable[[Any, Mapping[str, Any]], dict[str, Any]]
+    # `(model, features, text_inputs) -> loss`, equal to `model(**inputs).loss` while frozen.
+    forward_from_features: Callable[[Any, Mapping[str, Any], Mapping[str, Any]], Any]
+    # Attributes of the unwrapped model the cache assumes frozen: dotted paths or bare parameters.
+    frozen_modules: tuple[str, ...]
+    feature_keys: tuple[str, ...]
+    # Frozen modules whose outputs the cache holds (freed from the GPU while training from it);
+    # None = all of frozen_modules. InstructBLIP's Q-Former reads the prompt, so it is not cached.
     cached_modules: tuple[str, ...] | None = None
-    # Names (on the unwrapped model) of the vision tower's last n blocks, trained in full and saved
-    # with the adapter when `train_vision_blocks` > 0; None = the family does not support it.
-    last_vision_blocks: Callable[[Any, int], list[str]] | None = None
-    # Whether `build_inputs`' tensor shapes depend on the images' sizes (LLaVA-NeXT: tiles and
-    # placeholders per image), so inputs built for parts of a batch may not stack into the whole.
-    inputs_shaped_by_image_size: bool = False
 
     @property
     def cached_part(self) -> tuple[str, ...]:
         """The frozen modules a feature cache replaces (`cached_modules`, else all `frozen_modules`)."""
         return self.cached_modules if self.cached_modules is not None else self.frozen_modules
+
+
+@dataclass(frozen=True)
+class GraphedDecoding:
+    """Capability: `generate` honours `generation["cuda_graphs"]` (`models/graphed_generate.py`)."""
+
+    # `(model, processor) -> reason it cannot run here (with the fix), or None`.
+    check: Callable[[Any, Any], str | None]
+
+
+@dataclass(frozen=True)
+class QuantizedLoading:
+    """Capability: QLoRA, the base model loaded in 4-bit NF4 by the family's own loader."""
+
+    # `(ModelConfig) -> (model, processor)`, weights 4-bit, compute in bf16 (CUDA + bitsandbytes).
+    load_4bit: Callable[[Any], tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class VisionBlocks:
+    """Capability: train the vision tower's last n blocks in full (`train_vision_blocks`)."""
+
+    # `(unwrapped model, n) -> module names`, saved with the adapter as modules_to_save.
+    last_blocks: Callable[[Any, int], list[str]]
+
+
+@dataclass(frozen=True)
+class FrozenPartLora:
+    """Capability: LoRA also inside the frozen part on request (`lora.include_qformer`)."""
+
+    targets: tuple[str, ...]  # leaf Linear names there, looked for in the whole model
+
+
+@dataclass(frozen=True)
+class NativeCheckpoint:
+    """Capability of a family whose model is no transformers class: it knows its own ids and folders
+    (AutoConfig cannot read them), and its processor comes only with its weights."""
+
+    # `model_id -> the family's model_type` for an id or folder it owns, else None; reads no weights.
+    model_type_of: Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """How altcap drives one model class: core functions plus optional, typed capabilities."""
+
+    name: str
+    hf_class: str
+    model_types: tuple[str, ...]
+    default_lora_targets: tuple[str, ...]
+    load: Callable[[Any], tuple[Any, Any]]
+    build_inputs: Callable[..., dict[str, Any]]
+    generate: Callable[[Any, Any, Mapping[str, Any], Mapping[str, Any]], list[str]]
+    lora_scope: str = ""
+    # `(ModelConfig) -> processor` without the weights (checks the first batch before loading);
+    # None = `AutoProcessor.from_pretrained`, or nothing for a `NativeCheckpoint` family.
+    load_processor: Callable[[Any], Any] | None = None
+    # Non-LoRA modules trained in full and saved with the adapter (altcap-mini's projector).
+    modules_to_save: tuple[str, ...] = ()
+    # Whether `build_inputs`' tensor shapes depend on the images' sizes (LLaVA-NeXT: tiles and
+    # placeholders per image), so inputs built for parts of a batch may not stack into the whole.
+    inputs_shaped_by_image_size: bool = False
+    feature_cache: FeatureCache | None = None
+    graphed_decoding: GraphedDecoding | None = None
+    quantized: QuantizedLoading | None = None
+    vision_blocks: VisionBlocks | None = None
+    frozen_part_lora: FrozenPartLora | None = None
+    native: NativeCheckpoint | None = None
+
+    def capabilities(self) -> list[str]:
+        """Names of the optional capabilities this family has (for listings and errors)."""
+        return [f.name for f in fields(self) if f.name in _CAPABILITIES and getattr(self, f.name) is not None]
+
+
+_CAPABILITIES = (
+    "feature_cache", "graphed_decoding", "quantized", "vision_blocks", "frozen_part_lora", "native"
+)
 
 
 _REGISTRY: dict[str, ModelFamily] = {}
@@ -102,14 +144,12 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 
 def _import_families() -> None:
-    for module in _FAMILY_MODULES:
-        try:
-            importlib.import_module(f"altcap.models.{module}")
-        except ModuleNotFoundError as err:
-            # Only a family module that does not exist yet is skipped; a missing dependency inside
-            # an existing module must surface.
-            if err.name != f"altcap.models.{module}":
-                raise
+    # Every module of the families package registers itself on import: adding a family is adding a file.
+    # Found by name, as plugins are: each family module imports this registry, so a static import of
+    # the package here would be an import circle.
+    families = importlib.import_module("altcap.models.families")
+    for info in pkgutil.iter_modules(families.__path__, f"{families.__name__}."):
+        importlib.import_module(info.name)
 
 
 def list_families() -> list[str]:
@@ -124,6 +164,12 @@ def get_family(name: str) -> ModelFamily:
     if name not in _REGISTRY:
         raise KeyError(f"unknown model family {name!r}; known families: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+def families_with(capability: str) -> list[str]:
+    """Names of the registered families that have `capability` (a `ModelFamily` capability field)."""
+    _import_families()
+    return sorted(name for name, family in _REGISTRY.items() if getattr(family, capability) is not None)
 
 
 def family_for_model_type(model_type: str) -> ModelFamily:

@@ -356,7 +356,8 @@ def build_tiny_altcap_mini(folder: Path, seed: int = 0) -> Path:
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from altcap.models.altcap_mini import AltcapMini, AltcapMiniConfig, save_altcap_mini
+    from altcap.models.families.altcap_mini import AltcapMini, save_altcap_mini
+    from altcap.models.mini_config import AltcapMiniConfig
     from altcap.models.mini_tokens import TINY_CHAT_TEMPLATE, build_processor
 
     torch.manual_seed(seed)

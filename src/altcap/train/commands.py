@@ -15,8 +15,8 @@ import typer
 
 from altcap.cli_options import ConfigInput, Flag, config_command, fail
 from altcap.config import PipelineSection
+from altcap.launch import forward_options, needs_relaunch
 from altcap.train.config import TrainConfig
-from altcap.train.launch import forward_options, needs_relaunch
 
 # The fields that get a flag of their own; every other field is reachable with --set.
 TRAIN_FLAGS = [
@@ -105,7 +105,7 @@ def launch_workers(cfg: Any, train_args: list[str]) -> None:
         train_args: arguments after `altcap train` that reproduce `cfg` (from `forward_options`).
     """
     from altcap.config import ConfigError
-    from altcap.train.launch import relaunch
+    from altcap.launch import relaunch
 
     try:
         code = relaunch(cfg.launch.num_processes, cfg.launch.accelerate_config, train_args)

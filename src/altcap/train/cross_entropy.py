@@ -32,7 +32,7 @@ class CaptionLoss(torch.nn.Module):
         """Mean loss over caption tokens."""
         if features is None:
             return self.model(**inputs).loss
-        return self.family.forward_from_features(self.model, features, inputs)
+        return self.family.feature_cache.forward_from_features(self.model, features, inputs)
 
 
 def build_caption_loss(

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from altcap.models.registry import ModelFamily
 from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, build_model_fingerprint
 from altcap.train.config import TrainConfig
 from altcap.train.validate import TrainPlan
@@ -15,9 +16,14 @@ from altcap.train.validate import TrainPlan
 logger = logging.getLogger(__name__)
 
 
-def frozen_submodules(model: Any, family: Any) -> list[torch.nn.Module]:
+def frozen_names(family: ModelFamily) -> tuple[str, ...]:
+    """The family's frozen module names (its feature cache's), or none without that capability."""
+    return family.feature_cache.frozen_modules if family.feature_cache is not None else ()
+
+
+def frozen_submodules(model: Any, family: ModelFamily) -> list[torch.nn.Module]:
     """The family's frozen modules (vision tower, Q-Former) of a PEFT-wrapped model."""
-    found = [find_frozen_part(model, name) for name in family.frozen_modules]
+    found = [find_frozen_part(model, name) for name in frozen_names(family)]
     return [m for m in found if isinstance(m, torch.nn.Module)]
 
 
@@ -29,10 +35,10 @@ def find_frozen_part(model: Any, dotted_name: str) -> Any:
     return part
 
 
-def frozen_tensors(model: Any, family: Any) -> dict[str, torch.Tensor]:
+def frozen_tensors(model: Any, family: ModelFamily) -> dict[str, torch.Tensor]:
     """Weights of the frozen part by name (modules and bare parameters such as BLIP-2's query_tokens)."""
     tensors: dict[str, torch.Tensor] = {}
-    for name in family.frozen_modules:
+    for name in frozen_names(family):
         part = find_frozen_part(model, name)
         if isinstance(part, torch.nn.Module):
             tensors.update({f"{name}.{k}": v for k, v in part.state_dict().items()})
@@ -46,7 +52,9 @@ def fill_feature_cache(
 ) -> FeatureCache:
     """Compute (main process) the frozen features of every train/val image not cached yet."""
     family = plan.family
-    config = getattr(model.get_base_model(), "config", None)  # altcap-mini has none; its weights are hashed
+    assert family is not None and family.feature_cache is not None, "validate_train_config decides the cache"
+    encode_images = family.feature_cache.encode_images
+    config = getattr(model.get_base_model(), "config", None)  # a non-transformers model may have none
     tensors = frozen_tensors(model, family)
     fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
     cache = FeatureCache(cfg.feature_cache.dir or DEFAULT_CACHE_DIR, fingerprint)
@@ -56,7 +64,7 @@ def fill_feature_cache(
         inputs = family.build_inputs(processor, images, prompts, None)
         inputs = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         with acc.autocast():
-            return family.encode_images(model, inputs)
+            return encode_images(model, inputs)
 
     if acc.is_main_process:
         for module in frozen_submodules(model, family):
@@ -67,9 +75,9 @@ def fill_feature_cache(
     return cache
 
 
-def free_cached_part(model: Any, family: Any) -> None:
+def free_cached_part(model: Any, family: ModelFamily) -> None:
     """Move the modules whose outputs the feature cache holds to the meta device (no memory)."""
-    for name in family.cached_part:
+    for name in family.feature_cache.cached_part if family.feature_cache is not None else ():
         part = find_frozen_part(model, name)
         if isinstance(part, torch.nn.Module):
             part.to("meta")

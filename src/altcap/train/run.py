@@ -26,7 +26,7 @@ from altcap.train.compile import compile_for_training
 from altcap.train.config import TrainConfig
 from altcap.train.cross_entropy import CaptionLoss  # noqa: F401 (benchmarks/profile_gpu.py imports it here)
 from altcap.train.data import build_loader, caption_lengths
-from altcap.train.frozen import fill_feature_cache, frozen_submodules, release_frozen_modules
+from altcap.train.frozen import fill_feature_cache, frozen_names, frozen_submodules, release_frozen_modules
 from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
 from altcap.train.loop import TrainRun, fit
 from altcap.train.validate import TrainPlan, lora_targets, validate_train_config
@@ -60,43 +60,24 @@ def build_accelerator(cfg: TrainConfig, plan: TrainPlan) -> Any:
     )
 
 
-def load_quantized(cfg: TrainConfig, family: Any, device: str) -> tuple[Any, Any]:
-    """Base model in 4-bit NF4 (QLoRA) with bf16 compute, prepared for k-bit training."""
-    import transformers
-    from peft import prepare_model_for_kbit_training
-
-    quantization = transformers.BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_use_double_quant=True,
-    )
-    model_class = getattr(transformers, family.hf_class)
-    model = model_class.from_pretrained(
-        cfg.model.model_id, quantization_config=quantization, dtype=torch.bfloat16, device_map={"": device}
-    )
-    processor = transformers.AutoProcessor.from_pretrained(cfg.model.model_id)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
-    return model, processor
-
-
 def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[Any, Any]:
     """Load the base model on this process's device and wrap it with fresh LoRA layers."""
     update = {"dtype": cfg.model.dtype or _WEIGHT_DTYPE[plan.precision]}
     if cfg.model.device == "auto":
         update["device"] = device
     model_cfg = cfg.model.model_copy(update=update)
+    model, processor, _ = load_model(model_cfg, four_bit=cfg.qlora)
     if cfg.qlora:
-        model, processor = load_quantized(cfg, plan.family, device)
-    else:
-        model, processor, _ = load_model(model_cfg)
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     targets, scope = lora_targets(cfg, plan.family, model)
     try:
-        vision_blocks = (
-            plan.family.last_vision_blocks(model, cfg.train_vision_blocks) if cfg.train_vision_blocks else []
-        )
+        capability = plan.family.vision_blocks
+        trains_vision = cfg.train_vision_blocks and capability is not None
+        vision_blocks = capability.last_blocks(model, cfg.train_vision_blocks) if trains_vision else []
         model = apply_lora(
             model,
             plan.family,
@@ -196,7 +177,7 @@ def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, pro
     loss_module, optimizer, train_loader = acc.prepare(loss_module, optimizer, train_loader)
     val_loader = acc.prepare(val_loader) if val_loader is not None else None
     if cache is not None and release_frozen_modules(cfg, plan, model, acc):
-        logger.info("frozen %s released from %s after caching", plan.family.frozen_modules, acc.device)
+        logger.info("frozen %s released from %s after caching", frozen_names(plan.family), acc.device)
     total_steps = count_total_steps(cfg, len(train_loader))
     # The scheduler is stepped by hand once per optimizer step (not prepared): accelerate's wrapper
     # would step it once per process, which needs total steps scaled by the world size.

@@ -20,19 +20,18 @@ from altcap.data.manifest import ManifestError, read_manifest
 from altcap.models.loading import (
     ModelLoadError,
     apply_lora,
+    build_weightless_model,
     linear_layer_names,
+    load_processor,
     read_model_config,
     resolve_family,
 )
-from altcap.models.registry import ModelFamily
+from altcap.models.registry import ModelFamily, families_with
 from altcap.train.checkpoint import find_latest_checkpoint
 from altcap.train.config import TrainConfig
 from altcap.train.data import Example, load_rgb, read_split_examples
 from altcap.train.logs import check_tracker_available
 from altcap.train.objectives import OBJECTIVES, Objective, check_objective_settings, get_objective
-
-# Leaf names of the Q-Former's attention layers (BLIP-2 and InstructBLIP share the BERT layout).
-QFORMER_LORA_TARGETS = ("query", "value")
 
 
 @dataclass
@@ -122,10 +121,11 @@ def check_images_readable(cfg: TrainConfig, plan: TrainPlan, problems: list[str]
 
 
 def lora_targets(cfg: TrainConfig, family: ModelFamily, model: Any) -> tuple[list[str], str | None]:
-    """The LoRA target leaf names and scope the config asks for (Q-Former added when requested).
+    """The LoRA target leaf names and scope the config asks for (the family's frozen-part targets
+    added, searched in the whole model, when `lora.include_qformer` asks for them).
 
-    A family's defaults may list several spellings (OPT's q_proj, T5's q); only those the model
-    has are kept, while user-given targets are passed through so a typo is still an error.
+    A family's defaults may list several spellings of one layer; only those the model has are
+    kept, while user-given targets are passed through so a typo is still an error.
     """
     if cfg.lora.target_modules:
         targets = list(cfg.lora.target_modules)
@@ -133,32 +133,26 @@ def lora_targets(cfg: TrainConfig, family: ModelFamily, model: Any) -> tuple[lis
         present = {name.rsplit(".", 1)[-1] for name in linear_layer_names(model, family.lora_scope)}
         defaults = list(family.default_lora_targets)
         targets = [t for t in defaults if t in present] or defaults
-    if not cfg.lora.include_qformer:
+    if not cfg.lora.include_qformer or family.frozen_part_lora is None:
         return targets, None
-    return [*targets, *QFORMER_LORA_TARGETS], ""
-
-
-def is_transformers_family(family: ModelFamily) -> bool:
-    """Whether the family's model class is a transformers class (altcap-mini is not)."""
-    import transformers
-
-    return hasattr(transformers, family.hf_class)
+    return [*targets, *family.frozen_part_lora.targets], ""
 
 
 def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, problems: list[str]) -> None:
     """Match the LoRA targets on a weightless copy of the model."""
     import torch
-    import transformers
 
-    if cfg.lora.include_qformer and "qformer" not in family.frozen_modules:
-        problems.append(f"lora.include_qformer=true: family {family.name!r} has no Q-Former; set it to false")
+    if cfg.lora.include_qformer and family.frozen_part_lora is None:
+        problems.append(
+            f"lora.include_qformer=true: family {family.name!r} has no frozen part to adapt; set it to "
+            f"false. Families with one: {', '.join(families_with('frozen_part_lora'))}"
+        )
         return
-    model_class = getattr(transformers, family.hf_class, None)
-    if model_class is None:
-        return  # not a transformers class (e.g. altcap-mini): the real apply_lora checks it later
+    meta_model = build_weightless_model(family, hf_config)
+    if meta_model is None:
+        return  # its model exists only with its weights: the real apply_lora checks it later
     try:
         with torch.device("meta"):
-            meta_model = model_class._from_config(hf_config)
             targets, scope = lora_targets(cfg, family, meta_model)
             apply_lora(meta_model, family, targets, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, scope=scope)
     except ModelLoadError as err:
@@ -167,8 +161,6 @@ def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, pr
 
 def check_first_batch(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
     """Open the first batch's images and push them through the model's own processor."""
-    from transformers import AutoProcessor
-
     batch = plan.train_examples[: cfg.batch_size]
     images = []
     for example in batch:
@@ -176,10 +168,12 @@ def check_first_batch(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) ->
             images.append(load_rgb(example.image))
         except ImageLoadError:
             return  # check_images_readable has reported it with its manifest lines
-    if len(images) != len(batch) or not is_transformers_family(plan.family):
-        return  # a non-transformers family's processor comes with its weights: checked when training starts
+    if len(images) != len(batch):
+        return
     try:
-        processor = AutoProcessor.from_pretrained(cfg.model.model_id)
+        processor = load_processor(plan.family, cfg.model)
+        if processor is None:
+            return  # the family's processor comes with its weights: checked when training starts
         plan.family.build_inputs(processor, images, [e.prompt for e in batch], [e.caption for e in batch])
     except Exception as err:  # any processor failure here is a data problem to report, not a crash
         problems.append(
@@ -212,12 +206,18 @@ def check_runtime(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> Non
 
 
 def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
-    """Use the feature cache when asked, or by default when the family can split off its frozen part."""
+    """Use the feature cache when asked, or by default when the family can split off its frozen part;
+    refuse settings that need a capability the family lacks."""
     family = plan.family
-    can_cache = family is not None and None not in (family.encode_images, family.forward_from_features)
+    if cfg.qlora and family is not None and family.quantized is None:
+        problems.append(
+            f"qlora=true: family {family.name!r} has no 4-bit loader; set qlora=false. Families with one: "
+            f"{', '.join(families_with('quantized'))}"
+        )
+    can_cache = family is not None and family.feature_cache is not None
     if cfg.feature_cache.enabled and family is not None and not can_cache:
         problems.append(f"feature_cache.enabled=true: family {family.name!r} cannot cache; set it to false")
-    if cfg.train_vision_blocks and family is not None and family.last_vision_blocks is None:
+    if cfg.train_vision_blocks and family is not None and family.vision_blocks is None:
         problems.append(
             f"train_vision_blocks={cfg.train_vision_blocks}: family {family.name!r} cannot train vision "
             "blocks; set it to 0"

@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from altcap.models.registry import ModelFamily, register_family
+from altcap.models.loading import load_pretrained
+from altcap.models.registry import FeatureCache, ModelFamily, QuantizedLoading, register_family
 from altcap.models.text_inputs import build_caption_batch, generate_new_text, pad_sequences, resolve_prompts
 
 # BLIP was pretrained for plain captioning (optionally after a short prefix such as "a picture of"),
@@ -19,13 +20,16 @@ from altcap.models.text_inputs import build_caption_batch, generate_new_text, pa
 BLIP_DEFAULT_PROMPT = ""
 
 
-def load(spec: Any) -> tuple[Any, Any]:
-    """`from_pretrained` model + processor on the configured device/dtype."""
+def load(spec: Any, *, four_bit: bool = False) -> tuple[Any, Any]:
+    """`from_pretrained` model + processor on the configured device/dtype (4-bit NF4 with four_bit)."""
     from transformers import AutoProcessor, BlipForConditionalGeneration
 
-    from altcap.models.loading import load_pretrained
+    return load_pretrained(BlipForConditionalGeneration, AutoProcessor, spec, four_bit=four_bit)
 
-    return load_pretrained(BlipForConditionalGeneration, AutoProcessor, spec)
+
+def load_4bit(spec: Any) -> tuple[Any, Any]:
+    """QLoRA's base model: `load` with the weights in 4-bit NF4."""
+    return load(spec, four_bit=True)
 
 
 def _special_ids(processor: Any) -> tuple[int, int, int]:
@@ -111,10 +115,13 @@ FAMILY = register_family(
         load=load,
         build_inputs=build_inputs,
         generate=generate,
-        encode_images=encode_images,
-        forward_from_features=forward_from_features,
-        frozen_modules=("vision_model",),
         lora_scope="text_decoder",
-        feature_keys=("image_embeds",),
+        feature_cache=FeatureCache(
+            encode_images=encode_images,
+            forward_from_features=forward_from_features,
+            frozen_modules=("vision_model",),
+            feature_keys=("image_embeds",),
+        ),
+        quantized=QuantizedLoading(load_4bit=load_4bit),
     )
 )

@@ -1,6 +1,6 @@
 """InstructBLIP (`InstructBlipForConditionalGeneration`, Vicuna/Llama or Flan-T5 LM).
 
-Same token layout as BLIP-2 (see blip2.py), with the instruction used verbatim (the model is
+Same token layout as BLIP-2 (see query_tokens.py), with the instruction used verbatim (the model is
 instruction-tuned) and also fed, through its own BERT tokenizer, to the Q-Former.
 
 Feature cache: only the vision tower is cached. The Q-Former cross-attends to the image *and*
@@ -15,22 +15,38 @@ from typing import Any
 
 import torch
 
-from altcap.models.blip2 import (
+from altcap.models.query_tokens import (
+    QFORMER_LORA_TARGETS,
     build_query_token_inputs,
+    cuda_graphs_problem,
     forward_with_query_output,
     generate,
     load_query_token_model,
     run_query_former,
 )
-from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.registry import (
+    DEFAULT_INSTRUCTION,
+    FeatureCache,
+    FrozenPartLora,
+    GraphedDecoding,
+    ModelFamily,
+    QuantizedLoading,
+    register_family,
+)
 from altcap.models.text_inputs import resolve_prompts
 
 
-def load(spec: Any) -> tuple[Any, Any]:
-    """`from_pretrained` model + processor; the processor remembers whether the LM is encoder-decoder."""
+def load(spec: Any, *, four_bit: bool = False) -> tuple[Any, Any]:
+    """`from_pretrained` model + processor (4-bit NF4 with four_bit); the processor remembers whether
+    the LM is encoder-decoder."""
     from transformers import InstructBlipForConditionalGeneration
 
-    return load_query_token_model(InstructBlipForConditionalGeneration, spec)
+    return load_query_token_model(InstructBlipForConditionalGeneration, spec, four_bit=four_bit)
+
+
+def load_4bit(spec: Any) -> tuple[Any, Any]:
+    """QLoRA's base model: `load` with the weights in 4-bit NF4."""
+    return load(spec, four_bit=True)
 
 
 def build_inputs(
@@ -96,11 +112,16 @@ FAMILY = register_family(
         load=load,
         build_inputs=build_inputs,
         generate=generate,
-        encode_images=encode_images,
-        forward_from_features=forward_from_features,
-        frozen_modules=("vision_model", "query_tokens", "qformer"),
         lora_scope="language_model",
-        feature_keys=("image_embeds",),
-        cached_modules=("vision_model",),
+        feature_cache=FeatureCache(
+            encode_images=encode_images,
+            forward_from_features=forward_from_features,
+            frozen_modules=("vision_model", "query_tokens", "qformer"),
+            feature_keys=("image_embeds",),
+            cached_modules=("vision_model",),
+        ),
+        quantized=QuantizedLoading(load_4bit=load_4bit),
+        graphed_decoding=GraphedDecoding(check=cuda_graphs_problem),
+        frozen_part_lora=FrozenPartLora(targets=QFORMER_LORA_TARGETS),
     )
 )

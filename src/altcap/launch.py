@@ -96,20 +96,23 @@ def forward_options(config: Path | None, flags: dict[str, Any], sets: list[str] 
     return args
 
 
-def build_launch_command(num_processes: int, config_file: Path, train_args: list[str]) -> list[str]:
+def build_launch_command(
+    num_processes: int, config_file: Path, train_args: list[str], command: str = "train"
+) -> list[str]:
     """`python -m accelerate.commands.launch --config_file F --num_processes N -m altcap.cli train ...`.
 
     Args:
         num_processes: worker processes (one per GPU).
         config_file: the accelerate config (from `resolve_accelerate_config`).
-        train_args: arguments after `altcap train` (from `forward_options`).
+        train_args: arguments after `altcap <command>` (from `forward_options`).
+        command: the altcap command the workers run (`altcap caption --gpus` shards images the same way).
 
     Returns:
         The command line; the current interpreter runs accelerate, so the same environment trains.
     """
     launcher = [sys.executable, "-m", "accelerate.commands.launch"]
     launcher += ["--config_file", str(config_file), "--num_processes", str(num_processes)]
-    return [*launcher, "-m", "altcap.cli", "train", *train_args]
+    return [*launcher, "-m", "altcap.cli", command, *train_args]
 
 
 def build_launch_env() -> dict[str, str]:
@@ -127,13 +130,16 @@ def build_launch_env() -> dict[str, str]:
     return env
 
 
-def relaunch(num_processes: int, accelerate_config: str, train_args: list[str]) -> int:
-    """Run the training command on `num_processes` workers through `accelerate launch`.
+def relaunch(
+    num_processes: int, accelerate_config: str, train_args: list[str], command: str = "train"
+) -> int:
+    """Run the training (or another altcap) command on `num_processes` workers through `accelerate launch`.
 
     Args:
         num_processes: worker processes.
         accelerate_config: `launch.accelerate_config` (shipped name or YAML path).
-        train_args: arguments after `altcap train` (from `forward_options`).
+        train_args: arguments after `altcap <command>` (from `forward_options`).
+        command: the altcap command to run ("train", "caption").
 
     Returns:
         The launcher's exit code (non-zero when any worker failed).
@@ -141,6 +147,7 @@ def relaunch(num_processes: int, accelerate_config: str, train_args: list[str]) 
     Raises:
         ConfigError: for an unknown accelerate config name or a missing file.
     """
-    command = build_launch_command(num_processes, resolve_accelerate_config(accelerate_config), train_args)
-    logger.warning("launching %d processes: %s", num_processes, " ".join(command))
-    return subprocess.run(command, env=build_launch_env(), check=False).returncode
+    config_file = resolve_accelerate_config(accelerate_config)
+    line = build_launch_command(num_processes, config_file, train_args, command)
+    logger.warning("launching %d processes: %s", num_processes, " ".join(line))
+    return subprocess.run(line, env=build_launch_env(), check=False).returncode

@@ -1,10 +1,10 @@
-"""BLIP-2 (`Blip2ForConditionalGeneration`) with an OPT (decoder-only) or Flan-T5 (encoder-decoder) LM.
+"""Shared code of the query-token families (BLIP-2 and InstructBLIP): Q image placeholders, the
+Q-Former, and an OPT/Vicuna (decoder-only) or Flan-T5 (encoder-decoder) LM.
 
 Token layouts (Q = num_query_tokens image placeholders, which the model overwrites with the
 projected Q-Former outputs):
 - OPT: `<image>*Q </s> Question: {instruction} Answer: caption </s>`; loss on `caption </s>`.
 - T5: encoder `<image>*Q {instruction} </s>`; decoder labels `caption </s>` (caption tokens only).
-The shared helpers here are reused by InstructBLIP, which has the same layout.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.graphed_generate import cuda_device_problem, generate_with_graphs
+from altcap.models.loading import load_pretrained
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     beam_search_cache_without_cross_reorder,
@@ -21,32 +22,27 @@ from altcap.models.text_inputs import (
     decode_new_tokens,
     embed_with_image_features,
     pad_sequences,
-    resolve_prompts,
 )
 
-
-def load(spec: Any) -> tuple[Any, Any]:
-    """`from_pretrained` model + processor; the processor remembers whether the LM is encoder-decoder."""
-    from transformers import Blip2ForConditionalGeneration
-
-    return load_query_token_model(Blip2ForConditionalGeneration, spec)
+# Leaf names of the Q-Former's attention layers (BLIP-2 and InstructBLIP share the BERT layout),
+# adapted too with `lora.include_qformer`.
+QFORMER_LORA_TARGETS = ("query", "value")
 
 
-def load_query_token_model(model_class: Any, spec: Any) -> tuple[Any, Any]:
+def load_query_token_model(model_class: Any, spec: Any, *, four_bit: bool = False) -> tuple[Any, Any]:
     """`from_pretrained` a BLIP-2-style model + its processor, marked encoder-decoder or not.
 
     Args:
         model_class: Blip2ForConditionalGeneration or InstructBlipForConditionalGeneration.
         spec: the model section of a stage config (model_id, dtype, device, ...).
+        four_bit: weights in 4-bit NF4 (QLoRA).
 
     Returns:
         (model, processor).
     """
     from transformers import AutoProcessor
 
-    from altcap.models.loading import load_pretrained
-
-    model, processor = load_pretrained(model_class, AutoProcessor, spec)
+    model, processor = load_pretrained(model_class, AutoProcessor, spec, four_bit=four_bit)
     mark_encoder_decoder(processor, model)
     return model, processor
 
@@ -116,43 +112,6 @@ def _build_seq2seq_inputs(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def build_inputs(
-    processor: Any,
-    images: list[Any],
-    prompts: list[str | None] | None = None,
-    captions: list[str] | None = None,
-    *,
-    with_pixels: bool = True,
-) -> dict[str, Any]:
-    """Model inputs for a batch; with captions also labels (caption tokens + EOS only).
-
-    Args:
-        processor: the checkpoint's Blip2Processor.
-        images: RGB PIL images (with_pixels=False: anything, only their count is used, since the
-            number of image placeholders is the fixed num_query_tokens).
-        prompts: instructions per image (None = DEFAULT_INSTRUCTION).
-        captions: targets for training; None builds generation inputs.
-        with_pixels: False skips the image processor (the loss then comes from cached features).
-
-    Returns:
-        Dict of CPU tensors: pixel_values (only with_pixels), input_ids, attention_mask (+ labels).
-    """
-    instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
-    texts = [format_prompt(processor, instruction) for instruction in instructions]
-    inputs = build_query_token_inputs(processor, texts, captions)
-    if with_pixels:
-        inputs["pixel_values"] = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-    return inputs
-
-
-def encode_images(model: Any, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Q-Former query outputs (vision tower + Q-Former are frozen, and the Q-Former ignores text here)."""
-    with torch.no_grad():
-        image_embeds = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
-        query_output = run_query_former(model, image_embeds)
-    return {"query_output": query_output}
-
-
 def run_query_former(
     model: Any,
     image_embeds: torch.Tensor,
@@ -210,13 +169,6 @@ def forward_with_query_output(model: Any, query_output: torch.Tensor, inputs: di
     )
 
 
-def forward_from_features(
-    model: Any, features: dict[str, torch.Tensor], inputs: dict[str, Any]
-) -> torch.Tensor:
-    """Caption loss from cached query outputs; equals `model(**inputs).loss`."""
-    return forward_with_query_output(model, features["query_output"], inputs)
-
-
 def generate(model: Any, processor: Any, inputs: dict[str, Any], generation: dict[str, Any]) -> list[str]:
     """Batched generation; decodes only new tokens (a decoder-only LM echoes the prompt ids first).
 
@@ -235,13 +187,7 @@ def cuda_graphs_problem(model: Any, processor: Any) -> str | None:
             "generation.cuda_graphs replays the decoder of a Flan-T5 LM; this model's LM is decoder-only "
             "(OPT): drop generation.cuda_graphs"
         )
-    device = torch.device(model.device)
-    if device.type != "cuda":
-        return (
-            f"generation.cuda_graphs needs the model on a CUDA device, not {device}; "
-            "set --device cuda or drop generation.cuda_graphs"
-        )
-    return None
+    return cuda_device_problem(model)
 
 
 def generate_sequences(
@@ -251,7 +197,7 @@ def generate_sequences(
 
     Beam search on a T5 LM skips transformers' reorder of the cross-attention cache
     (`beam_search_cache_without_cross_reorder`): same ids, less copying. `generation["cuda_graphs"]`
-    replays a T5 LM's decode steps as CUDA graphs (`graphed_decoding`): same ids, fewer launches.
+    replays a T5 LM's decode steps as CUDA graphs (`graphed_generate`): same ids, fewer launches.
     """
     generation = dict(generation)
     cuda_graphs = generation.pop("cuda_graphs", False)
@@ -260,33 +206,9 @@ def generate_sequences(
     if cuda_graphs:
         if problem := cuda_graphs_problem(model, processor):
             raise ValueError(problem)
-        from altcap.models.graphed_decoding import graphed_decoder_for
-
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        decoder = graphed_decoder_for(base.language_model)
-        max_new_tokens = generation.get("max_new_tokens") or model.generation_config.max_new_tokens
-        with decoder.active(max_new_tokens) as cache_kwargs:
-            return model.generate(**model_inputs, **generation, **cache_kwargs)
+        return generate_with_graphs(model, base.language_model, model_inputs, generation)
     beams = generation.get("num_beams") or 1
     if encoder_decoder and beams > 1 and "cache_implementation" not in generation:
         generation = {**generation, **beam_search_cache_without_cross_reorder()}
     return model.generate(**model_inputs, **generation)
-
-
-FAMILY = register_family(
-    ModelFamily(
-        name="blip2",
-        hf_class="Blip2ForConditionalGeneration",
-        model_types=("blip-2",),
-        # OPT names its attention projections q_proj/k_proj/v_proj, T5 names them q/k/v.
-        default_lora_targets=("q_proj", "k_proj", "v_proj", "q", "k", "v"),
-        load=load,
-        build_inputs=build_inputs,
-        generate=generate,
-        encode_images=encode_images,
-        forward_from_features=forward_from_features,
-        frozen_modules=("vision_model", "query_tokens", "qformer"),
-        lora_scope="language_model",
-        feature_keys=("query_output",),
-    )
-)

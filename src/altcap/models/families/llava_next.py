@@ -12,7 +12,14 @@ from typing import Any
 
 import torch
 
-from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
+from altcap.models.loading import load_pretrained
+from altcap.models.registry import (
+    DEFAULT_INSTRUCTION,
+    FeatureCache,
+    ModelFamily,
+    QuantizedLoading,
+    register_family,
+)
 from altcap.models.text_inputs import (
     IGNORE_INDEX,
     embed_with_image_features,
@@ -24,13 +31,16 @@ from altcap.models.text_inputs import (
 )
 
 
-def load(spec: Any) -> tuple[Any, Any]:
-    """`from_pretrained` model + processor on the configured device/dtype."""
+def load(spec: Any, *, four_bit: bool = False) -> tuple[Any, Any]:
+    """`from_pretrained` model + processor on the configured device/dtype (4-bit NF4 with four_bit)."""
     from transformers import AutoProcessor, LlavaNextForConditionalGeneration
 
-    from altcap.models.loading import load_pretrained
+    return load_pretrained(LlavaNextForConditionalGeneration, AutoProcessor, spec, four_bit=four_bit)
 
-    return load_pretrained(LlavaNextForConditionalGeneration, AutoProcessor, spec)
+
+def load_4bit(spec: Any) -> tuple[Any, Any]:
+    """QLoRA's base model: `load` with the weights in 4-bit NF4."""
+    return load(spec, four_bit=True)
 
 
 def format_prompt(processor: Any, instruction: str) -> str:
@@ -205,12 +215,15 @@ FAMILY = register_family(
         load=load,
         build_inputs=build_inputs,
         generate=generate,
-        encode_images=encode_images,
-        forward_from_features=forward_from_features,
-        frozen_modules=("model.vision_tower",),
         # The CLIP vision tower also has q_proj/k_proj/v_proj; LoRA belongs on the LM only.
         lora_scope="language_model",
-        feature_keys=("vision_features",),
         inputs_shaped_by_image_size=True,
+        feature_cache=FeatureCache(
+            encode_images=encode_images,
+            forward_from_features=forward_from_features,
+            frozen_modules=("model.vision_tower",),
+            feature_keys=("vision_features",),
+        ),
+        quantized=QuantizedLoading(load_4bit=load_4bit),
     )
 )

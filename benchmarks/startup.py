@@ -1,0 +1,117 @@
+"""Start-up of the embedded default: `altcap caption --model-id altcap-mini` on one image, from the
+command's start to its first caption on disk, with an empty converted-model cache (cold: the
+packaged weights are converted and stored) and again with it filled (warm). Target: warm < 5 s on
+2 cores (issue #27 item 17).
+
+Run: python -m benchmarks.startup [--repeats 2] [--image PATH]
+Writes benchmarks/results/startup.json (hardware, versions, cold s, warm s, ratio; also the CPU
+seconds of each run, which other work on a shared box changes far less than wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import write_report
+
+RESULTS = Path(__file__).parent / "results" / "startup.json"
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "altcap" / "sample"
+
+
+def find_sample_image() -> Path:
+    """One photo of the embedded sample (any jpg under src/altcap/sample)."""
+    return next(iter(sorted(SAMPLE.rglob("*.jpg"))))
+
+
+def time_first_caption(image: Path, cache: Path, work: Path, threads: int) -> dict:
+    """Run `altcap caption` on a folder holding `image`; seconds until its caption is on disk.
+
+    Args:
+        image: the photo to caption.
+        cache: the converted-model cache folder for this run (ALTCAP_MODEL_CACHE).
+        work: an empty folder for the input folder and the captions file.
+        threads: torch/OpenMP threads of the command (its CPU seconds count spin-waits otherwise).
+
+    Returns:
+        {"first_caption_s", "exit_s", "caption"}.
+    """
+    images, out = work / "images", work / "captions.jsonl"
+    images.mkdir(parents=True)
+    (images / image.name).write_bytes(image.read_bytes())
+    env = {**os.environ, "ALTCAP_MODEL_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, "-m", "altcap.cli", "caption", "--model-id", "altcap-mini",
+               "--images", str(images), "--out", str(out)]
+    cpu_before = _children_cpu_s()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = None
+    while process.poll() is None:
+        if first is None and out.is_file() and out.stat().st_size > 0:
+            first = time.perf_counter() - started
+        time.sleep(0.02)
+    exit_s = time.perf_counter() - started
+    stderr = process.stderr.read() if process.stderr else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"altcap caption failed ({process.returncode}): {stderr[-2000:]}")
+    caption = json.loads(out.read_text(encoding="utf-8").splitlines()[0])["caption"]
+    return {"first_caption_s": round(first or exit_s, 2), "exit_s": round(exit_s, 2),
+            "cpu_s": round(_children_cpu_s() - cpu_before, 2), "caption": caption}
+
+
+def _children_cpu_s() -> float:
+    # CPU seconds (user + system) of finished child processes: unlike wall time, barely changed by
+    # other work sharing the cores, so it tells what a start costs on a busy box.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_benchmark(image: Path, repeats: int, threads: int) -> dict:
+    """Cold runs (each with a fresh empty cache) and warm runs (cache filled), `repeats` of each."""
+    cold, warm = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(repeats):
+            cache = Path(tmp) / f"cache-{index}"
+            cold.append(time_first_caption(image, cache, Path(tmp) / f"cold-{index}", threads))
+            warm.append(time_first_caption(image, cache, Path(tmp) / f"warm-{index}", threads))
+    cold_s = statistics.median(r["first_caption_s"] for r in cold)
+    warm_s = statistics.median(r["first_caption_s"] for r in warm)
+    return {
+        "benchmark": "altcap caption --model-id altcap-mini, one image: seconds to the first caption",
+        "image": image.name,
+        "threads": threads,
+        "cold_s": cold_s,
+        "warm_s": warm_s,
+        "ratio": round(cold_s / warm_s, 2),
+        "cold_cpu_s": statistics.median(r["cpu_s"] for r in cold),
+        "warm_cpu_s": statistics.median(r["cpu_s"] for r in warm),
+        "same_caption": all(c["caption"] == w["caption"] for c, w in zip(cold, warm, strict=True)),
+        "runs": {"cold": cold, "warm": warm},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2, help="cold/warm pairs to run (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the timed command")
+    parser.add_argument("--image", type=Path, default=None, help="photo to caption (default: a sample one)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="report path")
+    args = parser.parse_args()
+    result = run_benchmark(args.image or find_sample_image(), args.repeats, args.threads)
+    write_report(args.out, result)
+    shown = ("cold_s", "warm_s", "ratio", "cold_cpu_s", "warm_cpu_s", "same_caption")
+    print(json.dumps({k: result[k] for k in shown}))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
