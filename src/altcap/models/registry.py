@@ -47,6 +47,7 @@ resolve them with `operator.attrgetter(name)(base)`, not `getattr`.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,12 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 
 def _import_families() -> None:
+    import altcap.models.families as families_package
+
+    # One file per family under models/families/: adding a family is adding its file.
+    family_files = [info.name for info in pkgutil.iter_modules(families_package.__path__)]
+    for name in family_files:
+        importlib.import_module(f"altcap.models.families.{name}")
     for module in _FAMILY_MODULES:
         try:
             importlib.import_module(f"altcap.models.{module}")

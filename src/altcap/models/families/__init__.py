@@ -1,0 +1,1 @@
+"""One module per model family; `registry.get_family` imports every module here."""

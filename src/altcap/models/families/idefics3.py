@@ -1,0 +1,6 @@
+"""Idefics3 (e.g. HuggingFaceM4/Idefics3-8B-Llama3): tiles of 364 px plus a global view;
+`model.max_image_pixels` caps the resized longest edge. Answers end with `<end_of_utterance>`."""
+
+from altcap.models.chat_vlm import register_chat_vlm
+
+FAMILY = register_chat_vlm("idefics3")
