@@ -64,6 +64,7 @@ class TextFormat:
 
     build_inputs: Callable[..., dict[str, Any]]
     prompt_length: Callable[[dict[str, Any]], int]
+    default_instruction: str = DEFAULT_INSTRUCTION
 
 
 def render_turns(processor: Any, instruction: str, caption: str | None) -> tuple[str, str, str]:
@@ -338,7 +339,7 @@ def make_build_inputs(text_format: TextFormat) -> Callable[..., dict[str, Any]]:
     ) -> dict[str, Any]:
         if not with_pixels:
             raise ValueError("chat VLM families keep no feature cache; call build_inputs with pixels")
-        instructions = resolve_prompts(prompts, len(images), DEFAULT_INSTRUCTION)
+        instructions = resolve_prompts(prompts, len(images), text_format.default_instruction)
         return text_format.build_inputs(processor, images, instructions, captions)
 
     return build_inputs

@@ -65,13 +65,23 @@ def plan_processor_build(
 def without_video(processor_class: type) -> type:
     """A subclass of `processor_class` whose parts exclude the video processor (same class name,
     so what it saves loads as the original class)."""
+    from transformers.processing_utils import ProcessorMixin
+
+    attributes = processor_class.get_attributes()
+    video_at = attributes.index(VIDEO_ATTRIBUTE) if VIDEO_ATTRIBUTE in attributes else len(attributes)
+    parameter = inspect.signature(processor_class.__init__).parameters.get(VIDEO_ATTRIBUTE)
+    requires_video = parameter is not None and parameter.default is inspect.Parameter.empty
+
+    class DropVideo(ProcessorMixin):
+        # Sits between the processor class and ProcessorMixin in the MRO, so the video processor
+        # the class's own __init__ hands on (by position or keyword) never reaches the type checks.
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop(VIDEO_ATTRIBUTE, None)
+            super().__init__(*args[:video_at], *args[video_at + 1 :], **kwargs)
 
     @classmethod  # type: ignore[misc]
     def get_attributes(cls: type) -> list[str]:
-        return [name for name in processor_class.get_attributes() if name != VIDEO_ATTRIBUTE]
-
-    parameter = inspect.signature(processor_class.__init__).parameters.get(VIDEO_ATTRIBUTE)
-    requires_video = parameter is not None and parameter.default is inspect.Parameter.empty
+        return [name for name in attributes if name != VIDEO_ATTRIBUTE]
 
     @classmethod  # type: ignore[misc]
     def from_dict(cls: type, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
@@ -80,8 +90,12 @@ def without_video(processor_class: type) -> type:
             processor_dict = {**processor_dict, VIDEO_ATTRIBUTE: None}
         return processor_class.from_dict.__func__(cls, processor_dict, **kwargs)
 
-    namespace = {"get_attributes": get_attributes, "from_dict": from_dict}
-    return type(processor_class.__name__, (processor_class,), namespace)
+    namespace = {
+        "get_attributes": get_attributes,
+        "from_dict": from_dict,
+        "__module__": processor_class.__module__,
+    }
+    return type(processor_class.__name__, (processor_class, DropVideo), namespace)
 
 
 def _processor_class(model_type: str) -> tuple[type | None, dict[str, str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedTokenizerFast
 
 from altcap.models.processors import without_video
@@ -71,6 +71,9 @@ class TinySpec:
     processor: dict[str, Any] = field(default_factory=dict)
     token_ids: dict[str, str] = field(default_factory=dict)  # config field -> token whose id it takes
     named_tokens: dict[str, str] = field(default_factory=dict)  # tokenizer.<name> -> token (image_token, ...)
+    extra_parts: dict[str, str] = field(
+        default_factory=dict
+    )  # processor part -> transformers class (defaults)
     text_key: str = "text_config"
 
 
@@ -117,6 +120,8 @@ def build_chat_tokenizer(spec: TinySpec) -> PreTrainedTokenizerFast:
         show_progress=False,
     )
     tokenizer.train_from_iterator([*_CORPUS, *_ROLE_WORDS], trainer=trainer)
+    # No special tokens added; a pair's second text gets type id 1 (PaliGemma's suffix).
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1")
     named = {"extra_special_tokens": spec.named_tokens} if spec.named_tokens else {}
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **spec.roles, **named)
 
@@ -151,6 +156,7 @@ def build_tiny_processor(model_type: str, spec: TinySpec, tokenizer: Any) -> Any
     cls = without_video(processor_class)
     template = {"chat_template": render_template(*spec.template)} if spec.template else {}
     video = {"video_processor": None} if "video_processor" in processor_class.get_attributes() else {}
+    video.update({part: getattr(transformers, name)() for part, name in spec.extra_parts.items()})
     return cls(image_processor=image_processor, tokenizer=tokenizer, **video, **template, **spec.processor)
 
 

@@ -285,3 +285,107 @@ TINY_SPECS.update(
         ),
     }
 )
+
+_BART_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<image>")
+TINY_SPECS.update(
+    {
+        "paligemma": TinySpec(
+            specials=("<pad>", "<eos>", "<bos>", "<unk>", "<image>"),
+            roles={"eos_token": "<eos>", "pad_token": "<pad>", "bos_token": "<bos>"},
+            template=None,
+            named_tokens={"image_token": "<image>"},
+            text={"head_dim": 16},
+            vision={**_SIGLIP, "projection_dim": 32},
+            top={"projection_dim": 32, "hidden_size": 32},
+            token_ids={"image_token_index": "<image>"},
+            image_processor={"size": {"height": 32, "width": 32}, "image_seq_length": 16},
+        ),
+        "florence2": TinySpec(
+            specials=_BART_SPECIALS,
+            roles={"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"},
+            template=None,
+            named_tokens={"image_token": "<image>"},
+            text={"decoder_start_token_id": 2, "forced_eos_token_id": 2},
+            vision={
+                "depths": [1, 1, 1, 1],
+                "embed_dim": [8, 16, 16, 32],
+                "num_heads": [1, 1, 1, 2],
+                "num_groups": [1, 1, 1, 2],
+                "window_size": 2,
+                "projection_dim": 32,
+            },
+            token_ids={"image_token_id": "<image>"},
+            image_processor={
+                "size": {"height": 64, "width": 64},
+                "crop_size": {"height": 64, "width": 64},
+                "image_seq_length": 5,
+            },
+        ),
+    }
+)
+
+_GEMMA4_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>", "<|image>", "<image|>", "<|image|>",
+                    "<|video|>", "<|audio>", "<audio|>", "<|audio|>")  # fmt: skip
+TINY_SPECS.update(
+    {
+        "qwen3_5": TinySpec(
+            specials=_QWEN_SPECIALS,
+            roles=_QWEN_ROLES,
+            template=_with_image(_CHATML, _QWEN_IMAGE),
+            text={
+                "layer_types": ["linear_attention", "full_attention"],
+                "linear_num_key_heads": 2,
+                "linear_num_value_heads": 2,
+                "linear_key_head_dim": 8,
+                "linear_value_head_dim": 8,
+                "rope_parameters": {
+                    **_MROPE,
+                    "mrope_section": [1, 1, 2],
+                    "partial_rotary_factor": 0.5,
+                    "mrope_interleaved": True,
+                },
+            },
+            vision={
+                "out_hidden_size": 32,
+                "patch_size": 16,
+                "spatial_merge_size": 2,
+                "num_position_embeddings": 16,
+            },
+            token_ids=_QWEN_IDS,
+            image_processor={"min_pixels": 32 * 32, "max_pixels": 64 * 64, "patch_size": 16, "merge_size": 2},
+        ),
+        "gemma4": TinySpec(
+            specials=_GEMMA4_SPECIALS,
+            roles={"eos_token": "<eos>", "pad_token": "<pad>", "bos_token": "<bos>"},
+            template=("<|turn>user\n", "<|image|>", "<turn|>\n", "<|turn>model\n", "", "<turn|>\n", "<bos>"),
+            named_tokens={
+                "boi_token": "<|image>",
+                "eoi_token": "<image|>",
+                "image_token": "<|image|>",
+                "video_token": "<|video|>",
+                "boa_token": "<|audio>",
+                "eoa_token": "<audio|>",
+                "audio_token": "<|audio|>",
+            },
+            text={
+                "hidden_size_per_layer_input": 8,
+                "vocab_size_per_layer_input": 320,
+                "num_kv_shared_layers": 0,
+                "sliding_window": 64,
+            },
+            vision={"patch_size": 4, "pooling_kernel_size": 2, "position_embedding_size": 64},
+            token_ids={
+                "boi_token_id": "<|image>",
+                "eoi_token_id": "<image|>",
+                "image_token_id": "<|image|>",
+                "video_token_id": "<|video|>",
+                "boa_token_id": "<|audio>",
+                "eoa_token_index": "<audio|>",
+                "audio_token_id": "<|audio|>",
+            },
+            image_processor={"patch_size": 4, "pooling_kernel_size": 2, "max_soft_tokens": 70},
+            processor={"image_seq_length": 70},
+            extra_parts={"feature_extractor": "Gemma4AudioFeatureExtractor"},
+        ),
+    }
+)
