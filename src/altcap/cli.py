@@ -13,6 +13,7 @@ from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
 from altcap.metrics.commands import evaluate_command
+from altcap.models.commands import models_command
 from altcap.pipeline.commands import run_command
 from altcap.report.commands import memo_command
 from altcap.study.analysis_commands import register as register_study_analysis
@@ -34,6 +35,7 @@ app.command("caption")(caption_command)
 app.command("demo-ui")(demo_ui_command)
 app.command("memo")(memo_command)
 app.command("run")(run_command)
+app.command("models")(models_command)
 
 
 @app.command()

@@ -377,6 +377,7 @@ def build_chat_vlm_family(
         build_inputs=make_build_inputs(text_format),
         generate=make_generate(text_format),
         lora_scope=LANGUAGE_SCOPE,
+        uses_chat_template=text_format is CHAT_FORMAT,
     )
 
 

@@ -84,6 +84,8 @@ class ModelFamily:
     # Whether `build_inputs`' tensor shapes depend on the images' sizes (LLaVA-NeXT: tiles and
     # placeholders per image), so inputs built for parts of a batch may not stack into the whole.
     inputs_shaped_by_image_size: bool = False
+    # Whether prompts come from the checkpoint's own chat template (shown by `altcap models`).
+    uses_chat_template: bool = False
 
     @property
     def cached_part(self) -> tuple[str, ...]:

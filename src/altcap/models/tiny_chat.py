@@ -31,6 +31,9 @@ _TEXT_SIZES: dict[str, Any] = {
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
     "num_key_value_heads": 1,
+    # Wider than real models' 0.02: with 32-wide hidden states a 0.02 output head caps the logits
+    # near zero, and the contract's LoRA training could not lower the loss.
+    "initializer_range": 0.2,
     "head_dim": 16,
     "max_position_embeddings": 1024,
     "d_model": 32,
@@ -141,7 +144,8 @@ def build_tiny_config(model_type: str, spec: TinySpec, tokenizer: Any) -> Any:
     vision = {**_fit_to_config(_VISION_SIZES, getattr(defaults, "vision_config", None)), **spec.vision}
     tokens = {key: tokenizer.convert_tokens_to_ids(token) for key, token in spec.token_ids.items()}
     parts = {spec.text_key: text, **({"vision_config": vision} if "vision_config" in sub else {})}
-    return AutoConfig.for_model(model_type, **parts, **tokens, **spec.top)
+    top = _fit_to_config({"initializer_range": _TEXT_SIZES["initializer_range"]}, defaults)
+    return AutoConfig.for_model(model_type, **parts, **tokens, **{**top, **spec.top})
 
 
 def build_tiny_processor(model_type: str, spec: TinySpec, tokenizer: Any) -> Any:
