@@ -39,14 +39,42 @@ def _case_params() -> list[Any]:
 
 def _build(case: str, folder: Path) -> Path:
     if case == "altcap_mini":
+        from altcap.models.altcap_mini import save_altcap_mini
         from altcap.models.tiny import build_tiny_altcap_mini
 
-        return build_tiny_altcap_mini(folder, seed=0)
+        model, processor, _ = load_model(
+            ModelConfig(model_id=str(build_tiny_altcap_mini(folder / "base")), device="cpu")
+        )
+        language_model = model.language_model  # the same wider init as widen_init, for its Llama decoder
+        torch.manual_seed(0)
+        for module in language_model.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.Embedding):
+                torch.nn.init.normal_(module.weight, std=0.2)
+        return save_altcap_mini(model, processor, folder / "wide")
     if case in OLD_FAMILIES:
         from altcap.models.tiny import build_tiny_model
 
-        return build_tiny_model(case, folder, seed=0)
+        return widen_init(build_tiny_model(case, folder, seed=0))
     return build_tiny_chat_model(case, folder, seed=0)
+
+
+def widen_init(folder: Path) -> Path:
+    """Re-initialise a saved tiny transformers model with `initializer_range` 0.2 (seeded).
+
+    `models.tiny` initialises like the real checkpoints (0.02); at 32-wide hidden states that
+    keeps every logit near zero, so no LoRA could halve the loss of a random model. The chat
+    VLMs' tiny builder uses 0.2 for the same reason.
+    """
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    for part in (config, *(getattr(config, key) for key in getattr(config, "sub_configs", {}))):
+        if hasattr(part, "initializer_range"):
+            part.initializer_range = 0.2
+    torch.manual_seed(0)
+    model = getattr(transformers, config.architectures[0])(config)
+    model.save_pretrained(folder)
+    return folder
 
 
 @dataclass

@@ -211,12 +211,9 @@ def fit_to_max_length(
         logger.warning(
             "%d of %d rows cut to max_length=%d (caption tokens only)", cut, len(lengths), max_length
         )
+        shape = inputs["input_ids"].shape  # every per-token tensor (mask, token types) is cut alike
         for key, value in inputs.items():
-            if (
-                isinstance(value, torch.Tensor)
-                and value.dim() == 2
-                and value.shape == inputs["input_ids"].shape
-            ):
+            if isinstance(value, torch.Tensor) and value.shape == shape:
                 inputs[key] = value[:, :max_length]
         tails = [tail - max(0, length - max_length) for length, tail in zip(lengths, tails, strict=True)]
         lengths = [min(length, max_length) for length in lengths]

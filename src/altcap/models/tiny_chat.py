@@ -34,6 +34,7 @@ _TEXT_SIZES: dict[str, Any] = {
     # Wider than real models' 0.02: with 32-wide hidden states a 0.02 output head caps the logits
     # near zero, and the contract's LoRA training could not lower the loss.
     "initializer_range": 0.2,
+    "init_std": 0.2,  # BART's name for it (Florence-2)
     "head_dim": 16,
     "max_position_embeddings": 1024,
     "d_model": 32,

@@ -231,6 +231,8 @@ TINY_SPECS.update(
                 "<|END_OF_TURN_TOKEN|>",
                 "<BOS_TOKEN>",
             ),
+            # Cohere scales logits by 1/16; at tiny width that leaves them too flat to learn.
+            text={"logit_scale": 1.0},
             vision=_SIGLIP,
             top={"downsample_factor": 2},
             token_ids={"image_token_index": "<|IMG_PATCH|>"},
@@ -324,8 +326,10 @@ TINY_SPECS.update(
     }
 )
 
-_GEMMA4_SPECIALS = ("<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>", "<|image>", "<image|>", "<|image|>",
-                    "<|video|>", "<|audio>", "<audio|>", "<|audio|>")  # fmt: skip
+_GEMMA4_SPECIALS = (
+    *("<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>", "<|image>", "<image|>", "<|image|>"),
+    *("<|video|>", "<|audio>", "<audio|>", "<|audio|>"),
+)
 TINY_SPECS.update(
     {
         "qwen3_5": TinySpec(
