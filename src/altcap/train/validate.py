@@ -140,7 +140,7 @@ def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, pr
 
 def check_first_batch(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
     """Open the first batch's images and push them through the model's own processor."""
-    from transformers import AutoProcessor
+    from altcap.models.processors import load_processor
 
     batch = plan.train_examples[: cfg.batch_size]
     images = []
@@ -152,7 +152,9 @@ def check_first_batch(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) ->
     if len(images) != len(batch) or not is_transformers_family(plan.family):
         return  # a non-transformers family's processor comes with its weights: checked when training starts
     try:
-        processor = AutoProcessor.from_pretrained(cfg.model.model_id)
+        # Through models.processors: without torchvision, AutoProcessor fails on video-capable VLMs.
+        model_type = read_model_config(cfg.model).model_type
+        processor = load_processor(cfg.model.model_id, model_type, cfg.model.trust_remote_code)
         plan.family.build_inputs(processor, images, [e.prompt for e in batch], [e.caption for e in batch])
     except Exception as err:  # any processor failure here is a data problem to report, not a crash
         problems.append(
