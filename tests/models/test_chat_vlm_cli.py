@@ -57,8 +57,9 @@ def test_train_then_caption_with_the_adapter(qwen_folder: Path, tmp_path: Path) 
     out = tmp_path / "captions.jsonl"
     caption = CliRunner().invoke(
         app,
-        ["caption", "--model-id", str(qwen_folder), "--adapter", str(run / "adapter"), "--manifest", str(manifest),
-         "--out", str(out), "--max-new-tokens", "5", "--num-beams", "1", "--batch-size", "2"],
+        ["caption", "--model-id", str(qwen_folder), "--adapter", str(run / "adapter"),
+         "--manifest", str(manifest), "--out", str(out), "--max-new-tokens", "5", "--num-beams", "1",
+         "--batch-size", "2"],
     )  # fmt: skip
     assert caption.exit_code == 0, caption.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
