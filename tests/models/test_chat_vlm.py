@@ -138,3 +138,18 @@ def test_qlora_config_is_nf4_with_bf16_compute() -> None:
     config = build_quantization_config()
     assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
     assert config.bnb_4bit_compute_dtype == torch.bfloat16 and config.bnb_4bit_use_double_quant
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava"])
+def test_lora_layers_by_part_never_cross_into_the_vision_tower(model_type: str, chat_dir) -> None:
+    from altcap.models.chat_lora import find_lora_layers
+
+    model, _, _ = _load(chat_dir(model_type))
+    language = find_lora_layers(model)
+    projector = find_lora_layers(model, ("projector",))
+    vision = find_lora_layers(model, ("vision",))
+    assert language and projector and vision
+    assert all(".language_model." in name for name in language)
+    assert not set(language) & set(vision) and not set(projector) & set(vision)
+    every_part = find_lora_layers(model, ("language", "projector", "vision"))
+    assert set(every_part) == {*language, *projector, *vision}

@@ -23,32 +23,11 @@ from typing import Any
 
 import torch
 
+from altcap.models.chat_lora import LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, register_family
 from altcap.models.text_inputs import IGNORE_INDEX, resolve_prompts
 
 logger = logging.getLogger(__name__)
-
-# Leaf names of the Linear layers in the language models these checkpoints use (Qwen2/3, Llama,
-# Gemma 2/3/4, Cohere, GLM-4, BART, Phi): LoRA adapts attention and MLP; `apply_lora` keeps the
-# names the model has, under the language-model scope only, so the vision tower stays untouched.
-LANGUAGE_LINEAR_LEAVES = (
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "out_proj",
-    "qkv_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-    "gate_up_proj",
-    "fc1",
-    "fc2",
-)
-LANGUAGE_SCOPE = "language_model"
-# Where projector and vision tower sit in transformers 5 chat VLMs (first match wins).
-PROJECTOR_NAMES = ("multi_modal_projector", "mm_projector", "connector", "visual.merger", "embed_vision")
-VISION_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder")
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
