@@ -41,7 +41,11 @@ def find_lora_layers(model: Any, parts: tuple[str, ...] = ("language",)) -> list
     """
     from altcap.models.loading import linear_layer_names
 
-    prefixes = {"language": (LANGUAGE_SCOPE,), "projector": PROJECTOR_NAMES, "vision": VISION_NAMES}
+    prefixes = {
+        "language": (LANGUAGE_SCOPE, "text_model"),
+        "projector": PROJECTOR_NAMES,
+        "vision": VISION_NAMES,
+    }
     names = []
     for name in linear_layer_names(model):
         dotted = f".{name}."

@@ -331,7 +331,11 @@ def make_generate(text_format: TextFormat) -> Callable[..., list[str]]:
 
 
 def build_chat_vlm_family(
-    name: str, model_types: tuple[str, ...], hf_class: str, text_format: TextFormat = CHAT_FORMAT
+    name: str,
+    model_types: tuple[str, ...],
+    hf_class: str,
+    text_format: TextFormat = CHAT_FORMAT,
+    lora_scope: str = LANGUAGE_SCOPE,
 ) -> ModelFamily:
     """The family record of a chat VLM (the one place a generic `ModelFamily` is constructed).
 
@@ -340,6 +344,7 @@ def build_chat_vlm_family(
         model_types: the transformers `config.model_type`s it handles.
         hf_class: the transformers class `AutoModelForImageTextToText` maps them to.
         text_format: the prompt/label format; the chat template unless the model has its own.
+        lora_scope: the language model's attribute name (Idefics3/SmolVLM: "text_model").
 
     Returns:
         A `ModelFamily` (not yet registered).
@@ -352,7 +357,7 @@ def build_chat_vlm_family(
         load=load_chat_vlm,
         build_inputs=make_build_inputs(text_format),
         generate=make_generate(text_format),
-        lora_scope=LANGUAGE_SCOPE,
+        lora_scope=lora_scope,
         uses_chat_template=text_format is CHAT_FORMAT,
     )
 

@@ -3,4 +3,5 @@
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("idefics3")
+# The decoder sits at `model.text_model`, not `language_model`.
+FAMILY = register_chat_vlm("idefics3", lora_scope="text_model")

@@ -4,4 +4,5 @@ caps the resized longest edge (whole tiles). Needs `num2words` (the processor im
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("smolvlm")
+# The decoder sits at `model.text_model`, not `language_model`.
+FAMILY = register_chat_vlm("smolvlm", lora_scope="text_model")
