@@ -69,8 +69,9 @@ def widen_init(folder: Path) -> Path:
 
     config = transformers.AutoConfig.from_pretrained(folder)
     for part in (config, *(getattr(config, key) for key in getattr(config, "sub_configs", {}))):
-        if hasattr(part, "initializer_range"):
-            part.initializer_range = 0.2
+        for name in ("initializer_range", "init_std"):  # OPT (BLIP-2's decoder) calls it init_std
+            if hasattr(part, name):
+                setattr(part, name, 0.2)
     torch.manual_seed(0)
     model = getattr(transformers, config.architectures[0])(config)
     model.save_pretrained(folder)
