@@ -24,6 +24,7 @@ runner = CliRunner()
 # Commands that keep hand-written options, and why (anything else must be generated).
 HAND_WRITTEN = {
     "version": "no options",
+    "models": "one --json switch and no config: it lists the registry",
     "data formats": "no options",
     "study init": "--config is the study design; its site options are built from StudySiteConfig fields",
     "study questions": "a template path, not a config field",

@@ -16,6 +16,7 @@ from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
 from altcap.metrics.commands import evaluate_command
+from altcap.models.commands import models_command
 from altcap.pipeline.commands import run_command
 from altcap.report.commands import memo_command
 from altcap.study.commands import app as study_app
@@ -49,6 +50,7 @@ app.command("caption")(caption_command)
 app.command("demo-ui", epilog="Example: altcap demo-ui --model-id altcap-mini")(demo_ui_command)
 app.command("memo")(memo_command)
 app.command("run")(run_command)
+app.command("models", epilog="Example: altcap models --json")(models_command)
 
 
 @app.command(epilog="Example: altcap version")

@@ -56,6 +56,23 @@ class ModelConfig(StageConfig):
         default=None, description="Folder of a PEFT LoRA adapter to load on top; None = base."
     )
     trust_remote_code: bool = Field(default=False, description="Allow custom model code from the checkpoint.")
+    max_image_pixels: int | None = Field(
+        default=None,
+        gt=0,
+        description="Most pixels per image for chat VLMs, mapped onto the processor's own setting (Qwen "
+        "max_pixels, SmolVLM/Idefics3 longest_edge, InternVL tiles); None = the checkpoint's.",
+    )
+    min_image_pixels: int | None = Field(
+        default=None,
+        gt=0,
+        description="Fewest pixels per image (Qwen-VL / GLM-4V min_pixels); None = the checkpoint's.",
+    )
+    max_length: int | None = Field(
+        default=None,
+        gt=0,
+        description="Most tokens per training sequence (chat VLMs); longer rows lose caption tokens only, "
+        "never image or prompt tokens. None = the tokenizer's model_max_length.",
+    )
 
 
 def resolve_device(device: str) -> str:

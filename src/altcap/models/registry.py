@@ -115,6 +115,8 @@ class ModelFamily:
     # Whether `build_inputs`' tensor shapes depend on the images' sizes (LLaVA-NeXT: tiles and
     # placeholders per image), so inputs built for parts of a batch may not stack into the whole.
     inputs_shaped_by_image_size: bool = False
+    # Whether prompts come from the checkpoint's own chat template (shown by `altcap models`).
+    uses_chat_template: bool = False
     feature_cache: FeatureCache | None = None
     graphed_decoding: GraphedDecoding | None = None
     quantized: QuantizedLoading | None = None

@@ -1,0 +1,7 @@
+"""GLM-4.1V / GLM-4V (e.g. zai-org/GLM-4.1V-9B-Thinking): Qwen-style dynamic resolution;
+the template closes no turn, so the answer ends with `<|endoftext|>`; thinking blocks are dropped
+from captions."""
+
+from altcap.models.chat_vlm import register_chat_vlm
+
+FAMILY = register_chat_vlm("glm4v")

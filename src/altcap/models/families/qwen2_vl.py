@@ -1,0 +1,6 @@
+"""Qwen2-VL (e.g. Qwen/Qwen2-VL-2B-Instruct): ChatML template, any image size (28 px per token
+after merging; `model.max_image_pixels` maps onto the processor's `max_pixels`)."""
+
+from altcap.models.chat_vlm import register_chat_vlm
+
+FAMILY = register_chat_vlm("qwen2_vl")

@@ -1,0 +1,6 @@
+"""Qwen3-VL (e.g. Qwen/Qwen3-VL-4B-Instruct): ChatML template, 32 px per image token after
+merging (patch 16); Thinking checkpoints open with a `<think>` block, which captions drop."""
+
+from altcap.models.chat_vlm import register_chat_vlm
+
+FAMILY = register_chat_vlm("qwen3_vl")

@@ -1,0 +1,155 @@
+"""The generic chat-VLM family: prompt/label layout, length limits, LoRA scope, output cleaning."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from _family_checks import CAPTIONS, PROMPTS, make_images
+
+from altcap.models.chat_vlm import (
+    build_quantization_config,
+    clean_caption,
+    find_end_token,
+    render_turns,
+    stop_token_ids,
+)
+from altcap.models.loading import ModelConfig, apply_lora, load_model
+from altcap.models.text_inputs import IGNORE_INDEX
+from altcap.models.tiny_chat import build_tiny_chat_model
+
+
+@pytest.fixture(scope="module")
+def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    built: dict[str, Path] = {}
+
+    def build(model_type: str) -> Path:
+        if model_type not in built:
+            built[model_type] = build_tiny_chat_model(model_type, tmp_path_factory.mktemp(model_type))
+        return built[model_type]
+
+    return build
+
+
+def _load(folder: Path, **settings) -> tuple:
+    return load_model(ModelConfig(model_id=str(folder), device="cpu", **settings))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>\nthe user wants a caption\n</think>\n\na dog on grass", "a dog on grass"),
+        ("</think> a dog on grass", "a dog on grass"),
+        ("a dog on grass<|im_start|>user\nmore", "a dog on grass"),
+        ("<think>never closed", ""),
+        ("  a dog  ", "a dog"),
+    ],
+)
+def test_clean_caption_drops_thinking_and_later_turns(text: str, expected: str) -> None:
+    assert clean_caption(text, ("<|im_start|>",)) == expected
+
+
+@pytest.mark.parametrize(
+    ("model_type", "end"),
+    [
+        ("qwen2_5_vl", "<|im_end|>"),
+        ("gemma3", "<end_of_turn>"),
+        ("smolvlm", "<end_of_utterance>"),
+        ("glm4v", None),
+    ],
+)
+def test_end_token_is_the_templates_end_of_turn_else_eos(model_type: str, end: str | None, chat_dir) -> None:
+    _, processor, _ = _load(chat_dir(model_type))
+    prompt, _, after = render_turns(processor, "Describe it.", "a cat")
+    assert prompt.endswith(("\n", ":"))
+    expected = end or processor.tokenizer.eos_token  # GLM's template closes no turn
+    assert find_end_token(processor.tokenizer, after) == expected
+    assert processor.tokenizer.convert_tokens_to_ids(expected) in stop_token_ids(processor)
+
+
+def test_prompt_too_long_for_max_length_names_the_row_and_counts(chat_dir) -> None:
+    _, processor, family = _load(chat_dir("qwen2_5_vl"), max_length=20)
+    with pytest.raises(
+        ValueError, match=r"row 0 \(caption 'a dog runs.*image \+ prompt take \d+ tokens.*max_length=20"
+    ):
+        family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+
+
+def test_long_rows_lose_caption_tokens_only_with_one_warning(
+    chat_dir, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, processor, family = _load(chat_dir("qwen2_5_vl"))
+    full = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+    lengths = full["attention_mask"].sum(dim=1)
+    limit = int(lengths.max()) - 3
+    processor.tokenizer.model_max_length = limit
+    with caplog.at_level(logging.WARNING, logger="altcap.models.chat_vlm"):
+        cut = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{int((lengths > limit).sum())} of 3 rows cut to max_length={limit} (caption tokens only)"
+    ]
+    assert cut["input_ids"].shape[1] == limit
+    image_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert torch.equal((cut["input_ids"] == image_id).sum(dim=1), (full["input_ids"] == image_id).sum(dim=1))
+    assert torch.equal(cut["input_ids"], full["input_ids"][:, :limit])
+    for row in range(3):
+        kept = cut["labels"][row][cut["labels"][row] != IGNORE_INDEX]
+        assert CAPTIONS[row].startswith(processor.tokenizer.decode(kept).strip()[:5])
+    model, _, _ = _load(chat_dir("qwen2_5_vl"))
+    assert torch.isfinite(model(**cut).loss)
+
+
+def test_default_lora_wraps_language_model_attention_and_mlp_only(chat_dir) -> None:
+    model, _, family = _load(chat_dir("qwen2_5_vl"))
+    peft_model = apply_lora(model, family, None, r=4, alpha=8, dropout=0.0)
+    wrapped = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_modules() if n.endswith(".lora_A")}
+    assert all(".language_model." in name for name in wrapped)
+    leaves = {name.rsplit(".", 1)[-1] for name in wrapped}
+    assert leaves == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert not any("visual" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
+def test_image_pixel_limits_reach_the_processor(chat_dir) -> None:
+    _, small, family = _load(chat_dir("qwen2_5_vl"), max_image_pixels=28 * 28, min_image_pixels=28 * 28)
+    _, large, _ = _load(chat_dir("qwen2_5_vl"), max_image_pixels=112 * 112)
+    images = [make_images()[2]]
+    tokens_small = family.build_inputs(small, images, None)["input_ids"].shape[1]
+    tokens_large = family.build_inputs(large, images, None)["input_ids"].shape[1]
+    assert tokens_small < tokens_large
+
+
+def test_batched_generation_matches_per_image_with_left_padding(chat_dir) -> None:
+    model, processor, family = _load(chat_dir("qwen2_5_vl"))
+    inputs = family.build_inputs(processor, make_images(), PROMPTS)
+    assert (inputs["attention_mask"][:, -1] == 1).all(), "generation inputs are left-padded"
+    settings = {"max_new_tokens": 4, "do_sample": False}
+    batched = family.generate(model, processor, inputs, settings)
+    singles = [
+        family.generate(model, processor, family.build_inputs(processor, [i], [p]), settings)[0]
+        for i, p in zip(make_images(), PROMPTS, strict=True)
+    ]
+    assert batched == singles
+
+
+def test_qlora_config_is_nf4_with_bf16_compute() -> None:
+    config = build_quantization_config()
+    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16 and config.bnb_4bit_use_double_quant
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava"])
+def test_lora_layers_by_part_never_cross_into_the_vision_tower(model_type: str, chat_dir) -> None:
+    from altcap.models.chat_lora import find_lora_layers
+
+    model, _, _ = _load(chat_dir(model_type))
+    language = find_lora_layers(model)
+    projector = find_lora_layers(model, ("projector",))
+    vision = find_lora_layers(model, ("vision",))
+    assert language and projector and vision
+    assert all(".language_model." in name for name in language)
+    assert not set(language) & set(vision) and not set(projector) & set(vision)
+    every_part = find_lora_layers(model, ("language", "projector", "vision"))
+    assert set(every_part) == {*language, *projector, *vision}

@@ -1,0 +1,239 @@
+"""The contract every registered model family passes on a tiny CPU model (`pytest -k contract`).
+
+One case per model type: the 2023 families (BLIP, BLIP-2, InstructBLIP, LLaVA-NeXT, altcap-mini)
+and every chat VLM of `models.tiny_chat_specs`. Each case is built once per session, LoRA-trained
+once (30 steps on 2 examples), and that trained model answers the save/load, merge and batching
+checks, so their captions are real words rather than a random model's empty strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _family_checks import CAPTIONS, PROMPTS, make_images
+
+from altcap.models.loading import ModelConfig, apply_lora, load_model
+from altcap.models.registry import get_family, list_families
+from altcap.models.text_inputs import IGNORE_INDEX
+from altcap.models.tiny_chat import build_tiny_chat_model
+from altcap.models.tiny_chat_specs import TINY_SPECS
+
+OLD_FAMILIES = ("blip", "blip2", "instructblip", "llava_next", "altcap_mini")
+CASES = (*OLD_FAMILIES, *sorted(TINY_SPECS))
+GENERATION = {"max_new_tokens": 8, "do_sample": False, "num_beams": 1}
+TRAIN_STEPS = 30
+# Building or training these tiny models takes over ~5 s on a 2-core box.
+SLOW_CASES = {"gemma4", "llava_onevision", "florence2", "instructblip", "blip2", "llava_next", "altcap_mini"}
+
+
+def _case_params() -> list[Any]:
+    return [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_CASES else case for case in CASES]
+
+
+def _build(case: str, folder: Path) -> Path:
+    if case == "altcap_mini":
+        from altcap.models.altcap_mini import save_altcap_mini
+
+        from altcap.models.tiny import build_tiny_altcap_mini
+
+        model, processor, _ = load_model(
+            ModelConfig(model_id=str(build_tiny_altcap_mini(folder / "base")), device="cpu")
+        )
+        language_model = model.language_model  # the same wider init as widen_init, for its Llama decoder
+        torch.manual_seed(0)
+        for module in language_model.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.Embedding):
+                torch.nn.init.normal_(module.weight, std=0.2)
+        return save_altcap_mini(model, processor, folder / "wide")
+    if case in OLD_FAMILIES:
+        from altcap.models.tiny import build_tiny_model
+
+        return widen_init(build_tiny_model(case, folder, seed=0))
+    return build_tiny_chat_model(case, folder, seed=0)
+
+
+def widen_init(folder: Path) -> Path:
+    """Re-initialise a saved tiny transformers model with `initializer_range` 0.2 (seeded).
+
+    `models.tiny` initialises like the real checkpoints (0.02); at 32-wide hidden states that
+    keeps every logit near zero, so no LoRA could halve the loss of a random model. The chat
+    VLMs' tiny builder uses 0.2 for the same reason.
+    """
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(folder)
+    for part in (config, *(getattr(config, key) for key in getattr(config, "sub_configs", {}))):
+        for name in ("initializer_range", "init_std"):  # OPT (BLIP-2's decoder) calls it init_std
+            if hasattr(part, name):
+                setattr(part, name, 0.2)
+    torch.manual_seed(0)
+    model = getattr(transformers, config.architectures[0])(config)
+    model.save_pretrained(folder)
+    return folder
+
+
+@dataclass
+class Trained:
+    """A case's LoRA-trained model, with what the checks compare against."""
+
+    model: Any
+    processor: Any
+    family: Any
+    losses: list[float]
+    folder: Path
+
+
+@pytest.fixture(scope="session")
+def contract_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Factory: case -> folder of its saved tiny checkpoint (built once per session)."""
+    built: dict[str, Path] = {}
+
+    def build(case: str) -> Path:
+        if case not in built:
+            built[case] = _build(case, tmp_path_factory.mktemp(f"contract-{case}"))
+        return built[case]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def trained_case(contract_folder: Callable[[str], Path]) -> Callable[[str], Trained]:
+    """Factory: case -> its model after 30 LoRA steps on 2 examples (trained once per session)."""
+    trained: dict[str, Trained] = {}
+
+    def train(case: str) -> Trained:
+        if case not in trained:
+            trained[case] = _train(contract_folder(case))
+        return trained[case]
+
+    return train
+
+
+def _train(folder: Path) -> Trained:
+    model, processor, family = load_model(ModelConfig(model_id=str(folder), device="cpu"))
+    torch.manual_seed(0)
+    model = apply_lora(model, family, None, r=8, alpha=16, dropout=0.0)
+    inputs = family.build_inputs(processor, make_images()[:2], PROMPTS[:2], CAPTIONS[:2])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(TRAIN_STEPS):
+        loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    model.eval()
+    return Trained(model, processor, family, losses, folder)
+
+
+def _caption(trained: Trained, model: Any, count: int = 3) -> list[str]:
+    inputs = trained.family.build_inputs(trained.processor, make_images()[:count], PROMPTS[:count])
+    with torch.no_grad():
+        return trained.family.generate(model, trained.processor, inputs, GENERATION)
+
+
+def _special_ids(tokenizer: Any) -> set[int]:
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    return set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
+
+
+def test_contract_covers_every_registered_family() -> None:
+    """Adding a family means adding its tiny model here: none may skip the contract."""
+    uncovered = [
+        name
+        for name in list_families()
+        if name not in OLD_FAMILIES and not set(get_family(name).model_types) & set(TINY_SPECS)
+    ]
+    assert not uncovered
+
+
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_label_masking(case: str, contract_folder: Callable[[str], Path]) -> None:
+    """Unmasked labels decode to exactly the caption, then one end token (EOS / end of turn)."""
+    _, processor, family = load_model(ModelConfig(model_id=str(contract_folder(case)), device="cpu"))
+    inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+    tokenizer = processor.tokenizer
+    for row, caption in enumerate(CAPTIONS):
+        kept = inputs["labels"][row][inputs["labels"][row] != IGNORE_INDEX]
+        assert tokenizer.decode(kept[:-1], skip_special_tokens=False).strip() == caption
+        assert kept[-1].item() in _special_ids(tokenizer), tokenizer.convert_ids_to_tokens(kept[-1].item())
+
+
+@pytest.mark.slow  # 30 training steps per case (once per session; ~1 min under load)
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_lora_training_halves_the_loss(case: str, trained_case: Callable[[str], Trained]) -> None:
+    trained = trained_case(case)
+    assert trained.losses[-1] <= trained.losses[0] / 2, trained.losses
+
+
+@pytest.mark.slow  # 30 training steps per case (once per session; ~1 min under load)
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_adapter_round_trip(
+    case: str, trained_case: Callable[[str], Trained], tmp_path: Path
+) -> None:
+    """An adapter saved and loaded through `load_model` captions exactly as the trained model."""
+    trained = trained_case(case)
+    trained.model.save_pretrained(tmp_path / "adapter")
+    spec = ModelConfig(model_id=str(trained.folder), device="cpu", adapter=str(tmp_path / "adapter"))
+    reloaded, _, _ = load_model(spec)
+    expected = _caption(trained, trained.model)
+    assert any(expected), "the trained model should write something"
+    assert _caption(trained, reloaded) == expected
+
+
+@pytest.mark.slow  # 30 training steps per case (once per session; ~1 min under load)
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_merged_logits_match_adapter(case: str, trained_case: Callable[[str], Trained]) -> None:
+    trained = trained_case(case)
+    inputs = trained.family.build_inputs(trained.processor, make_images(), PROMPTS, CAPTIONS)
+    peft_model = copy.deepcopy(trained.model)
+    with torch.no_grad():
+        adapter_logits = peft_model(**inputs).logits
+        merged_logits = peft_model.merge_and_unload()(**inputs).logits
+    assert not any("lora_" in name for name, _ in peft_model.named_parameters())
+    torch.testing.assert_close(merged_logits, adapter_logits, rtol=1.6e-2, atol=1.6e-2)
+
+
+@pytest.mark.slow  # 30 training steps per case (once per session; ~1 min under load)
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_batched_generation_equals_per_image(
+    case: str, trained_case: Callable[[str], Trained]
+) -> None:
+    trained = trained_case(case)
+    batched = _caption(trained, trained.model)
+    one_by_one = [
+        trained.family.generate(
+            trained.model,
+            trained.processor,
+            trained.family.build_inputs(trained.processor, [image], [prompt]),
+            GENERATION,
+        )[0]
+        for image, prompt in zip(make_images(), PROMPTS, strict=True)
+    ]
+    assert batched == one_by_one
+
+
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_feature_cache_equals_full_forward(
+    case: str, contract_folder: Callable[[str], Path]
+) -> None:
+    """Where a family declares a frozen part, the cached-feature loss equals the full forward."""
+    model, processor, family = load_model(ModelConfig(model_id=str(contract_folder(case)), device="cpu"))
+    cache = family.feature_cache
+    if cache is None:
+        return  # no frozen part declared: nothing to compare
+    assert cache.frozen_modules
+    assert all(operator.attrgetter(name)(model) is not None for name in cache.frozen_modules)
+    inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+    with torch.no_grad():
+        full = model(**inputs).loss
+        cached = cache.forward_from_features(model, cache.encode_images(model, inputs), inputs)
+    torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,43 @@
+"""`altcap models` through the CLI: the table and the JSON list of families."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from altcap.cli import app
+from altcap.models.registry import list_families
+
+REQUIRED_TYPES = {
+    *("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "gemma3", "smolvlm", "idefics3", "paligemma", "internvl"),
+    *("llava_onevision", "florence2", "blip-2"),
+}
+
+
+def test_models_json_lists_every_family_with_its_model_types() -> None:
+    result = CliRunner().invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == list_families()
+    types = {t for row in rows for t in row["model_types"]}
+    assert types >= REQUIRED_TYPES
+    assert len(types) >= 15
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["blip2"]["capabilities"]["feature_cache"] is True
+    assert by_name["qwen2_5_vl"]["capabilities"] == {
+        "feature_cache": False,
+        "graphed_decoding": False,
+        "qlora": True,
+        "chat_template": True,
+    }
+    assert by_name["paligemma"]["capabilities"]["chat_template"] is False
+    assert by_name["altcap_mini"]["capabilities"]["qlora"] is False
+
+
+def test_models_table_names_each_family_and_counts_them() -> None:
+    result = CliRunner().invoke(app, ["models"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for name in list_families():
+        assert name in result.stdout
+    assert f"{len(list_families())} families" in result.stdout
