@@ -132,13 +132,18 @@ def test_upload_before_auth_refused_before_the_body_is_read(client: TestClient, 
 
 
 def test_token_not_logged_by_the_app_or_uvicorn_access_log(
-    study: StudyFixture, caplog: pytest.LogCaptureFixture
+    study: StudyFixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from altcap.study.security import hash_prefix
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    # Another test in this process may have run uvicorn with its default logging config, which stops
+    # its loggers from propagating to the root logger that caplog listens on.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
     config = uvicorn.Config(
         create_app(site_of(study)), port=port, log_config=None, access_log=True, log_level="info"
     )
