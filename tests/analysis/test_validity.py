@@ -61,3 +61,35 @@ def test_kendall_ci_brackets_estimate() -> None:
     x = np.arange(30, dtype=float)
     result = kendall_with_ci(x, x + np.random.default_rng(1).normal(0, 5, 30), 300, 0)
     assert result["ci_low"] <= result["tau"] <= result["ci_high"]
+
+
+def test_best_agreement_counts_lower_is_better_metrics_by_their_negated_tau(tmp_path) -> None:
+    """Hallucinated objects agree with people when they fall as ratings rise; length is only a baseline."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from altcap.analysis import validity
+
+    rng = np.random.default_rng(0)
+    n = 40
+    human = pd.DataFrame({"usefulness": rng.normal(size=n)}, index=[f"im{i}.jpg" for i in range(n)])
+    rows = []
+    for i, image in enumerate(human.index):
+        gain = human["usefulness"].iloc[i]
+        for system, sign in (("base", 0.0), ("finetuned", 1.0)):
+            rows.append({
+                "system": system, "image": image,
+                "hallucinated_mentions": -sign * gain,  # fewer hallucinations where people liked it more
+                "length_words": sign * gain * 5,  # perfectly tracks people: still never "best"
+                "BLEU-4": sign * rng.normal(),  # unrelated
+            })
+    (tmp_path / "per_image.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    diffs = validity.compute_metric_diffs(validity.read_per_image(tmp_path / "metrics.json"))
+    joined = diffs.join(human, how="inner")
+    taus = {m: validity.kendall_with_ci(joined[m].to_numpy(), joined["usefulness"].to_numpy(), 50, 0)["tau"]
+            for m in diffs.columns}
+    assert taus["hallucinated_mentions"] < -0.9 and taus["length_words"] > 0.9
+    best = validity.pick_best_metric({m: {"tau": t} for m, t in taus.items()})
+    assert best is not None and best[0] == "hallucinated_mentions" and best[1] > 0.9

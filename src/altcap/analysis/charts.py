@@ -23,6 +23,8 @@ READABLE_NAMES = {
     "embedding_distance": "embedding distance",
     "length_words": "length (words)",
     "task_accuracy": "task accuracy",
+    "scene_graph_f1": "scene-graph F1 (not SPICE)",
+    "hallucinated_mentions": "hallucinated objects",
 }
 LABEL_WRAP_CHARS = 12
 

@@ -18,7 +18,12 @@ from scipy import stats
 
 from altcap.analysis.stats import SYSTEMS, select_likert, select_tasks
 
-NON_METRIC_KEYS = {"system", "image", "caption"}
+NON_METRIC_KEYS = {"system", "image", "caption", "hallucinated_objects"}
+# Per-image metrics where a smaller value is better: agreement with people is their negated tau.
+LOWER_IS_BETTER_PER_IMAGE = frozenset({"embedding_distance", "hallucinated_mentions"})
+# Shown as the baseline every metric should beat (Kreiss et al. 2022: length alone tracks BLV ratings),
+# never picked as the metric that agrees best.
+BASELINE_ONLY = frozenset({"length_words"})
 
 
 def read_per_image(metrics_path: Path) -> pd.DataFrame:
@@ -28,6 +33,19 @@ def read_per_image(metrics_path: Path) -> pd.DataFrame:
         return pd.DataFrame()
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return pd.DataFrame(rows)
+
+
+def pick_best_metric(results: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
+    """The metric whose per-image changes agree best with one human outcome: (name, signed tau).
+
+    Lower-is-better metrics count by their negated tau; length is a baseline, never the pick.
+    """
+    candidates = [
+        (metric, -r["tau"] if metric in LOWER_IS_BETTER_PER_IMAGE else r["tau"])
+        for metric, r in results.items()
+        if r["tau"] is not None and metric not in BASELINE_ONLY
+    ]
+    return max(candidates, key=lambda pair: pair[1], default=None)
 
 
 def compute_metric_diffs(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -111,12 +129,7 @@ def analyze_metric_validity(
                 outcomes[outcome][metric] = kendall_with_ci(
                     pair[metric].to_numpy(), pair[outcome].to_numpy(), n_boot, seed
                 )
-    best = {
-        o: max(
-            ((m, r["tau"]) for m, r in v.items() if r["tau"] is not None), key=lambda t: t[1], default=None
-        )
-        for o, v in outcomes.items()
-    }
+    best = {o: pick_best_metric(v) for o, v in outcomes.items()}
     return {
         "outcomes": outcomes,
         "best": {o: {"metric": b[0], "tau": b[1]} for o, b in best.items() if b},
