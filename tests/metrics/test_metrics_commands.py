@@ -91,6 +91,7 @@ def test_cli_comparisons_and_per_image(run) -> None:
     assert "| CIDEr-D |" in table and "finetuned - base [CI]" in table
 
 
+@pytest.mark.slow  # the module fixture runs a whole evaluate with spaCy (~12 s)
 def test_cli_length_hallucination_and_scene_graph(run) -> None:
     """Issue #29: length statistics, length-adjusted differences, CHAIR and scene-graph F1 (not SPICE)."""
     _, out = run

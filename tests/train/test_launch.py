@@ -29,6 +29,7 @@ EXPECTED_TYPE = {
 }
 
 
+@pytest.mark.slow  # importing accelerate's launch machinery takes ~5 s
 @pytest.mark.parametrize("name", sorted(launch.SHIPPED_ACCELERATE_CONFIGS))
 def test_shipped_config_loads_and_validates_with_accelerate(name: str) -> None:
     path = launch.resolve_accelerate_config(name)
