@@ -28,6 +28,7 @@ from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, QuantizedLo
 from altcap.models.text_inputs import IGNORE_INDEX, resolve_prompts
 
 logger = logging.getLogger(__name__)
+SEQUENCE_TOO_LONG_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
@@ -137,6 +138,9 @@ def build_chat_inputs(
         texts = [render_turns(processor, text, None)[0] for text in instructions]
         return _run_processor(processor, images, texts, "left")
     tokenizer = processor.tokenizer
+    # altcap cuts long rows itself (caption tokens only) and counts them in one warning; the
+    # tokenizer's own "indexing errors" warning would wrongly tell the user the run is broken.
+    getattr(tokenizer, "deprecation_warnings", {})[SEQUENCE_TOO_LONG_WARNING] = True
     texts, tails = [], []
     for instruction, caption in zip(instructions, captions, strict=True):
         prompt, lead, after = render_turns(processor, instruction, caption)
