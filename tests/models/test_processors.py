@@ -60,7 +60,7 @@ def test_video_processor_left_out_with_one_log_line(chat_dir, caplog: pytest.Log
     assert not hasattr(processor, "video_processor")
     assert type(processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
     assert processor.chat_template
-    assert [r.message for r in caplog.records] == [
+    assert [r.message for r in caplog.records if r.name.startswith("altcap")] == [
         "torchvision missing: qwen2_5_vl processor built without its video processor"
     ]
 
