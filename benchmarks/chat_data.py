@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 PROMPT = "Provide a detailed caption for this photo."
-_WORDS = tuple(
+_WORD_TEXT = (
     "a an the two three several man woman boy girl child children dog dogs cat bird horse people "
     "person group crowd player team bike car bus street road sidewalk park field grass beach sand "
     "water ocean lake river snow mountain hill tree trees forest building house wall window door "
@@ -25,7 +25,8 @@ _WORDS = tuple(
     "in on at near next to behind under over with of and while into across through down up from "
     "front side top middle background left right bright dark sunny cloudy busy quiet open empty "
     "wooden metal stone glass colorful striped long short curly hair face hand hands arm arms leg"
-).split()
+)
+_WORDS = tuple(_WORD_TEXT.split())
 
 
 def make_captions(count: int, seed: int = 0, min_words: int = 20, max_words: int = 30) -> list[str]:
