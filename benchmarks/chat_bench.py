@@ -8,11 +8,13 @@ that patch model classes globally (liger-kernel) cannot leak into the other side
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,24 @@ def read_gpu_peaks() -> dict[str, Any]:
         "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 1e9, 2),
         "card": torch.cuda.get_device_name(),
     }
+
+
+@contextlib.contextmanager
+def keep_earlier_peaks() -> Iterator[list[float]]:
+    """Record `max_memory_allocated` (GB) each time something resets the CUDA peak counter
+    (`run_train` does after filling a feature cache, so its training peak leaves the fill out)."""
+    earlier: list[float] = []
+    reset = torch.cuda.reset_peak_memory_stats
+
+    def recording_reset(*args: Any, **kwargs: Any) -> None:
+        earlier.append(round(torch.cuda.max_memory_allocated() / 1e9, 2))
+        reset(*args, **kwargs)
+
+    torch.cuda.reset_peak_memory_stats = recording_reset
+    try:
+        yield earlier
+    finally:
+        torch.cuda.reset_peak_memory_stats = reset
 
 
 def summarize_log(rows: list[dict[str, Any]], skip: int) -> dict[str, Any]:

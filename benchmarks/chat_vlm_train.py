@@ -21,16 +21,15 @@ once, and every epoch. The ratio is TRL's wall time over altcap's (>1: altcap is
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks.chat_bench import (
     card_slug,
     ensure_model,
+    keep_earlier_peaks,
     read_gpu_peaks,
     run_child,
     summarize_log,
@@ -108,25 +107,6 @@ def train_altcap(args: argparse.Namespace, folder: Path, manifest: Path, work: P
         # run_train resets the peak counter after a cache fill; the peak before any reset:
         "peak_allocated_before_resets_gb": max(earlier, default=None),
     }
-
-
-@contextlib.contextmanager
-def keep_earlier_peaks() -> Iterator[list[float]]:
-    """Record `max_memory_allocated` (GB) each time something resets the CUDA peak counter."""
-    import torch
-
-    earlier: list[float] = []
-    reset = torch.cuda.reset_peak_memory_stats
-
-    def recording_reset(*args: Any, **kwargs: Any) -> None:
-        earlier.append(round(torch.cuda.max_memory_allocated() / 1e9, 2))
-        reset(*args, **kwargs)
-
-    torch.cuda.reset_peak_memory_stats = recording_reset
-    try:
-        yield earlier
-    finally:
-        torch.cuda.reset_peak_memory_stats = reset
 
 
 def log_samples(rows: list[dict[str, Any]]) -> int:

@@ -25,6 +25,7 @@ from benchmarks.chat_archs import CHAT_ARCHS
 from benchmarks.chat_bench import (
     card_slug,
     ensure_model,
+    keep_earlier_peaks,
     read_gpu_peaks,
     run_child,
     summarize_log,
@@ -95,7 +96,8 @@ def measure_recipe(name: str, models_root: Path, work: Path, steps: int, tiny: b
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     began = time.perf_counter()
-    run_train(cfg)
+    with keep_earlier_peaks() as earlier:
+        run_train(cfg)
     wall_s = time.perf_counter() - began
     rows = read_log_rows(cfg.output_dir / "train_log.jsonl")
     return {
@@ -113,6 +115,7 @@ def measure_recipe(name: str, models_root: Path, work: Path, steps: int, tiny: b
             "optimizer_steps": steps,
         },
         **read_gpu_peaks(),
+        "peak_allocated_before_resets_gb": max(earlier, default=None),
         **summarize_log(rows, skip=cfg.grad_accum_steps),
         "model_build_s": round(build_s, 1),
         "run_train_wall_s": round(wall_s, 1),

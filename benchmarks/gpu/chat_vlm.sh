@@ -40,6 +40,9 @@ EOF
 shm_gb=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc '0-9')
 MODELS=${MODELS:-$([ "${shm_gb:-0}" -ge 45 ] && echo /dev/shm/chatbench || echo /root/chatbench)}
 QWEN=$MODELS/qwen2.5-vl-3b-instruct
+# Result names as the benchmarks' defaults in benchmarks/results/ (docs/benchmarks.md cites them).
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oi 'h100\|h200' | tr A-Z a-z)
+card=${card:-cpu}
 echo "models in $MODELS" | tee -a "$OUT/gpu.txt"
 
 step() {  # step NAME LIMIT_S COMMAND...: run, log, and say how it ended
@@ -58,12 +61,12 @@ if [ -n "${TINY:-}" ]; then
   tiny_train=(--tiny --batch-size 2 --num-workers 0 --no-liger)
 fi
 step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --models-root "$MODELS" \
-  --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory.json" "${tiny_recipes[@]}"
+  --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory-$card.json" "${tiny_recipes[@]}"
 step chat_vlm_caption ${CAPTION_LIMIT_S:-140} python3 -m benchmarks.chat_vlm_caption --model-dir "$QWEN" \
-  --rows ${ROWS:-512} --out "$OUT/chat-vlm-caption.json" "${tiny_caption[@]}"
+  --rows ${ROWS:-512} --out "$OUT/chat-vlm-caption-qwen2.5-vl-3b-instruct-$card.json" "${tiny_caption[@]}"
 step chat_vlm_train ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --model-dir "$QWEN" \
   --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
-  --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train.json" "${tiny_train[@]}"
+  --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card.json" "${tiny_train[@]}"
 # At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"
