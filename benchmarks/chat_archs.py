@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ from typing import Any
 import torch
 
 from benchmarks.chat_configs import CHAT_ARCHS, FULL_ARCHS, TINY_OVERRIDES
+
+logger = logging.getLogger(__name__)
 
 _VIDEO_PROCESSORS = {
     "qwen2_5_vl": "Qwen2VLVideoProcessor",
@@ -116,7 +120,6 @@ def build_chat_model(
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
     from altcap.models.chat_vlm import stop_token_ids
-    from altcap.models.tiny_chat import build_tiny_processor
 
     if name not in FULL_ARCHS:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(CHAT_ARCHS)}")
@@ -126,7 +129,7 @@ def build_chat_model(
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.bfloat16)
-    processor = build_tiny_processor(model_type, spec, tokenizer)
+    processor = build_processor(model_type, spec, tokenizer)
     # Like the checkpoints' generation_config.json: greedy, stop at EOS or the end-of-turn token
     # (the stops altcap's captioning uses, so both sides of a comparison stop alike).
     model.generation_config = GenerationConfig(
@@ -135,6 +138,54 @@ def build_chat_model(
         bos_token_id=tokenizer.bos_token_id,
     )
     return model, processor
+
+
+def build_processor(model_type: str, spec: Any, tokenizer: Any) -> Any:
+    """altcap's tiny-chat processor builder (PIL image processor, no video processor); where the
+    installed transformers names its image-processor backends otherwise (releases differ), the
+    processor from the classes transformers maps the model type to, with its video processor."""
+    from altcap.models.tiny_chat import build_tiny_processor
+
+    try:
+        return build_tiny_processor(model_type, spec, tokenizer)
+    except Exception as err:  # any failure there has the fallback below
+        logger.warning("tiny-chat processor builder failed (%s); building from transformers' names", err)
+        return build_processor_from_names(model_type, spec, tokenizer)
+
+
+def _first_instance(names: Any, kwargs: dict[str, Any]) -> Any:
+    """An instance of the first class in `names` (a name, a tuple of names or a backend -> name
+    mapping, as transformers releases spell them) that exists and can be built here."""
+    import transformers
+
+    names = list(names.values()) if isinstance(names, dict) else [names] if isinstance(names, str) else names
+    errors = []
+    for name in [n for n in names if n]:
+        try:
+            return getattr(transformers, name)(**kwargs)
+        except Exception as err:  # e.g. a torchvision-only backend without torchvision
+            errors.append(f"{name}: {err}")
+    raise RuntimeError(f"no class of {names} could be built: {errors}")
+
+
+def build_processor_from_names(model_type: str, spec: Any, tokenizer: Any) -> Any:
+    """The model type's processor built from the classes transformers' auto mappings name."""
+    from transformers.models.auto import image_processing_auto, processing_auto
+
+    from altcap.models.tiny_chat import render_template
+
+    class_name = processing_auto.PROCESSOR_MAPPING_NAMES[model_type]
+    processor_class = processing_auto.processor_class_from_name(class_name)
+    names = image_processing_auto.IMAGE_PROCESSOR_MAPPING_NAMES[model_type]
+    kwargs = {"image_processor": _first_instance(names, spec.image_processor), "tokenizer": tokenizer}
+    if spec.template:
+        kwargs["chat_template"] = render_template(*spec.template)
+    if "video_processor" in inspect.signature(processor_class.__init__).parameters:
+        from transformers.models.auto import video_processing_auto
+
+        video_names = video_processing_auto.VIDEO_PROCESSOR_MAPPING_NAMES[model_type]
+        kwargs["video_processor"] = _first_instance(video_names, {})
+    return processor_class(**kwargs, **spec.processor)
 
 
 def add_video_processor_entry(folder: Path, model_type: str) -> None:

@@ -33,19 +33,21 @@ from benchmarks.common import RESULTS_DIR, synchronize, write_report
 
 
 def load_hf_processor(folder: Path) -> tuple[Any, str]:
-    """`AutoProcessor.from_pretrained`, as a notebook loads it; without torchvision (this CPU box)
-    Qwen's processor cannot be built that way, and altcap's processor loader stands in."""
+    """`AutoProcessor.from_pretrained`, as a notebook loads it; where that fails (no torchvision on
+    this CPU box: Qwen's processor declares a video processor) altcap's processor loader stands in,
+    and the returned description says so and why."""
     from transformers import AutoProcessor
 
     try:
         return AutoProcessor.from_pretrained(folder), "AutoProcessor"
-    except (ImportError, OSError):
+    except Exception as err:  # ImportError/OSError without torchvision; anything else is reported
         from transformers import AutoConfig
 
         from altcap.models.processors import load_processor
 
         model_type = AutoConfig.from_pretrained(folder).model_type
-        return load_processor(str(folder), model_type), "altcap load_processor (no torchvision)"
+        reason = f"{type(err).__name__}: {str(err)[:200]}"
+        return load_processor(str(folder), model_type), f"altcap load_processor (AutoProcessor failed: {reason})"
 
 
 def hf_prompt(processor: Any) -> str:

@@ -70,3 +70,21 @@ def test_tiny_build_loads_through_altcap_and_trains_on_a_caption(name: str, tmp_
     # One token a word (plus punctuation): captions are as long in tokens as with real tokenizers.
     labelled = int((inputs["labels"][0] != -100).sum())
     assert len(caption.split()) <= labelled <= len(caption.split()) + 4
+
+
+@pytest.mark.parametrize("name", ["gemma-3-4b-it", "paligemma2-3b-pt-224"])
+def test_processor_fallback_builds_the_same_prompt_from_transformers_names(name: str) -> None:
+    from benchmarks import chat_archs
+
+    spec, model_type = chat_archs.build_spec(name, tiny=True)
+    tokenizer = chat_archs.build_tokenizer(spec, build_corpus(), 8000)
+    primary = chat_archs.build_processor(model_type, spec, tokenizer)
+    fallback = chat_archs.build_processor_from_names(model_type, spec, tokenizer)
+    assert type(fallback).__name__ == type(primary).__name__
+    assert fallback.chat_template == primary.chat_template
+    from PIL import Image
+
+    image = Image.new("RGB", (300, 200), (10, 200, 30))
+    text = "<start_of_image>x" if model_type == "gemma3" else "caption en"
+    ids = [p(images=[image], text=[text], return_tensors="pt")["input_ids"] for p in (primary, fallback)]
+    assert torch.equal(ids[0], ids[1])
