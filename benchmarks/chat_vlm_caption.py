@@ -47,7 +47,7 @@ def load_hf_processor(folder: Path) -> tuple[Any, str]:
 
         model_type = AutoConfig.from_pretrained(folder).model_type
         reason = f"{type(err).__name__}: {str(err)[:200]}"
-        return load_processor(str(folder), model_type), f"altcap load_processor (AutoProcessor failed: {reason})"
+        return load_processor(str(folder), model_type), f"altcap load_processor ({reason})"
 
 
 def hf_prompt(processor: Any) -> str:
