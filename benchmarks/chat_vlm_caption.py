@@ -32,14 +32,18 @@ from benchmarks.chat_data import PROMPT, write_random_images
 from benchmarks.common import RESULTS_DIR, synchronize, write_report
 
 
-def load_hf_processor(folder: Path) -> tuple[Any, str]:
-    """`AutoProcessor.from_pretrained`, as a notebook loads it; where that fails (no torchvision on
-    this CPU box: Qwen's processor declares a video processor) altcap's processor loader stands in,
-    and the returned description says so and why."""
+def load_hf_processor(folder: Path, max_pixels: int) -> tuple[Any, str]:
+    """`AutoProcessor.from_pretrained`, as a notebook loads it, with the image size a user sets
+    from the model card (Qwen `max_pixels`, SmolVLM `longest_edge`; altcap's `apply_pixel_limits`
+    maps one pixel budget onto each, so both sides see the same image tokens). Where loading fails
+    (no torchvision on this CPU box: Qwen's processor declares a video processor) altcap's
+    processor loader stands in, and the returned description says so and why."""
     from transformers import AutoProcessor
 
+    from altcap.models.processors import apply_pixel_limits
+
     try:
-        return AutoProcessor.from_pretrained(folder), "AutoProcessor"
+        processor, source = AutoProcessor.from_pretrained(folder), "AutoProcessor"
     except Exception as err:  # ImportError/OSError without torchvision; anything else is reported
         from transformers import AutoConfig
 
@@ -47,7 +51,9 @@ def load_hf_processor(folder: Path) -> tuple[Any, str]:
 
         model_type = AutoConfig.from_pretrained(folder).model_type
         reason = f"{type(err).__name__}: {str(err)[:200]}"
-        return load_processor(str(folder), model_type), f"altcap load_processor ({reason})"
+        processor, source = load_processor(str(folder), model_type), f"altcap load_processor ({reason})"
+    apply_pixel_limits(processor, max_pixels, None)
+    return processor, source
 
 
 def hf_prompt(processor: Any) -> str:
@@ -63,6 +69,7 @@ def caption_hf(model: Any, processor: Any, paths: list[Path], batch_size: int, n
     processor.tokenizer.padding_side = "left"
     prompt = hf_prompt(processor)
     ids: list[list[int]] = []
+    lengths: list[int] = []
     synchronize()
     began = time.perf_counter()
     for start in range(0, len(paths), batch_size):
@@ -75,9 +82,10 @@ def caption_hf(model: Any, processor: Any, paths: list[Path], batch_size: int, n
             out = model.generate(
                 **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1
             )
-        ids.extend(out[:, inputs["input_ids"].shape[1] :].tolist())
+        lengths.append(inputs["input_ids"].shape[1])
+        ids.extend(out[:, lengths[-1] :].tolist())
     synchronize()
-    return {"seconds": time.perf_counter() - began, "ids": ids}
+    return {"seconds": time.perf_counter() - began, "ids": ids, "prompt_tokens": max(lengths)}
 
 
 def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, scratch: Path) -> dict:
@@ -120,7 +128,8 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
         del model.generate  # the instance attribute; the class's generate shows through again
     ids = [row[length:].tolist() for sequences, length in recorded for row in sequences]
     by_key = dict(zip([item.key for item in items], ids, strict=False))
-    return {"seconds": seconds, "written": written, "ids": [by_key[p.name] for p in paths]}
+    ids = [by_key[p.name] for p in paths]
+    return {"seconds": seconds, "written": written, "ids": ids, "prompt_tokens": max(n for _, n in recorded)}
 
 
 def compare_ids(hf: list[list[int]], altcap: list[list[int]], paths: list[Path]) -> dict[str, Any]:
@@ -160,7 +169,7 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
     paths = write_random_images(scratch / "images", args.rows, (args.image_px, args.image_px))
     loaded = load_shared_model(folder, args.image_px * args.image_px)
     model = loaded[0]
-    hf_processor, processor_source = load_hf_processor(folder)
+    hf_processor, processor_source = load_hf_processor(folder, args.image_px * args.image_px)
     warm = paths[: min(len(paths), 8)]
     caption_hf(model, hf_processor, warm, len(warm), args.new_tokens)
     caption_altcap(loaded, warm, args, scratch)
@@ -187,6 +196,7 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
             "seconds": altcap["seconds"],
             "captions_per_s": altcap_rate,
             "captions_written": altcap["written"],
+            "prompt_tokens": altcap["prompt_tokens"],  # padded prompt (image + template) per row
             "peak_allocated_gb": torch.cuda.max_memory_allocated() / 1e9
             if torch.cuda.is_available()
             else None,

@@ -95,7 +95,7 @@ def train_trl(args: Any, folder: Path, manifest: Path, work: Path) -> dict[str, 
     device = pick_device()
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, device_map={"": device})
-    processor, processor_source = load_hf_processor(folder)
+    processor, processor_source = load_hf_processor(folder, args.image_px * args.image_px)
     loaded = time.perf_counter()
     examples = read_examples(manifest)
     lora = LoraConfig(

@@ -13,7 +13,7 @@
 # part: `mkdir -p /root/w && cp .stage/p*/part* /root/w/`; then `cat /root/w/part* | tar xf - -C /root/w
 # && mv /root/w/.whl/big /root/w/big`).
 #   benchmarks/gpu/chat_vlm.sh                      # from the repository root on the device
-#   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs
+#   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
 set -uo pipefail
 W=${W:-/root/w}
 OUT=${OUT:-/tmp/chat-vlm-out}
@@ -39,15 +39,14 @@ EOF
 # recipe's time on disk.
 shm_gb=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc '0-9')
 MODELS=${MODELS:-$([ "${shm_gb:-0}" -ge 45 ] && echo /dev/shm/chatbench || echo /root/chatbench)}
-QWEN=$MODELS/qwen2.5-vl-3b-instruct
 # Result names as the benchmarks' defaults in benchmarks/results/ (docs/benchmarks.md cites them).
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oi 'h100\|h200' | tr A-Z a-z)
 card=${card:-cpu}
 echo "models in $MODELS" | tee -a "$OUT/gpu.txt"
 
-step() {  # step NAME LIMIT_S COMMAND...: run, log, and say how it ended
+step() {  # step NAME[-ARCH] LIMIT_S COMMAND...: run, log, and say how it ended (SKIP names NAME)
   local name=$1 limit=$2; shift 2
-  case ",${SKIP:-}," in *",$name,"*) echo "== $name skipped"; return;; esac
+  case ",${SKIP:-}," in *",${name%%-*},"*) echo "== $name skipped"; return;; esac
   echo "== $name $(date -u +%T) (limit ${limit}s)"
   timeout --kill-after=10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
   echo "== $name exit $? $(date -u +%T)"
@@ -62,11 +61,14 @@ if [ -n "${TINY:-}" ]; then
 fi
 step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --models-root "$MODELS" \
   --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory-$card.json" "${tiny_recipes[@]}"
-step chat_vlm_caption ${CAPTION_LIMIT_S:-140} python3 -m benchmarks.chat_vlm_caption --model-dir "$QWEN" \
-  --rows ${ROWS:-512} --out "$OUT/chat-vlm-caption-qwen2.5-vl-3b-instruct-$card.json" "${tiny_caption[@]}"
-step chat_vlm_train ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --model-dir "$QWEN" \
-  --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
-  --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card.json" "${tiny_train[@]}"
+# ARCHS="qwen2.5-vl-3b-instruct smolvlm2-2.2b-instruct" adds issue #26's SmolVLM2 ratios (~3 min more).
+for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
+  step chat_vlm_caption-$arch ${CAPTION_LIMIT_S:-140} python3 -m benchmarks.chat_vlm_caption --arch $arch \
+    --model-dir "$MODELS/$arch" --rows ${ROWS:-512} --out "$OUT/chat-vlm-caption-$arch-$card.json" "${tiny_caption[@]}"
+  step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
+    --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
+    --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" "${tiny_train[@]}"
+done
 # At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"

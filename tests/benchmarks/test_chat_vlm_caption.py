@@ -30,5 +30,7 @@ def test_tiny_run_times_both_sides_and_matches_greedy_ids(tmp_path: Path) -> Non
     assert set(report["hf"]) == {"3", "6"} and report["hf_best_batch_size"] in (3, 6)
     assert report["altcap"]["captions_written"] == 6
     assert report["ratio_altcap_over_hf_best"] > 0
+    # Same image size on both sides: 256 image tokens at 448 px plus the same template.
+    assert report["altcap"]["prompt_tokens"] == report["hf"]["3"]["prompt_tokens"] > 256
     # fp32 on the CPU, the same weights and prompt: plain greedy decoding agrees on every row.
     assert report["greedy_ids"]["identical_rows"] == 6, report["greedy_ids"]
