@@ -61,7 +61,13 @@ def hf_prompt(processor: Any) -> str:
     if not getattr(processor, "chat_template", None):
         return PROMPT  # PaliGemma: a prefix, no template
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True)
+    try:
+        return processor.apply_chat_template(messages, add_generation_prompt=True)
+    except AttributeError:  # SmolVLM's reads its video processor, which none is without torchvision
+        template = processor.chat_template
+        return processor.tokenizer.apply_chat_template(
+            messages, chat_template=template, tokenize=False, add_generation_prompt=True
+        )
 
 
 def caption_hf(model: Any, processor: Any, paths: list[Path], batch_size: int, new_tokens: int) -> dict:
