@@ -9,12 +9,15 @@ versions, the settings and every repetition; docs/benchmarks.md cites the files 
 # Modules with a `main`, run as `python -m benchmarks.<name>`.
 ENTRY_POINTS = (
     "caption_throughput",
+    "chat_vlm_caption",
+    "chat_vlm_train",
     "data_check",
     "decode_attention",
     "evaluate_speed",
     "plot_train_throughput",
     "profile_gpu",
     "random_archs",
+    "recipe_memory",
     "startup",
     "study_load",
     "train_collate",
@@ -23,6 +26,11 @@ ENTRY_POINTS = (
 # Parts the entry points share: `common` for every benchmark, the rest for one or two of them.
 HELPERS = (
     "caption_sweep",
+    "chat_archs",
+    "chat_bench",
+    "chat_configs",
+    "chat_data",
+    "chat_vlm_trl",
     "common",
     "gpu_probe",
     "profile_setup",

@@ -13,6 +13,7 @@ vocabulary (400 entries) splits them ~2.5x finer, which inflates sequence length
     folder = build_random_arch("blip2-flan-t5-xl", Path("/root/models/b2t5"), "cuda")
 
     python -m benchmarks.random_archs llava-1.6-mistral-7b /root/llava-random --device cuda
+    python -m benchmarks.random_archs qwen2.5-vl-3b-instruct /root/qwen25-random --device cuda
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from benchmarks.chat_archs import CHAT_ARCHS, build_chat_arch
 
 VIT_G_224 = {
     "hidden_size": 1408,
@@ -85,7 +88,8 @@ MISTRAL_7B = {
     "vocab_size": 32064,
 }
 LLAVA_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
-ARCHS = ("blip2-opt-2.7b", "blip2-flan-t5-xl", "llava-1.6-mistral-7b")
+# The chat VLMs of the shipped recipes live in `benchmarks.chat_archs` (same folders, same entry).
+ARCHS = ("blip2-opt-2.7b", "blip2-flan-t5-xl", "llava-1.6-mistral-7b", *CHAT_ARCHS)
 
 
 def _token_ids(tokenizer: Any) -> dict[str, Any]:
@@ -170,13 +174,18 @@ def build_random_arch(name: str, folder: Path, device: str, corpus: Sequence[str
         name: one of ARCHS.
         folder: output folder (a `from_pretrained` folder afterwards).
         device: where to initialise ("cuda" is minutes faster than "cpu" for the 7B model).
-        corpus: texts the tokenizer learns its vocabulary from; None = altcap's tiny test tokenizer.
+        corpus: texts the tokenizer learns its vocabulary from; None = altcap's tiny test tokenizer
+            (chat VLMs: the chat benchmarks' caption corpus).
 
     Returns:
         `folder`.
     """
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHS)}")
+    if name in CHAT_ARCHS:
+        from benchmarks.chat_data import build_corpus
+
+        return build_chat_arch(name, folder, device, corpus if corpus is not None else build_corpus())
     if name.startswith("llava"):
         config, processor, model_class = _build_llava_next(corpus)
     else:

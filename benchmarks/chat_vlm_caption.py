@@ -1,0 +1,267 @@
+"""Issue #26 item 6, captioning: Hugging Face batched `generate` vs altcap's captioning path on a
+chat VLM (Qwen2.5-VL-3B shapes by default), same weights, same images, bf16, greedy, 30 new tokens.
+
+  hf      what a notebook does: AutoProcessor + chat template + `model.generate` in plain batches
+          (left padding), at each --hf-batch-sizes; the best batch size is the baseline.
+  altcap  `caption_items`, the loop under `altcap caption` (throughput ordering, worker prefetch,
+          JSONL writes), at --altcap-batch-size.
+
+Both sides decode exactly --new-tokens tokens (min = max), so every row costs the same steps, and
+stop on the same tokens. One model object serves both (loaded once through altcap's loader), so
+the weights are identical. Also reported: the share of rows whose greedy token ids are identical
+between altcap and HF's best batch size, with the differing rows listed (first differing step).
+
+    PYTHONPATH=src python -m benchmarks.chat_vlm_caption --model-dir /root/chatbench/qwen2.5-vl-3b-instruct
+    PYTHONPATH=src python -m benchmarks.chat_vlm_caption --tiny --rows 8 --hf-batch-sizes 4 \
+        --altcap-batch-size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from benchmarks.chat_bench import card_slug, ensure_model, pick_device
+from benchmarks.chat_data import PROMPT, write_random_images
+from benchmarks.common import RESULTS_DIR, synchronize, write_report
+
+
+def load_hf_processor(folder: Path, max_pixels: int) -> tuple[Any, str]:
+    """`AutoProcessor.from_pretrained`, as a notebook loads it, with the image size a user sets
+    from the model card (Qwen `max_pixels`, SmolVLM `longest_edge`; altcap's `apply_pixel_limits`
+    maps one pixel budget onto each, so both sides see the same image tokens). Where loading fails
+    (no torchvision on this CPU box: Qwen's processor declares a video processor) altcap's
+    processor loader stands in, and the returned description says so and why."""
+    from transformers import AutoProcessor
+
+    from altcap.models.processors import apply_pixel_limits
+
+    try:
+        processor, source = AutoProcessor.from_pretrained(folder), "AutoProcessor"
+    except Exception as err:  # ImportError/OSError without torchvision; anything else is reported
+        from transformers import AutoConfig
+
+        from altcap.models.processors import load_processor
+
+        model_type = AutoConfig.from_pretrained(folder).model_type
+        reason = f"{type(err).__name__}: {str(err)[:200]}"
+        processor, source = load_processor(str(folder), model_type), f"altcap load_processor ({reason})"
+    apply_pixel_limits(processor, max_pixels, None)
+    return processor, source
+
+
+def hf_prompt(processor: Any) -> str:
+    """The user turn (image + instruction) and the generation prompt, through the chat template."""
+    if not getattr(processor, "chat_template", None):
+        return PROMPT  # PaliGemma: a prefix, no template
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
+    try:
+        return processor.apply_chat_template(messages, add_generation_prompt=True)
+    except AttributeError:  # SmolVLM's reads its video processor, which none is without torchvision
+        template = processor.chat_template
+        return processor.tokenizer.apply_chat_template(
+            messages, chat_template=template, tokenize=False, add_generation_prompt=True
+        )
+
+
+def caption_hf(model: Any, processor: Any, paths: list[Path], batch_size: int, new_tokens: int) -> dict:
+    """HF batched generate over `paths`; returns seconds and the new token ids of every row."""
+    processor.tokenizer.padding_side = "left"
+    prompt = hf_prompt(processor)
+    ids: list[list[int]] = []
+    lengths: list[int] = []
+    synchronize()
+    began = time.perf_counter()
+    for start in range(0, len(paths), batch_size):
+        images = [[Image.open(p).convert("RGB")] for p in paths[start : start + batch_size]]
+        inputs = processor(text=[prompt] * len(images), images=images, padding=True, return_tensors="pt")
+        inputs = inputs.to(model.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        with torch.inference_mode():
+            out = model.generate(
+                **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1
+            )
+        lengths.append(inputs["input_ids"].shape[1])
+        ids.extend(out[:, lengths[-1] :].tolist())
+    synchronize()
+    return {"seconds": time.perf_counter() - began, "ids": ids, "prompt_tokens": max(lengths)}
+
+
+def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, scratch: Path) -> dict:
+    """altcap's `caption_items` over `paths`, recording the ids `model.generate` returns per batch."""
+    from altcap.infer.caption import CaptionItem, caption_items, order_for_throughput
+    from altcap.infer.config import CaptionConfig, GenerationConfig
+
+    model, processor, family, model_cfg = loaded
+    out = scratch / f"altcap-{time.perf_counter_ns()}.jsonl"
+    # Plain greedy like the HF side: altcap's default no_repeat_ngram_size=3 would change the ids.
+    generation = GenerationConfig(
+        num_beams=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, no_repeat_ngram_size=0
+    )
+    cfg = CaptionConfig(
+        model=model_cfg,
+        images=paths[0].parent,
+        out=out,
+        prompt=PROMPT,
+        generation=generation,
+        batch_size=args.altcap_batch_size,
+        num_workers=args.num_workers,
+    )
+    recorded: list[tuple[torch.Tensor, int]] = []
+    generate = model.generate
+
+    def recording_generate(**kwargs: Any) -> torch.Tensor:
+        sequences = generate(**kwargs)
+        recorded.append((sequences, kwargs["input_ids"].shape[1]))
+        return sequences
+
+    items = order_for_throughput([CaptionItem(p.name, p) for p in paths])
+    model.generate = recording_generate
+    try:
+        synchronize()
+        began = time.perf_counter()
+        written = caption_items(model, processor, family, items, cfg, progress=False)
+        synchronize()
+        seconds = time.perf_counter() - began
+    finally:
+        del model.generate  # the instance attribute; the class's generate shows through again
+    ids = [row[length:].tolist() for sequences, length in recorded for row in sequences]
+    by_key = dict(zip([item.key for item in items], ids, strict=False))
+    ids = [by_key[p.name] for p in paths]
+    return {"seconds": seconds, "written": written, "ids": ids, "prompt_tokens": max(n for _, n in recorded)}
+
+
+def compare_ids(hf: list[list[int]], altcap: list[list[int]], paths: list[Path]) -> dict[str, Any]:
+    """Share of rows with identical greedy ids; the differing rows with their first differing step."""
+    differing = []
+    for path, a, b in zip(paths, hf, altcap, strict=True):
+        if a != b:
+            step = next(
+                (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+            )
+            differing.append({"image": path.name, "first_differing_step": step})
+    return {
+        "rows": len(paths),
+        "identical_rows": len(paths) - len(differing),
+        "identical_share": round((len(paths) - len(differing)) / len(paths), 4),
+        "differing_rows": differing[:50],
+    }
+
+
+def load_shared_model(folder: Path, max_pixels: int | None) -> tuple:
+    """The model once, through altcap's loader (bf16 on a GPU): both sides use these weights."""
+    from altcap.models.loading import ModelConfig, load_model
+
+    device = pick_device()
+    cfg = ModelConfig(
+        model_id=str(folder),
+        device=device,
+        dtype="bfloat16" if device == "cuda" else "float32",
+        max_image_pixels=max_pixels,
+    )
+    model, processor, family = load_model(cfg)
+    return model.eval(), processor, family, cfg
+
+
+def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]:
+    """Warm both sides up, time HF at each batch size and altcap once, compare the ids."""
+    paths = write_random_images(scratch / "images", args.rows, (args.image_px, args.image_px))
+    loaded = load_shared_model(folder, args.image_px * args.image_px)
+    model = loaded[0]
+    hf_processor, processor_source = load_hf_processor(folder, args.image_px * args.image_px)
+    warm = paths[: min(len(paths), 8)]
+    caption_hf(model, hf_processor, warm, len(warm), args.new_tokens)
+    caption_altcap(loaded, warm, args, scratch)
+    hf_runs = {}
+    for size in args.hf_batch_sizes:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        run_ = caption_hf(model, hf_processor, paths, size, args.new_tokens)
+        peak = torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else None
+        hf_runs[size] = {**run_, "captions_per_s": len(paths) / run_["seconds"], "peak_allocated_gb": peak}
+        print(f"hf batch {size}: {hf_runs[size]['captions_per_s']:.1f} captions/s", flush=True)
+    best = max(hf_runs, key=lambda size: hf_runs[size]["captions_per_s"])
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    altcap = caption_altcap(loaded, paths, args, scratch)
+    altcap_rate = len(paths) / altcap["seconds"]
+    print(f"altcap batch {args.altcap_batch_size}: {altcap_rate:.1f} captions/s", flush=True)
+    return {
+        "hf_processor": processor_source,
+        "hf": {size: {k: v for k, v in r.items() if k != "ids"} for size, r in hf_runs.items()},
+        "hf_best_batch_size": best,
+        "altcap": {
+            "batch_size": args.altcap_batch_size,
+            "seconds": altcap["seconds"],
+            "captions_per_s": altcap_rate,
+            "captions_written": altcap["written"],
+            "prompt_tokens": altcap["prompt_tokens"],  # padded prompt (image + template) per row
+            "peak_allocated_gb": torch.cuda.max_memory_allocated() / 1e9
+            if torch.cuda.is_available()
+            else None,
+        },
+        "ratio_altcap_over_hf_best": altcap_rate / hf_runs[best]["captions_per_s"],
+        "greedy_ids": compare_ids(hf_runs[best]["ids"], altcap["ids"], paths),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--arch", default="qwen2.5-vl-3b-instruct", help="Architecture (benchmarks.chat_archs)."
+    )
+    parser.add_argument(
+        "--model-dir", type=Path, default=None, help="Random-weight model folder (built if missing)."
+    )
+    parser.add_argument("--tiny", action="store_true", help="Tiny sizes on the CPU (smoke test).")
+    parser.add_argument("--rows", type=int, default=512, help="Images captioned per timed pass.")
+    parser.add_argument("--image-px", type=int, default=448, help="Square image side (448: 256 Qwen tokens).")
+    parser.add_argument("--new-tokens", type=int, default=30)
+    parser.add_argument(
+        "--hf-batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 128, 256]
+    )
+    parser.add_argument("--altcap-batch-size", type=int, default=256)
+    parser.add_argument("--num-workers", type=int, default=4, help="altcap's image-preparing workers.")
+    parser.add_argument("--out", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Run the comparison and write the JSON report; returns its path."""
+    args = parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="chat-vlm-caption-"))
+    folder, build_s = ensure_model(args.arch, args.model_dir or scratch / "model", args.tiny)
+    result = run(args, folder, scratch)
+    report = {
+        "benchmark": "chat_vlm_caption",
+        "what": f"{args.rows} random {args.image_px}px images, greedy, exactly {args.new_tokens} new tokens, "
+        "one model object for both sides (random weights, full-size architecture unless tiny); "
+        "seconds include image loading and preprocessing on both sides",
+        "arch": args.arch,
+        "tiny": args.tiny,
+        "prompt": PROMPT,
+        "model_build_s": round(build_s, 1),
+        **result,
+    }
+    out = args.out or RESULTS_DIR / f"chat-vlm-caption-{args.arch}-{card_slug()}.json"
+    write_report(out, report)
+    print(
+        f"altcap / HF best (batch {result['hf_best_batch_size']}): "
+        f"{result['ratio_altcap_over_hf_best']:.2f}x; "
+        f"identical greedy rows {result['greedy_ids']['identical_share']:.1%}"
+    )
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Issue #26 items 5 and 6 on the lent GPU, in ONE call (~6 min on an H100 with the defaults):
+#   1. recipe_memory     every shipped chat recipe's measured GPU memory (altcap train, 2 steps)
+#   2. chat_vlm_caption  HF batched generate vs altcap caption, Qwen2.5-VL-3B shapes, greedy-id match
+#   3. chat_vlm_train    TRL SFTTrainer + liger-kernel vs altcap train, Qwen2.5-VL-3B shapes
+# All on full-size architectures with random weights (benchmarks/chat_archs.py), built on the GPU
+# once into $MODELS (tmpfs when it has room) and shared by the three steps. Each step has its own
+# time limit and log, so one failing or running long still leaves the others' JSON in $OUT.
+#
+# Before: benchmarks/gpu/wheels.sh (here), then carry .whl/altcap + .whl/trl with the tree
+# (`carry: [".whl"]`, ~8 MB). If the first lines below say pyarrow/pandas are missing, stage
+# .whl/big into $W/big first (PART_MIB=28 ../shared/tools/gpu-stage.sh .stage .whl/big; one run a
+# part: `mkdir -p /root/w && cp .stage/p*/part* /root/w/`; then `cat /root/w/part* | tar xf - -C /root/w
+# && mv /root/w/.whl/big /root/w/big`).
+#   benchmarks/gpu/chat_vlm.sh                      # from the repository root on the device
+#   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
+set -uo pipefail
+W=${W:-/root/w}
+OUT=${OUT:-/tmp/chat-vlm-out}
+mkdir -p "$OUT" "$OUT/logs"
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+wheels=$(ls ${WHEELS:-.whl}/altcap/*.whl ${WHEELS:-.whl}/trl/*.whl 2>/dev/null)
+python3 -c "import pyarrow, pandas" 2>/dev/null || wheels="$wheels $(ls $W/big/*.whl ${WHEELS:-.whl}/big/*.whl 2>/dev/null)"
+[ -n "${wheels// /}" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $wheels 2>&1 \
+  | grep -v "already exists" | tail -3
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 - <<'EOF'
+import importlib
+for name in ("torch", "transformers", "peft", "accelerate", "torchvision", "pydantic", "trl", "datasets",
+             "liger_kernel", "pyarrow", "pandas", "num2words", "triton"):
+    try:
+        print(f"{name} {getattr(importlib.import_module(name), '__version__', '?')}")
+    except Exception as err:
+        print(f"{name} MISSING ({type(err).__name__}: {err})")
+EOF
+} 2>&1 | tee "$OUT/gpu.txt"
+# Models on tmpfs when it has room for all five (~35 GB): saving and loading them is most of a
+# recipe's time on disk.
+shm_gb=$(df -BG --output=avail /dev/shm 2>/dev/null | tail -1 | tr -dc '0-9')
+MODELS=${MODELS:-$([ "${shm_gb:-0}" -ge 45 ] && echo /dev/shm/chatbench || echo /root/chatbench)}
+# Result names as the benchmarks' defaults in benchmarks/results/ (docs/benchmarks.md cites them).
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | grep -oi 'h100\|h200' | tr A-Z a-z)
+card=${card:-cpu}
+echo "models in $MODELS" | tee -a "$OUT/gpu.txt"
+
+step() {  # step NAME[-ARCH] LIMIT_S COMMAND...: run, log, and say how it ended (SKIP names NAME)
+  local name=$1 limit=$2; shift 2
+  case ",${SKIP:-}," in *",${name%%-*},"*) echo "== $name skipped"; return;; esac
+  echo "== $name $(date -u +%T) (limit ${limit}s)"
+  timeout --kill-after=10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  echo "== $name exit $? $(date -u +%T)"
+  grep -v "it/s\]\|s/it\]\|Warning\|warn(" "$OUT/logs/$name.log" | tail -${TAIL:-12}
+}
+# TINY=1: the same three steps on tiny models on a CPU (a dry run of this script before the device).
+tiny_recipes=() tiny_caption=() tiny_train=()
+if [ -n "${TINY:-}" ]; then
+  tiny_recipes=(--tiny --recipes paligemma2-3b-pt-224,qwen2.5-vl-3b-instruct)
+  tiny_caption=(--tiny --hf-batch-sizes 2,4 --altcap-batch-size 2 --num-workers 0)
+  tiny_train=(--tiny --batch-size 2 --num-workers 0 --no-liger)
+fi
+step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --models-root "$MODELS" \
+  --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory-$card.json" "${tiny_recipes[@]}"
+# ARCHS="qwen2.5-vl-3b-instruct smolvlm2-2.2b-instruct" adds issue #26's SmolVLM2 ratios (~3 min more).
+for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
+  step chat_vlm_caption-$arch ${CAPTION_LIMIT_S:-140} python3 -m benchmarks.chat_vlm_caption --arch $arch \
+    --model-dir "$MODELS/$arch" --rows ${ROWS:-512} --out "$OUT/chat-vlm-caption-$arch-$card.json" "${tiny_caption[@]}"
+  step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
+    --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
+    --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" "${tiny_train[@]}"
+done
+# At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.
+tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
+ls -la "$OUT"
