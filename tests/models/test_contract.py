@@ -238,3 +238,33 @@ def test_contract_feature_cache_equals_full_forward(
         full = model(**inputs).loss
         cached = cache.forward_from_features(model, cache.encode_images(model, inputs), inputs)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
+
+
+CHAT_CASES = sorted(TINY_SPECS)
+
+
+def _chat_params() -> list[Any]:
+    return [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_CASES else case for case in CHAT_CASES]
+
+
+@pytest.mark.parametrize("case", _chat_params())
+def test_contract_chat_feature_cache_gives_the_full_forwards_logits(
+    case: str, contract_folder: Callable[[str], Path]
+) -> None:
+    """As in training: features from the generation inputs (cache fill), text inputs without pixels."""
+    from altcap.models.chat_features import run_from_chat_features
+
+    model, processor, family = load_model(ModelConfig(model_id=str(contract_folder(case)), device="cpu"))
+    if family.feature_cache is None:
+        assert family.name == "florence2"  # its training forward takes no precomputed features
+        return
+    images = make_images()
+    inputs = family.build_inputs(processor, images, PROMPTS, CAPTIONS)
+    text = family.build_inputs(processor, images, PROMPTS, CAPTIONS, with_pixels=False)
+    assert "pixel_values" in inputs and not any(key.startswith("pixel_") for key in text)
+    with torch.no_grad():
+        full = model(**inputs)
+        features = family.feature_cache.encode_images(model, family.build_inputs(processor, images, PROMPTS))
+        cached = run_from_chat_features(model, features, text)
+    torch.testing.assert_close(cached.loss, full.loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cached.logits, full.logits, rtol=1e-5, atol=1e-5)

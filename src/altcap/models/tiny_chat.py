@@ -156,6 +156,10 @@ def build_tiny_chat_model(model_type: str, folder: Path, seed: int = 0) -> Path:
     config = build_tiny_config(model_type, spec, tokenizer)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
+    with torch.no_grad():  # Gemma 3 starts its projector at zero: the tiny model would ignore images
+        for name, param in model.named_parameters():
+            if "projector" in name and param.dim() >= 2 and not param.any():
+                param.normal_(std=0.2)
     model.eval()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
