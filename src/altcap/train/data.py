@@ -217,8 +217,8 @@ def make_collate(
         for decoder-only LMs also the masked image and prompt positions}.
     """
     tokenizer = processor.tokenizer
-    cache = family.feature_cache
-    decode = with_pixels or (cache is not None and cache.text_needs_images)
+    # Without pixels the features come from the family's cache, so it has one.
+    decode = with_pixels or family.feature_cache.text_needs_images
 
     def collate(examples: list[Example]) -> dict[str, Any]:
         images = [load_rgb(e.image) for e in examples] if decode else [e.image for e in examples]
