@@ -1,7 +1,7 @@
 """The contract every registered model family passes on a tiny CPU model (`pytest -k contract`).
 
 One case per model type: the 2023 families (BLIP, BLIP-2, InstructBLIP, LLaVA-NeXT, altcap-mini)
-and every chat VLM of `models.tiny_chat_specs`. Each case is built once per session, LoRA-trained
+and every chat VLM of `models.tiny_chat.TINY_SPECS`. Each case is built once per session, LoRA-trained
 once (30 steps on 2 examples), and that trained model answers the save/load, merge and batching
 checks, so their captions are real words rather than a random model's empty strings.
 """
@@ -22,8 +22,7 @@ from _family_checks import CAPTIONS, PROMPTS, make_images
 from altcap.models.loading import ModelConfig, apply_lora, load_model
 from altcap.models.registry import get_family, list_families
 from altcap.models.text_inputs import IGNORE_INDEX
-from altcap.models.tiny_chat import build_tiny_chat_model
-from altcap.models.tiny_chat_specs import TINY_SPECS
+from altcap.models.tiny_chat import TINY_SPECS, build_tiny_chat_model
 
 OLD_FAMILIES = ("blip", "blip2", "instructblip", "llava_next", "altcap_mini")
 CASES = (*OLD_FAMILIES, *sorted(TINY_SPECS))

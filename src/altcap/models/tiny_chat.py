@@ -19,8 +19,11 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedToke
 
 from altcap.models.processors import without_video
 from altcap.models.tiny import _CORPUS
-from altcap.models.tiny_chat_specs import TINY_SPECS, TinySpec
+from altcap.models.tiny_chat_specs import CHAT_TEMPLATE_SPECS, TinySpec
+from altcap.models.tiny_format_specs import OWN_FORMAT_SPECS
 
+# Every chat-VLM model type a tiny checkpoint can be built of.
+TINY_SPECS: dict[str, TinySpec] = {**CHAT_TEMPLATE_SPECS, **OWN_FORMAT_SPECS}
 TINY_VOCAB_SIZE = 320
 _ROLE_WORDS = ("user", "assistant", "model", "User:", "Assistant:", "system", "USER:", "ASSISTANT:")
 
