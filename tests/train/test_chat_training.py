@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from train_fixtures import make_config, read_log, write_manifest
 from typer.testing import CliRunner
 
@@ -99,3 +100,25 @@ def test_cli_flag_adapts_the_projector_and_turns_the_cache_off(qwen: Path, tmp_p
     merger = [name for name in weights if ".visual.merger." in name and "lora_B" in name]
     assert merger and any(weights[name].abs().sum() > 0 for name in merger)  # trained, not just wrapped
     assert not (tmp_path / "features").exists()
+
+
+def test_released_vision_tower_is_not_needed_to_train_from_the_cache(qwen: Path) -> None:
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from altcap.models.loading import ModelConfig, apply_lora, load_model
+    from altcap.train.frozen import find_frozen_part, release_frozen_modules
+
+    model, processor, family = load_model(ModelConfig(model_id=str(qwen), device="cpu"))
+    model = apply_lora(model, family, None, 4, 4, 0.0).eval()
+    images = [Image.new("RGB", (40, 30), (30 * i, 90, 10)) for i in range(2)]
+    cache = family.feature_cache
+    features = cache.encode_images(model, family.build_inputs(processor, images, None))
+    text = family.build_inputs(processor, images, None, ["a dog on grass", "a red car"], with_pixels=False)
+    before = cache.forward_from_features(model, features, text)
+    plan, cfg = SimpleNamespace(family=family), SimpleNamespace(merge=False)
+    assert release_frozen_modules(cfg, plan, model, SimpleNamespace(num_processes=1))
+    tower = find_frozen_part(model, cache.frozen_modules[0])
+    assert all(p.device.type == "meta" for p in tower.parameters())
+    assert torch.allclose(cache.forward_from_features(model, features, text), before)
