@@ -90,3 +90,14 @@ def test_lora_trains_from_cached_features_as_from_pixels(
     assert full.keys() == cached.keys() and len(full) > 1
     for name in full:
         torch.testing.assert_close(cached[name], full[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_transformers_without_the_precomputed_features_seam_gets_the_fix() -> None:
+    from altcap.config import ConfigError
+
+    class OldForward(torch.nn.Module):
+        def forward(self, input_ids=None, pixel_values=None):  # no mm_encoder_outputs
+            raise AssertionError("never runs")
+
+    with pytest.raises(ConfigError, match=r"OldForward\.forward .* set feature_cache\.enabled=false"):
+        encode_chat_images(OldForward(), {"input_ids": torch.ones(1, 2, dtype=torch.long)})

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from altcap.config import ConfigError
 from altcap.models.registry import FeatureCache
 
 IMAGE_FEATURES = "image_features"
@@ -75,6 +76,27 @@ def capture_image_outputs(model: Any, inputs: Mapping[str, Any]) -> Any:
     raise ValueError(f"{type(model).__name__}.forward never called get_image_features: no feature cache")
 
 
+def require_feature_seam(model: Any) -> None:
+    """Refuse, with the fix, a transformers release whose forward takes no precomputed features.
+
+    Raises:
+        ConfigError: naming `feature_cache.enabled` and the transformers version.
+    """
+    import inspect
+
+    import transformers
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "mm_encoder_outputs" not in inspect.signature(type(base).forward).parameters:
+        raise ConfigError(
+            [
+                f"feature_cache: {type(base).__name__}.forward in transformers {transformers.__version__} "
+                "takes no precomputed image features (`mm_encoder_outputs`, tested with 5.25); upgrade "
+                "transformers or set feature_cache.enabled=false"
+            ]
+        )
+
+
 def count_image_tokens(model: Any, input_ids: torch.Tensor) -> list[int]:
     """Image placeholder tokens per row (how many feature rows each row's image fills)."""
     names = ("image_token_id", "image_token_index")
@@ -117,6 +139,7 @@ def encode_chat_images(model: Any, inputs: Mapping[str, Any]) -> dict[str, torch
         {"image_features": (batch, tokens, hidden), "image_tile_tokens": (batch,), per-layer
         extras "<field>.<layer>": (batch, tokens, hidden)}.
     """
+    require_feature_seam(model)  # before the fill, not at the first training step
     output = capture_image_outputs(model, inputs)
     counts = count_image_tokens(model, inputs["input_ids"])
     pooled = output.pooler_output
