@@ -122,3 +122,19 @@ def test_released_vision_tower_is_not_needed_to_train_from_the_cache(qwen: Path)
     tower = find_frozen_part(model, cache.frozen_modules[0])
     assert all(p.device.type == "meta" for p in tower.parameters())
     assert torch.allclose(cache.forward_from_features(model, features, text), before)
+
+
+def test_a_transformers_without_the_seam_turns_the_default_cache_off_and_refuses_an_asked_one(
+    qwen: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import altcap.models.chat_features as chat_features
+
+    monkeypatch.setattr(chat_features, "describe_missing_seam", lambda cls: f"{cls.__name__}: too old")
+    manifest = write_manifest(tmp_path / "data", n_train=2, n_val=0)
+    plan = validate_train_config(make_config(qwen, manifest, tmp_path / "a"))
+    assert not plan.use_cache
+    assert "feature cache off: Qwen2_5_VLForConditionalGeneration: too old" in plan.notes
+    with pytest.raises(ConfigError, match="feature cache off: Qwen2_5_VLForConditionalGeneration: too old"):
+        validate_train_config(make_config(qwen, manifest, tmp_path / "b", "feature_cache.enabled=true"))
+    plan = validate_train_config(make_config(qwen, manifest, tmp_path / "c", "feature_cache.enabled=false"))
+    assert not [note for note in plan.notes if "too old" in note]

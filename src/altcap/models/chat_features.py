@@ -76,25 +76,41 @@ def capture_image_outputs(model: Any, inputs: Mapping[str, Any]) -> Any:
     raise ValueError(f"{type(model).__name__}.forward never called get_image_features: no feature cache")
 
 
-def require_feature_seam(model: Any) -> None:
-    """Refuse, with the fix, a transformers release whose forward takes no precomputed features.
+def describe_missing_seam(model_class: type) -> str | None:
+    """Why this transformers release cannot train `model_class` from cached features, else None.
 
-    Raises:
-        ConfigError: naming `feature_cache.enabled` and the transformers version.
+    The seam (`forward(mm_encoder_outputs=...)`) exists in the tested 5.25 but not in every 5.x
+    (the GPU image's 5.17 lacks it).
     """
     import inspect
 
     import transformers
 
+    if "mm_encoder_outputs" in inspect.signature(model_class.forward).parameters:
+        return None
+    return (
+        f"{model_class.__name__}.forward in transformers {transformers.__version__} takes no precomputed "
+        "image features (`mm_encoder_outputs`, tested with 5.25); upgrade transformers or set "
+        "feature_cache.enabled=false"
+    )
+
+
+def check_feature_seam(hf_class: str) -> str | None:
+    """`FeatureCache.check`: `describe_missing_seam` of a transformers class named by the family."""
+    import transformers
+
+    return describe_missing_seam(getattr(transformers, hf_class))
+
+
+def require_feature_seam(model: Any) -> None:
+    """Refuse a model whose forward takes no precomputed features (before the fill, not at step 1).
+
+    Raises:
+        ConfigError: naming `feature_cache.enabled`, the transformers version and the fix.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if "mm_encoder_outputs" not in inspect.signature(type(base).forward).parameters:
-        raise ConfigError(
-            [
-                f"feature_cache: {type(base).__name__}.forward in transformers {transformers.__version__} "
-                "takes no precomputed image features (`mm_encoder_outputs`, tested with 5.25); upgrade "
-                "transformers or set feature_cache.enabled=false"
-            ]
-        )
+    if (reason := describe_missing_seam(type(base))) is not None:
+        raise ConfigError([f"feature_cache: {reason}"])
 
 
 def count_image_tokens(model: Any, input_ids: torch.Tensor) -> list[int]:
@@ -139,7 +155,7 @@ def encode_chat_images(model: Any, inputs: Mapping[str, Any]) -> dict[str, torch
         {"image_features": (batch, tokens, hidden), "image_tile_tokens": (batch,), per-layer
         extras "<field>.<layer>": (batch, tokens, hidden)}.
     """
-    require_feature_seam(model)  # before the fill, not at the first training step
+    require_feature_seam(model)
     output = capture_image_outputs(model, inputs)
     counts = count_image_tokens(model, inputs["input_ids"])
     pooled = output.pooler_output
@@ -223,4 +239,5 @@ def build_chat_feature_cache(vision_parts: tuple[str, ...]) -> FeatureCache:
         frozen_modules=vision_parts,
         feature_keys=(IMAGE_FEATURES, TILE_TOKENS),
         text_needs_images=True,
+        check=check_feature_seam,
     )

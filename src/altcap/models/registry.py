@@ -52,6 +52,8 @@ class FeatureCache:
     # image token count depends on the image's size (Qwen grids, SmolVLM tiles), so only the tower's
     # work is saved, not the decoding; its text inputs then come without pixel tensors.
     text_needs_images: bool = False
+    # `(hf_class) -> why the installed libraries cannot train from the cache, or None`; None = always can.
+    check: Callable[[str], str | None] | None = None
 
     @property
     def cached_part(self) -> tuple[str, ...]:
