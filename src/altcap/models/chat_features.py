@@ -29,8 +29,9 @@ from altcap.models.registry import FeatureCache
 
 IMAGE_FEATURES = "image_features"
 TILE_TOKENS = "image_tile_tokens"
-# Fields of get_image_features' output that the language model never reads (the tower's internals).
-_TOWER_INTERNALS = frozenset({"pooler_output", "last_hidden_state", "hidden_states", "attentions"})
+# Fields of get_image_features' output that are no per-layer extra: the features themselves
+# (pooler_output, stored apart) and the tower's internals, which the language model never reads.
+_NOT_EXTRAS = frozenset({"pooler_output", "last_hidden_state", "hidden_states", "attentions"})
 
 
 class _ImageOutputsCaptured(Exception):
@@ -165,7 +166,7 @@ def encode_chat_images(model: Any, inputs: Mapping[str, Any]) -> dict[str, torch
         TILE_TOKENS: torch.full((len(counts),), tile, dtype=torch.long),
     }
     for name, value in output.items():
-        if name in _TOWER_INTERNALS or value is None:
+        if name in _NOT_EXTRAS or value is None:
             continue
         if isinstance(value, torch.Tensor):
             raise ValueError(f"{type(model).__name__}: image output {name!r} has no per-layer form to cache")
