@@ -154,3 +154,36 @@ def test_lora_layers_by_part_never_cross_into_the_vision_tower(model_type: str, 
     assert not set(language) & set(vision) and not set(projector) & set(vision)
     every_part = find_lora_layers(model, ("language", "projector", "vision"))
     assert set(every_part) == {*language, *projector, *vision}
+
+
+def test_captioning_with_a_static_kv_cache_gives_the_same_greedy_ids(chat_dir, monkeypatch) -> None:
+    """The seam the GPU decoding work builds on: `cache_implementation="static"` through the family's
+    own generate gives exactly the default cache's greedy tokens (left-padded batch of 3)."""
+    from transformers.cache_utils import StaticCache
+
+    model, processor, family = _load(chat_dir("qwen2_5_vl"))
+    inputs = family.build_inputs(processor, make_images(), PROMPTS)
+    static_caches = []
+    real_init = StaticCache.__init__
+
+    def counting_init(self, *args, **kwargs):
+        static_caches.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(StaticCache, "__init__", counting_init)
+    decoded: dict[str, list[list[int]]] = {}
+    real_batch_decode = processor.tokenizer.batch_decode
+    settings = {"max_new_tokens": 8, "min_new_tokens": 8, "do_sample": False, "num_beams": 1}
+    captions = {}
+    for name, extra in (("dynamic", {}), ("static", {"cache_implementation": "static"})):
+
+        def recording_batch_decode(sequences, _name=name, **kwargs):
+            decoded[_name] = sequences.tolist()
+            return real_batch_decode(sequences, **kwargs)
+
+        monkeypatch.setattr(processor.tokenizer, "batch_decode", recording_batch_decode)
+        captions[name] = family.generate(model, processor, inputs, {**settings, **extra})
+        assert bool(static_caches) is (name == "static")
+    assert len(decoded["static"]) == 3 and all(len(row) == 8 for row in decoded["static"])
+    assert decoded["static"] == decoded["dynamic"]
+    assert captions["static"] == captions["dynamic"]

@@ -47,12 +47,13 @@ def test_train_then_caption_with_the_adapter(qwen_folder: Path, tmp_path: Path) 
         app,
         ["train", "--model-id", str(qwen_folder), "--manifest", str(manifest), "--output-dir", str(run),
          "--epochs", "1", "--batch-size", "2", "--lora-r", "4", "--report-to", "none", "--precision", "fp32",
-         "--set", "model.max_image_pixels=3136"],
+         "--set", "model.max_image_pixels=3136", "--set", f"feature_cache.dir={tmp_path / 'features'}"],
     )  # fmt: skip
     assert train.exit_code == 0, train.output
     adapter_config = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert "language_model" in adapter_config["target_modules"]
     provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["feature_cache_used"] is True  # the frozen vision tower ran once per image
     assert provenance["config"]["model"]["max_image_pixels"] == 3136
     out = tmp_path / "captions.jsonl"
     caption = CliRunner().invoke(
@@ -77,6 +78,7 @@ def test_run_pipeline_on_the_folder(qwen_folder: Path, tmp_path: Path) -> None:
             "epochs": 1,
             "max_steps": 2,
             "report_to": "none",
+            "feature_cache": {"dir": str(tmp_path / "features")},
         },
         "caption": {"limit": 4, "batch_size": 4, "generation": {"num_beams": 1, "max_new_tokens": 5}},
         "evaluate": {"fgd": False, "bootstrap_samples": 50},

@@ -26,11 +26,14 @@ def test_models_json_lists_every_family_with_its_model_types() -> None:
     by_name = {row["name"]: row for row in rows}
     assert by_name["blip2"]["capabilities"]["feature_cache"] is True
     assert by_name["qwen2_5_vl"]["capabilities"] == {
-        "feature_cache": False,
+        "feature_cache": True,
         "graphed_decoding": False,
         "qlora": True,
         "chat_template": True,
+        "projector_vision_lora": True,
     }
+    assert by_name["florence2"]["capabilities"]["feature_cache"] is False
+    assert by_name["blip2"]["capabilities"]["projector_vision_lora"] is False
     assert by_name["paligemma"]["capabilities"]["chat_template"] is False
     assert by_name["altcap_mini"]["capabilities"]["qlora"] is False
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from altcap.models.chat_lora import LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
+from altcap.models.chat_features import build_chat_feature_cache, without_pixels
+from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
 from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, QuantizedLoading, register_family
 from altcap.models.text_inputs import IGNORE_INDEX, resolve_prompts
 
@@ -331,10 +332,10 @@ def make_build_inputs(text_format: TextFormat) -> Callable[..., dict[str, Any]]:
         *,
         with_pixels: bool = True,
     ) -> dict[str, Any]:
-        if not with_pixels:
-            raise ValueError("chat VLM families keep no feature cache; call build_inputs with pixels")
         instructions = resolve_prompts(prompts, len(images), text_format.default_instruction)
-        return text_format.build_inputs(processor, images, instructions, captions)
+        inputs = text_format.build_inputs(processor, images, instructions, captions)
+        # Without pixels (training from the feature cache) the images still set the token counts.
+        return inputs if with_pixels else without_pixels(inputs)
 
     return build_inputs
 
@@ -354,6 +355,7 @@ def build_chat_vlm_family(
     hf_class: str,
     text_format: TextFormat = CHAT_FORMAT,
     lora_scope: str = LANGUAGE_SCOPE,
+    vision_parts: tuple[str, ...] | None = ("model.vision_tower", "model.multi_modal_projector"),
 ) -> ModelFamily:
     """The family record of a chat VLM (the one place a generic `ModelFamily` is constructed).
 
@@ -363,6 +365,8 @@ def build_chat_vlm_family(
         hf_class: the transformers class `AutoModelForImageTextToText` maps them to.
         text_format: the prompt/label format; the chat template unless the model has its own.
         lora_scope: the language model's attribute name (Idefics3/SmolVLM: "text_model").
+        vision_parts: dotted paths of the frozen vision tower and projector (the LLaVA layout by
+            default); None = no feature cache (the model's forward takes no precomputed features).
 
     Returns:
         A `ModelFamily` (not yet registered).
@@ -379,6 +383,8 @@ def build_chat_vlm_family(
         quantized=QuantizedLoading(load_4bit=load_chat_vlm_4bit),
         load_processor=load_chat_processor,
         uses_chat_template=text_format is CHAT_FORMAT,
+        feature_cache=build_chat_feature_cache(vision_parts) if vision_parts else None,
+        part_lora=CHAT_PART_LORA,
     )
 
 

@@ -316,9 +316,10 @@ def linear_layer_names(model: Any, scope: str = "") -> list[str]:
 
 
 def build_target_regex(target_modules: list[str], scope: str) -> str:
-    """A PEFT `target_modules` regex (PEFT full-matches it): leaf names, under `scope` when given."""
+    """A PEFT `target_modules` regex (PEFT full-matches it): leaf names, under `scope` when given;
+    dotted names (`lora.adapt_vision`'s layers) are full module names."""
     leaves = "|".join(re.escape(t) for t in target_modules)
-    if not scope:
+    if not scope or any("." in t for t in target_modules):
         return rf"(.*\.)?({leaves})"
     return rf"(.*\.)?{re.escape(scope)}\.(.*\.)?({leaves})"
 
@@ -336,7 +337,7 @@ def resolve_lora_targets(
     leaf_names = {name.rsplit(".", 1)[-1] for name in candidates}
     if target_modules:
         targets = list(target_modules)
-        missing = [t for t in targets if t not in leaf_names]
+        missing = [t for t in targets if t not in leaf_names and t not in candidates]
     else:
         # A family's defaults cover all its decoders (OPT q_proj, T5 q); keep those this model has.
         targets = [t for t in family.default_lora_targets if t in leaf_names]

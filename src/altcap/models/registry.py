@@ -18,7 +18,7 @@ Core contract (images are RGB PIL images; `build_inputs` returns CPU tensors tha
   `default_lora_targets` are leaf Linear names of all the family's LMs (`apply_lora` keeps those the
   model has), looked for under the sub-module `lora_scope` ("" = the whole model).
 Optional capabilities are typed records, None when absent (`FeatureCache`, `GraphedDecoding`,
-`QuantizedLoading`, `VisionBlocks`, `FrozenPartLora`, `NativeCheckpoint`); each says its contract.
+`QuantizedLoading`, `VisionBlocks`, `FrozenPartLora`, `PartLora`, `NativeCheckpoint`); each says its contract.
 Frozen module names may be dotted or bare parameters: resolve them with `operator.attrgetter`.
 `altcap.models.tiny.build_tiny_model` saves a tiny random checkpoint of any family for tests.
 """
@@ -48,6 +48,12 @@ class FeatureCache:
     # Frozen modules whose outputs the cache holds (freed from the GPU while training from it);
     # None = all of frozen_modules. InstructBLIP's Q-Former reads the prompt, so it is not cached.
     cached_modules: tuple[str, ...] | None = None
+    # Whether `build_inputs(..., with_pixels=False)` still needs the decoded images: a chat VLM's
+    # image token count depends on the image's size (Qwen grids, SmolVLM tiles), so only the tower's
+    # work is saved, not the decoding; its text inputs then come without pixel tensors.
+    text_needs_images: bool = False
+    # `(hf_class) -> why the installed libraries cannot train from the cache, or None`; None = always can.
+    check: Callable[[str], str | None] | None = None
 
     @property
     def cached_part(self) -> tuple[str, ...]:
@@ -87,6 +93,15 @@ class FrozenPartLora:
 
 
 @dataclass(frozen=True)
+class PartLora:
+    """Capability: LoRA also on the projector or the vision tower (`lora.adapt_projector`,
+    `lora.adapt_vision`); both are frozen and untouched by default."""
+
+    # `(unwrapped model, part) -> full names of that part's Linear layers`; part: "projector" | "vision".
+    find_layers: Callable[[Any, str], list[str]]
+
+
+@dataclass(frozen=True)
 class NativeCheckpoint:
     """Capability of a family whose model is no transformers class: it knows its own ids and folders
     (AutoConfig cannot read them), and its processor comes only with its weights."""
@@ -122,6 +137,7 @@ class ModelFamily:
     quantized: QuantizedLoading | None = None
     vision_blocks: VisionBlocks | None = None
     frozen_part_lora: FrozenPartLora | None = None
+    part_lora: PartLora | None = None
     native: NativeCheckpoint | None = None
 
     def capabilities(self) -> list[str]:
@@ -130,7 +146,13 @@ class ModelFamily:
 
 
 _CAPABILITIES = (
-    "feature_cache", "graphed_decoding", "quantized", "vision_blocks", "frozen_part_lora", "native"
+    "feature_cache",
+    "graphed_decoding",
+    "quantized",
+    "vision_blocks",
+    "frozen_part_lora",
+    "part_lora",
+    "native",
 )
 
 

@@ -19,8 +19,11 @@ from transformers import AutoConfig, AutoModelForImageTextToText, PreTrainedToke
 
 from altcap.models.processors import without_video
 from altcap.models.tiny import _CORPUS
-from altcap.models.tiny_chat_specs import TINY_SPECS, TinySpec
+from altcap.models.tiny_chat_specs import CHAT_TEMPLATE_SPECS, TinySpec
+from altcap.models.tiny_format_specs import OWN_FORMAT_SPECS
 
+# Every chat-VLM model type a tiny checkpoint can be built of.
+TINY_SPECS: dict[str, TinySpec] = {**CHAT_TEMPLATE_SPECS, **OWN_FORMAT_SPECS}
 TINY_VOCAB_SIZE = 320
 _ROLE_WORDS = ("user", "assistant", "model", "User:", "Assistant:", "system", "USER:", "ASSISTANT:")
 
@@ -156,6 +159,10 @@ def build_tiny_chat_model(model_type: str, folder: Path, seed: int = 0) -> Path:
     config = build_tiny_config(model_type, spec, tokenizer)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
+    with torch.no_grad():  # Gemma 3 starts its projector at zero: the tiny model would ignore images
+        for name, param in model.named_parameters():
+            if "projector" in name and param.dim() >= 2 and not param.any():
+                param.normal_(std=0.2)
     model.eval()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,6 @@
-"""Per-model-type facts of the tiny chat VLMs `tiny_chat.build_tiny_chat_model` builds.
+"""Per-model-type facts of the tiny chat VLMs `tiny_chat.build_tiny_chat_model` builds: the
+`TinySpec` record and the model types that prompt through a chat template (PaliGemma and
+Florence-2, with their own text formats, are in `tiny_format_specs.py`).
 
 Templates copy each real checkpoint's turn markers and end-of-turn token; sizes are the smallest
 the model code accepts (32-wide, 1-2 layers, one or a few 28-64 px tiles per image).
@@ -60,7 +62,7 @@ def _with_image(template: tuple[str, ...], image: str) -> tuple[str, ...]:
     return tuple(part.replace("{image}", image) for part in template)
 
 
-TINY_SPECS: dict[str, TinySpec] = {
+CHAT_TEMPLATE_SPECS: dict[str, TinySpec] = {
     "qwen2_5_vl": TinySpec(
         specials=_QWEN_SPECIALS,
         roles=_QWEN_ROLES,
@@ -122,10 +124,10 @@ _SMOL = dict(
     },
     processor={"image_seq_len": 4},
 )
-_SIGLIP = {"image_size": 32, "patch_size": 8}
+SIGLIP_SIZES = {"image_size": 32, "patch_size": 8}  # a tiny SigLIP tower (also PaliGemma's)
 _CHATML_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
-TINY_SPECS.update(
+CHAT_TEMPLATE_SPECS.update(
     {
         "qwen2_vl": TinySpec(
             specials=_QWEN_SPECIALS,
@@ -175,7 +177,7 @@ TINY_SPECS.update(
                 "image_token": "<image_soft_token>",
             },
             text={"query_pre_attn_scalar": 16, "sliding_window": 64},
-            vision=_SIGLIP,
+            vision=SIGLIP_SIZES,
             top={"mm_tokens_per_image": 4},
             token_ids={
                 "boi_token_index": "<start_of_image>",
@@ -208,7 +210,7 @@ TINY_SPECS.update(
             roles=_QWEN_ROLES,
             template=_with_image(_CHATML, "<image>\n"),
             named_tokens={"image_token": "<image>", "video_token": "<video>"},
-            vision=_SIGLIP,
+            vision=SIGLIP_SIZES,
             top={"image_grid_pinpoints": [[32, 32], [32, 64], [64, 32]]},
             token_ids={"image_token_index": "<image>", "video_token_index": "<video>"},
             image_processor={
@@ -259,7 +261,7 @@ TINY_SPECS.update(
             ),
             # Cohere scales logits by 1/16; at tiny width that leaves them too flat to learn.
             text={"logit_scale": 1.0},
-            vision=_SIGLIP,
+            vision=SIGLIP_SIZES,
             top={"downsample_factor": 2},
             token_ids={"image_token_index": "<|IMG_PATCH|>"},
             image_processor={"size": {"height": 32, "width": 32}, "crop_to_patches": True, "max_patches": 2},
@@ -314,49 +316,11 @@ TINY_SPECS.update(
     }
 )
 
-_BART_SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<image>")
-TINY_SPECS.update(
-    {
-        "paligemma": TinySpec(
-            specials=("<pad>", "<eos>", "<bos>", "<unk>", "<image>"),
-            roles={"eos_token": "<eos>", "pad_token": "<pad>", "bos_token": "<bos>"},
-            template=None,
-            named_tokens={"image_token": "<image>"},
-            text={"head_dim": 16},
-            vision={**_SIGLIP, "projection_dim": 32},
-            top={"projection_dim": 32, "hidden_size": 32},
-            token_ids={"image_token_index": "<image>"},
-            image_processor={"size": {"height": 32, "width": 32}, "image_seq_length": 16},
-        ),
-        "florence2": TinySpec(
-            specials=_BART_SPECIALS,
-            roles={"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"},
-            template=None,
-            named_tokens={"image_token": "<image>"},
-            text={"decoder_start_token_id": 2, "forced_eos_token_id": 2},
-            vision={
-                "depths": [1, 1, 1, 1],
-                "embed_dim": [8, 16, 16, 32],
-                "num_heads": [1, 1, 1, 2],
-                "num_groups": [1, 1, 1, 2],
-                "window_size": 2,
-                "projection_dim": 32,
-            },
-            token_ids={"image_token_id": "<image>"},
-            image_processor={
-                "size": {"height": 64, "width": 64},
-                "crop_size": {"height": 64, "width": 64},
-                "image_seq_length": 5,
-            },
-        ),
-    }
-)
-
 _GEMMA4_SPECIALS = (
     *("<pad>", "<eos>", "<bos>", "<unk>", "<|turn>", "<turn|>", "<|image>", "<image|>", "<|image|>"),
     *("<|video|>", "<|audio>", "<audio|>", "<|audio|>"),
 )
-TINY_SPECS.update(
+CHAT_TEMPLATE_SPECS.update(
     {
         "qwen3_5": TinySpec(
             specials=_QWEN_SPECIALS,

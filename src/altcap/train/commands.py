@@ -31,6 +31,8 @@ TRAIN_FLAGS = [
     Flag("grad_accum_steps"),
     Flag("optim.lr"),
     Flag("lora.r", name="lora_r"),
+    Flag("lora.adapt_projector"),
+    Flag("lora.adapt_vision"),
     Flag("precision"),
     Flag("seed"),
     Flag("report_to"),

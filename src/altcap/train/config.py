@@ -59,6 +59,21 @@ class LoraSettings(StageConfig):
         default=False,
         description="Also adapt the Q-Former (BLIP-2 / InstructBLIP); disables the frozen feature cache.",
     )
+    adapt_projector: bool = Field(
+        default=False,
+        description="Also put LoRA on the projector between vision tower and language model (chat VLMs); "
+        "the cached image features then change in training, so the feature cache is off.",
+    )
+    adapt_vision: bool = Field(
+        default=False,
+        description="Also put LoRA on every Linear layer of the vision tower (chat VLMs); turns the "
+        "feature cache off.",
+    )
+
+    def adapted_parts(self) -> list[str]:
+        """The parts besides the language model that get LoRA: "projector", "vision" or none."""
+        asked = (("projector", self.adapt_projector), ("vision", self.adapt_vision))
+        return [part for part, on in asked if on]
 
 
 class OptimConfig(StageConfig):
@@ -277,6 +292,7 @@ class TrainConfig(StageConfig):
         trained = []
         if self.lora.include_qformer:
             trained.append("lora.include_qformer=true trains the Q-Former")
+        trained += [f"lora.adapt_{part}=true trains the {part} part" for part in self.lora.adapted_parts()]
         if self.train_vision_blocks:
             trained.append(f"train_vision_blocks={self.train_vision_blocks} trains the vision tower")
         if trained:

@@ -208,7 +208,8 @@ def make_collate(
         max_caption_tokens: longer captions are cut to this many tokens.
         with_pixels: False when features come from the feature cache: images are then never
             decoded, only their paths go to `build_inputs(..., with_pixels=False)`; decoding and
-            resizing every image at every step is what starved the GPU (issue #13).
+            resizing every image at every step is what starved the GPU (issue #13). A family whose
+            token counts depend on image sizes (`FeatureCache.text_needs_images`) still gets them.
 
     Returns:
         collate(examples) -> {"inputs": dict of tensors, "examples": the examples,
@@ -216,9 +217,11 @@ def make_collate(
         for decoder-only LMs also the masked image and prompt positions}.
     """
     tokenizer = processor.tokenizer
+    # Without pixels the features come from the family's cache, so it has one.
+    decode = with_pixels or family.feature_cache.text_needs_images
 
     def collate(examples: list[Example]) -> dict[str, Any]:
-        images = [load_rgb(e.image) for e in examples] if with_pixels else [e.image for e in examples]
+        images = [load_rgb(e.image) for e in examples] if decode else [e.image for e in examples]
         captions = [truncate_caption(tokenizer, e.caption, max_caption_tokens) for e in examples]
         prompts = [e.prompt for e in examples]
         inputs = family.build_inputs(processor, images, prompts, captions, with_pixels=with_pixels)

@@ -17,6 +17,7 @@ from altcap.config import ConfigError
 from altcap.data.image_screen import UnreadableImage, describe_unreadable, screen_listed_images
 from altcap.data.images import ImageLoadError
 from altcap.data.manifest import ManifestError, read_manifest
+from altcap.models.chat_lora import add_part_targets
 from altcap.models.loading import (
     ModelLoadError,
     apply_lora,
@@ -133,6 +134,8 @@ def lora_targets(cfg: TrainConfig, family: ModelFamily, model: Any) -> tuple[lis
         present = {name.rsplit(".", 1)[-1] for name in linear_layer_names(model, family.lora_scope)}
         defaults = list(family.default_lora_targets)
         targets = [t for t in defaults if t in present] or defaults
+    if parts := cfg.lora.adapted_parts():  # projector / vision tower: full names, whole model
+        return add_part_targets(model, family, targets, parts), ""
     if not cfg.lora.include_qformer or family.frozen_part_lora is None:
         return targets, None
     return [*targets, *family.frozen_part_lora.targets], ""
@@ -146,6 +149,13 @@ def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, pr
         problems.append(
             f"lora.include_qformer=true: family {family.name!r} has no frozen part to adapt; set it to "
             f"false. Families with one: {', '.join(families_with('frozen_part_lora'))}"
+        )
+        return
+    if cfg.lora.adapted_parts() and family.part_lora is None:
+        fields = ", ".join(f"lora.adapt_{part}=true" for part in cfg.lora.adapted_parts())
+        problems.append(
+            f"{fields}: family {family.name!r} has no projector / vision tower LoRA; set it to false. "
+            f"Families with it: {', '.join(families_with('part_lora'))}"
         )
         return
     meta_model = build_weightless_model(family, hf_config)
@@ -217,15 +227,22 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
     can_cache = family is not None and family.feature_cache is not None
     if cfg.feature_cache.enabled and family is not None and not can_cache:
         problems.append(f"feature_cache.enabled=true: family {family.name!r} cannot cache; set it to false")
+    check = family.feature_cache.check if can_cache and cfg.feature_cache.enabled is not False else None
+    if check is not None and (reason := check(family.hf_class)) is not None:
+        can_cache = False  # asked for: an error; by default: off, said once
+        (problems if cfg.feature_cache.enabled else plan.notes).append(f"feature cache off: {reason}")
     if cfg.train_vision_blocks and family is not None and family.vision_blocks is None:
         problems.append(
             f"train_vision_blocks={cfg.train_vision_blocks}: family {family.name!r} cannot train vision "
             "blocks; set it to 0"
         )
     requested = cfg.feature_cache.enabled
-    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0
+    trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0 or cfg.lora.adapted_parts()
     needs_pixels = trains_frozen_part or plan.objective.samples_from_pixels
     plan.use_cache = can_cache and not needs_pixels and requested is not False
+    if can_cache and requested is None and cfg.lora.adapted_parts():
+        fields = ", ".join(f"lora.adapt_{part}" for part in cfg.lora.adapted_parts())
+        plan.notes.append(f"feature cache off: {fields} trains part of what it would cache")
 
 
 def validate_train_config(cfg: TrainConfig) -> TrainPlan:

@@ -32,7 +32,10 @@ def _no_prompt(inputs: dict[str, torch.Tensor]) -> int:
     return 0  # the decoder starts from its start token; nothing of the prompt is echoed
 
 
+# No feature cache: in transformers 5.25 only Florence-2's `generate` takes precomputed image
+# features (`mm_encoder_outputs`); its training forward always runs the vision tower.
 FAMILY = register_chat_vlm(
     "florence2",
     text_format=TextFormat(build_inputs, _no_prompt, default_instruction="<MORE_DETAILED_CAPTION>"),
+    vision_parts=None,
 )

@@ -4,4 +4,4 @@ feature extractor, unused here."""
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("gemma4")
+FAMILY = register_chat_vlm("gemma4", vision_parts=("model.vision_tower", "model.embed_vision"))

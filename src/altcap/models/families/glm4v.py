@@ -4,4 +4,5 @@ from captions."""
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("glm4v")
+# Tower and merger (the projector) are both inside `visual`.
+FAMILY = register_chat_vlm("glm4v", vision_parts=("model.visual",))

@@ -4,4 +4,6 @@
 from altcap.models.chat_vlm import register_chat_vlm
 
 # The decoder sits at `model.text_model`, not `language_model`.
-FAMILY = register_chat_vlm("idefics3", lora_scope="text_model")
+FAMILY = register_chat_vlm(
+    "idefics3", lora_scope="text_model", vision_parts=("model.vision_model", "model.connector")
+)

@@ -7,4 +7,5 @@ suggests 256*28*28 to 1280*28*28 pixels.
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("qwen2_5_vl")
+# Tower and merger (the projector) are both inside `visual`.
+FAMILY = register_chat_vlm("qwen2_5_vl", vision_parts=("model.visual",))

@@ -3,4 +3,5 @@ after merging; `model.max_image_pixels` maps onto the processor's `max_pixels`).
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("qwen2_vl")
+# Tower and merger (the projector) are both inside `visual`.
+FAMILY = register_chat_vlm("qwen2_vl", vision_parts=("model.visual",))

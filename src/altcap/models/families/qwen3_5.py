@@ -3,4 +3,5 @@ decoder; ChatML template, thinking blocks dropped from captions."""
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("qwen3_5")
+# Tower and merger (the projector) are both inside `visual`.
+FAMILY = register_chat_vlm("qwen3_5", vision_parts=("model.visual",))

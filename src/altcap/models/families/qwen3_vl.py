@@ -3,4 +3,5 @@ merging (patch 16); Thinking checkpoints open with a `<think>` block, which capt
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("qwen3_vl")
+# Tower and merger (the projector) are both inside `visual`.
+FAMILY = register_chat_vlm("qwen3_vl", vision_parts=("model.visual",))

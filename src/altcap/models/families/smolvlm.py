@@ -5,4 +5,6 @@ caps the resized longest edge (whole tiles). Needs `num2words` (the processor im
 from altcap.models.chat_vlm import register_chat_vlm
 
 # The decoder sits at `model.text_model`, not `language_model`.
-FAMILY = register_chat_vlm("smolvlm", lora_scope="text_model")
+FAMILY = register_chat_vlm(
+    "smolvlm", lora_scope="text_model", vision_parts=("model.vision_model", "model.connector")
+)
