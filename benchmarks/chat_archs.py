@@ -51,7 +51,7 @@ def build_spec(name: str, tiny: bool = False) -> Any:
     Returns:
         A `TinySpec` whose text/vision/top/processor fields are the full ones.
     """
-    from altcap.models.tiny_chat_specs import TINY_SPECS
+    from altcap.models.tiny_chat import TINY_SPECS
 
     model_type, text, vision, top, image_processor, processor = copy.deepcopy(FULL_ARCHS[name])
     if tiny:
