@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from altcap.config import StageConfig
+from altcap.data.context import CONTEXT_TEMPLATE_HELP, DEFAULT_CONTEXT_TEMPLATE, ContextTemplate
 from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP, SKIP_FLAG_HELP
 from altcap.models.loading import ModelConfig
 
@@ -111,6 +112,9 @@ class CaptionConfig(StageConfig):
         default=None,
         description="Instruction for every image without its own manifest prompt; "
         "None = the family's default.",
+    )
+    context_template: ContextTemplate = Field(
+        default=DEFAULT_CONTEXT_TEMPLATE, description=CONTEXT_TEMPLATE_HELP
     )
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
     batch_size: int = Field(
