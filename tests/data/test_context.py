@@ -65,3 +65,10 @@ def test_bad_templates_are_refused_with_the_field_named(template: str) -> None:
         check_context_template(template)
     with pytest.raises(ValidationError, match="context_template"):
         CaptionConfig(manifest=Path("m.jsonl"), context_template=template)
+
+
+def test_a_changed_template_is_recorded_with_each_caption() -> None:
+    default = CaptionConfig(manifest=Path("m.jsonl"))
+    assert "context_template" not in default.record_settings()
+    custom = CaptionConfig(manifest=Path("m.jsonl"), context_template="Seen in {context}. {prompt}")
+    assert custom.record_settings()["context_template"] == "Seen in {context}. {prompt}"

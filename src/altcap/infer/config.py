@@ -163,6 +163,9 @@ class CaptionConfig(StageConfig):
         """The settings stored in every caption record; a resumed file must have the same ones."""
         settings = {k: v for k, v in self.generation.generate_kwargs().items() if k not in SPEED_FIELDS}
         settings["prompt"] = self.prompt
+        # Only a changed template is recorded, so files written before it existed still resume.
+        if self.context_template != DEFAULT_CONTEXT_TEMPLATE:
+            settings["context_template"] = self.context_template
         if self.generation.do_sample:
             settings["seed"] = self.seed
         return settings
