@@ -22,8 +22,8 @@ DEFAULT_CONTEXT_TEMPLATE = "This image appears in: {context}\n{prompt}"
 CONTEXT_TEMPLATE_HELP = (
     "How a record's `context` (metadata.context: where the image appears) enters the prompt of "
     "instruction-following models: {context} is the context, {prompt} the instruction (the record's, "
-    "the config's or the model's default). Families without instructions (BLIP) never get it; records "
-    "without a context keep their prompt unchanged."
+    "the config's or the model's default). Only families whose prompts come from a chat template "
+    "(`altcap models`: chat_template) get it; records without a context keep their prompt unchanged."
 )
 TEMPLATE_FIELDS = frozenset({"context", "prompt"})
 NO_CONTEXT = "(no context)"  # the stratum of records without one, in the analysis and the memo

@@ -40,13 +40,13 @@ def put_context_in_prompts(
     Returns:
         The items, those with a context carrying their full prompt.
     """
-    return [
-        item
-        if item.context is None
-        else replace(item, prompt=apply_context(item.prompt or default_prompt or default_instruction,
-                                                item.context, template))
-        for item in items
-    ]
+    out = []
+    for item in items:
+        if item.context is not None:
+            instruction = item.prompt or default_prompt or default_instruction
+            item = replace(item, prompt=apply_context(instruction, item.context, template))
+        out.append(item)
+    return out
 
 
 def iter_batches(items: list[CaptionItem], batch_size: int) -> Iterator[list[CaptionItem]]:
