@@ -145,3 +145,11 @@ def test_rule_hash_changes_with_rule_and_is_recorded() -> None:
     assert result["rule_sha256"] == hash_rule(DecisionRule())
     assert hash_rule(DecisionRule(min_median_gain=0.6)) != hash_rule(RULE)
     assert result["rule"]["min_median_gain"] == 0.5
+
+
+def test_a_primary_test_that_did_not_run_leaves_usefulness_not_assessed() -> None:
+    from altcap.analysis.decision import judge_usefulness
+
+    primary = {"item": "usefulness", "n_pairs": 6, "note": "too few non-zero pairs"}  # all gains 0
+    criterion = judge_usefulness(primary, DecisionRule())
+    assert criterion.status == "not_assessed" and criterion.detail == "too few non-zero pairs"

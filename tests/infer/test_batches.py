@@ -81,3 +81,40 @@ def test_batches_shaped_by_image_size_are_not_split(tiny_blip2, manifest) -> Non
         ((batch, chunks),) = list(prepared)
         assert batch == items and len(chunks) == parts
         assert sum(len(chunk["input_ids"]) for chunk in chunks) == len(items)
+
+
+def _with_context(manifest: Path, image: str, context: str) -> None:
+    import json
+
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    for row in rows:
+        if row["image"] == image:
+            row["metadata"] = {"context": context}
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_caption_puts_context_into_chat_prompts_only(tiny_blip2, manifest, tmp_path, monkeypatch) -> None:
+    from altcap.models.registry import DEFAULT_INSTRUCTION
+    from altcap.models.tiny_chat import build_tiny_chat_model
+
+    _with_context(manifest, "imgs/im0.jpg", "a news article about a flood")
+    seen: list[tuple[list[str | None], str]] = []
+    prepare = batches_module._prepare_batch
+
+    def spy(family, processor, batch, default_prompt):
+        inputs = prepare(family, processor, batch, default_prompt)
+        texts = processor.tokenizer.batch_decode(inputs["input_ids"]) if family.uses_chat_template else [""]
+        seen.append(([item.prompt for item in batch], " ".join(texts)))
+        return inputs
+
+    monkeypatch.setattr(batches_module, "_prepare_batch", spy)
+    qwen = build_tiny_chat_model("qwen2_5_vl", tmp_path / "qwen")
+    run_caption(make_config(qwen, manifest, tmp_path / "q.jsonl", num_workers=0, batch_size=8))
+    by_prompt = {prompt: text for prompts, text in seen for prompt in prompts}
+    expected = f"This image appears in: a news article about a flood\n{DEFAULT_INSTRUCTION}"
+    assert expected in by_prompt and expected in by_prompt[expected]  # in the decoded prompt tokens
+    assert None in by_prompt and "flood" not in by_prompt[None]  # the others are unchanged
+    seen.clear()
+    run_caption(make_config(tiny_blip2, manifest, tmp_path / "b.jsonl", num_workers=0, batch_size=8))
+    assert not [p for prompts, _ in seen for p in prompts if p and "flood" in p]  # BLIP-2: no chat template

@@ -64,8 +64,13 @@ def build_design() -> dict:
     }
 
 
-def write_study_files(folder: Path, n_images: int = 4, with_questions: bool = True) -> Path:
-    """Images, base/fine-tuned captions, task questions and a study.yaml; returns the yaml path."""
+def write_study_files(
+    folder: Path, n_images: int = 4, with_questions: bool = True, contexts: dict[str, str] | None = None
+) -> Path:
+    """Images, base/fine-tuned captions, task questions and a study.yaml; returns the yaml path.
+
+    `contexts` (image -> where it appears) go into a manifest the design names (issue #29).
+    """
     (folder / "images").mkdir(parents=True, exist_ok=True)
     base_lines, tuned_lines = [], []
     for i in range(n_images):
@@ -92,6 +97,10 @@ def write_study_files(folder: Path, n_images: int = 4, with_questions: bool = Tr
             encoding="utf-8",
         )
         design["questions"] = "questions.csv"
+    if contexts:
+        rows = [{"image": i, "captions": ["x"], "metadata": {"context": c}} for i, c in contexts.items()]
+        (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        design["manifest"] = "manifest.jsonl"
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(design, sort_keys=False), encoding="utf-8")
     return path

@@ -39,7 +39,9 @@ pytestmark = [
 @pytest.fixture
 def live(tmp_path: Path):
     """(study, base url) of a real uvicorn server on 127.0.0.1."""
-    study = make_study(tmp_path / "study", n_participants=2)
+    # img0 and img1 carry a context, so axe also checks the "Where this image appears" region.
+    contexts = {"images/img0.png": "news article about a flood", "images/img1.png": "shopping listing"}
+    study = make_study(tmp_path / "study", n_participants=2, contexts=contexts)
     port = bench.find_free_port()
     server = bench.start_server(study.run_dir, port)
     yield study, f"http://127.0.0.1:{port}"
@@ -130,10 +132,13 @@ def test_keyboard_only_session_with_screenshots_and_axe(live, browser, tmp_path:
         page.screenshot(path=str(shot), full_page=True)
         assert_rendered(shot)
         seen.setdefault(kind, axe_violations(page))
+        if "Where this image appears" in page.content():
+            seen.setdefault(f"{kind} with context", axe_violations(page))
         if kind == "thank you":
             break
         keyboard_fill_page(page)
-    assert set(seen) == {"consent", "instructions", "practice", "rating", "task", "attention", "thank you"}
+    kinds = {"consent", "instructions", "practice", "rating", "task", "attention", "thank you"}
+    assert set(seen) == kinds | {"rating with context", "task with context"}
     assert {k: v for k, v in seen.items() if v} == {}
     assert "DONE-42" in page.content()
     context.close()

@@ -1,6 +1,8 @@
+import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from train_fixtures import write_manifest
 
 from altcap.data.manifest import ManifestRecord
@@ -168,3 +170,41 @@ def test_an_image_broken_after_the_screen_fails_cleanly_in_a_worker(tmp_path: Pa
         next(iter(loader))
     expected = f"{tmp_path / 'gone.png'}: file is empty (0 bytes); re-copy or re-download the image"
     assert str(err.value) == expected
+
+
+def _add_contexts(manifest: Path, contexts: dict[int, str]) -> None:
+    """Give records (by line index) a `metadata.context`."""
+    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    for index, context in contexts.items():
+        rows[index]["metadata"] = {"context": context}
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def test_context_reaches_the_prompt_tokens_of_instruction_families_only(tmp_path: Path) -> None:
+    from altcap.models.registry import DEFAULT_INSTRUCTION, get_family
+    from altcap.models.tiny_chat import build_chat_tokenizer, build_tiny_processor
+    from altcap.models.tiny_chat_specs import TINY_SPECS
+    from altcap.train.config import TrainConfig
+    from altcap.train.validate import TrainPlan, check_data
+
+    manifest = write_manifest(tmp_path, n_train=2, n_val=0)
+    _add_contexts(manifest, {0: "a shop listing"})
+    cfg = TrainConfig(data={"manifest": manifest, "val_split": None})
+    prompts = {}
+    for name in ("qwen2_5_vl", "blip"):
+        plan, problems = TrainPlan(family=get_family(name)), []
+        check_data(cfg, plan, problems)
+        assert problems == []
+        prompts[name] = [e.prompt for e in plan.train_examples]
+    assert prompts["qwen2_5_vl"] == [f"This image appears in: a shop listing\n{DEFAULT_INSTRUCTION}", None]
+    assert prompts["blip"] == [None, None]  # BLIP reads a prompt as a caption prefix: no context
+    spec = TINY_SPECS["qwen2_5_vl"]
+    processor = build_tiny_processor("qwen2_5_vl", spec, build_chat_tokenizer(spec))
+    image = Image.new("RGB", (28, 28), (200, 30, 30))
+    family = get_family("qwen2_5_vl")
+    texts = [
+        processor.tokenizer.decode(family.build_inputs(processor, [image], [p], ["a dog"])["input_ids"][0])
+        for p in prompts["qwen2_5_vl"]
+    ]
+    assert "This image appears in: a shop listing\n" + DEFAULT_INSTRUCTION in texts[0]
+    assert "shop listing" not in texts[1] and DEFAULT_INSTRUCTION in texts[1]

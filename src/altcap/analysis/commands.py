@@ -98,6 +98,7 @@ def read_metrics(path: Path | None) -> dict[str, Any] | None:
 def analyze_export(cfg: AnalysisConfig) -> dict[str, Any]:
     """Run every analysis on the export and return the analysis.json content (no files written)."""
     from altcap.analysis import stats
+    from altcap.analysis.strata import analyze_strata
     from altcap.analysis.validity import analyze_metric_validity
 
     responses, participants, study, simulated = stats.load_export(cfg.export_dir)
@@ -143,6 +144,8 @@ def analyze_export(cfg: AnalysisConfig) -> dict[str, Any]:
         "hallucination": halluc,
         "metric_validity": analyze_metric_validity(kept, cfg.metrics, cfg.item, cfg.n_boot, cfg.seed),
         "decision": decision,
+        "by_context": analyze_strata(kept, cfg.item, "context", cfg.n_boot, cfg.seed),
+        "by_quality_flag": analyze_strata(kept, cfg.item, "quality_flags", cfg.n_boot, cfg.seed),
     }
 
 

@@ -56,6 +56,8 @@ def judge_usefulness(primary: dict[str, Any] | None, rule: DecisionRule) -> Crit
     """(a) significant one-sided primary test and median per-participant gain >= min_median_gain."""
     if not primary or primary.get("n_pairs", 0) == 0:
         return Criterion(name="usefulness", status="not_assessed", detail="no usable participants")
+    if "p_value" not in primary:  # e.g. every participant's gain is 0: the test did not run
+        return Criterion(name="usefulness", status="not_assessed", detail=primary.get("note", "no test"))
     median, p_value = primary["median_gain"], primary["p_value"]
     ci = (primary["median_gain_ci_low"], primary["median_gain_ci_high"])
     met = p_value < rule.alpha and median >= rule.min_median_gain

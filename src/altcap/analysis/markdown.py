@@ -144,6 +144,60 @@ def render_chart_problems(result: dict[str, Any]) -> list[str]:
     return ["", "## Charts not drawn", *[f"- {p}" for p in problems]] if problems else []
 
 
+def render_strata(block: dict[str, Any] | None, title: str, level: int = 2) -> list[str]:
+    """A Markdown section (heading, table) for analysis.md and the memo; empty without strata.
+
+    Args:
+        block: `analysis.strata.analyze_strata`'s result (analysis.json's `by_context`, `by_quality_flag`).
+        title: the section heading.
+        level: the heading level (the memo nests it under "User study").
+
+    Returns:
+        Markdown lines.
+    """
+    if not block:
+        return []
+    lines = [
+        f"{'#' * level} {title}",
+        "",
+        f"Item `{block['item']}`; gain = mean per-participant difference fine-tuned - base; 95% "
+        f"bootstrap CI only with at least {block['min_pairs_for_ci']} participants who rated both systems "
+        "in the group. Descriptive: the primary test is the one on all images.",
+        "",
+        "| group | images | ratings | base mean | fine-tuned mean | participants | gain (95% CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, group in block["groups"].items():
+        base, tuned = (group["systems"][s]["mean"] for s in ("base", "finetuned"))
+        gain = _format_gain(group)
+        lines.append(
+            f"| {_escape(name)} | {group['n_images']} | {group['n_ratings']} | {_num(base)} | {_num(tuned)} "
+            f"| {group['n_pairs']} | {gain} |"
+        )
+    return lines
+
+
+def _format_gain(group: dict[str, Any]) -> str:
+    if group["mean_gain"] is None:
+        return "-"
+    if group["mean_gain_ci_low"] is None:
+        return f"{group['mean_gain']:.2f} (no CI: n < minimum)"
+    return f"{group['mean_gain']:.2f} ({group['mean_gain_ci_low']:.2f} to {group['mean_gain_ci_high']:.2f})"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _escape(text: str) -> str:
+    # A context is user text: a pipe would break the table, and markup must not reach the PDF as HTML.
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _blank_then(lines: list[str]) -> list[str]:
+    return ["", *lines] if lines else []
+
+
 def write_analysis_md(result: dict[str, Any], path: Path) -> None:
     """Write analysis.md from the analysis.json content."""
     banner = [SIM_BANNER] if result["simulated"] else []
@@ -162,6 +216,8 @@ def write_analysis_md(result: dict[str, Any], path: Path) -> None:
         "## Preferences", *prefs, "", "## Ordinal model", *render_model(result["ordinal_model"]), "",
         "## Task accuracy", *render_tasks(result["tasks"]), "", "## Hallucination (verifier)", *halluc, "",
         "## Metric validity", *render_validity(result["metric_validity"]), *render_chart_problems(result),
+        *_blank_then(render_strata(result.get("by_context"), "Ratings by context (where the image appears)")),
+        *_blank_then(render_strata(result.get("by_quality_flag"), "Ratings by photo quality flag")),
         *banner,
     ]  # fmt: skip
     path.write_text("\n".join(sections) + "\n", encoding="utf-8")

@@ -168,6 +168,8 @@ def simulate_participant(
             "image": "" if kind == "attention" else image_name(cfg, j),
             "started_at": (start + timedelta(seconds=30 * t)).isoformat(),
             "submitted_at": (start + timedelta(seconds=30 * t + 25)).isoformat(),
+            "context": "",  # the simulator has no image contexts or quality flags
+            "quality_flags": "",
         }
         rows += [
             base | stamp | r for r in simulate_trial(cfg, rng, fx, pid, kind, j, t / len(trials), attentive)

@@ -18,6 +18,7 @@ from rich.console import Console
 from altcap.data.check_captions import check_record_captions, find_repeated_captions
 from altcap.data.check_images import find_unlisted_images, image_findings, inspect_images
 from altcap.data.configs import DataCheckConfig
+from altcap.data.context import check_record_context
 from altcap.data.duplicates import ImageEntry, duplicate_findings, group_duplicates
 from altcap.data.findings import SEVERITY_ORDER, Finding, count_findings, make_finding
 from altcap.data.import_common import relocate_record, write_json_atomic
@@ -200,6 +201,7 @@ def run_data_check(cfg: DataCheckConfig, console: Console | None = None) -> dict
     findings += repeat_findings
     for line, record in records:
         findings += check_record_captions(record, str(manifest), line, cfg.max_caption_chars)[0]
+        findings += check_record_context(record, str(manifest), line, cfg.max_context_chars)
     findings += find_repeated_captions(records, str(manifest))
     groups: list[dict[str, Any]] = []
     images_checked = 0

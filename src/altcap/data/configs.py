@@ -80,6 +80,9 @@ class DataCheckConfig(StageConfig):
     min_image_side_px: int = Field(default=32, ge=1, description="Warn about images with a shorter side.")
     max_aspect_ratio: float = Field(default=10.0, gt=1, description="Warn above this long/short side ratio.")
     max_caption_chars: int = Field(default=500, gt=0, description="Warn about longer captions.")
+    max_context_chars: int = Field(
+        default=300, gt=0, description="Warn about a longer `context` (where the image appears)."
+    )
     near_duplicate_bits: int = Field(
         default=4,
         ge=0,

@@ -63,6 +63,14 @@ CATALOGUE: dict[str, tuple[Severity, str]] = {
     "CAPTION_TOO_LONG": ("warning", "shorten it or raise max_caption_chars; long captions get truncated"),
     "CAPTION_DUPLICATE": ("warning", "delete the repeated caption; it double-counts in training and metrics"),
     "CAPTION_REPEATED": ("info", "check the caption describes each of these images"),
+    "CONTEXT_NOT_TEXT": (
+        "warning",
+        "write the context as text (e.g. \"news article about a flood\"); until then it is ignored",
+    ),
+    "CONTEXT_TOO_LONG": (
+        "warning",
+        "shorten it to a phrase or raise max_context_chars; the whole context goes into every prompt",
+    ),
 }
 
 

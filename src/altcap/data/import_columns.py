@@ -1,7 +1,7 @@
 """The columns `altcap data import csv|jsonl` (and hf-imagefolder's metadata.jsonl) understand.
 
 This table drives the parsing, `altcap data import --help` and the README's import section; a new
-per-record field (say a `context` column) is one more `Column(...)` line here. A column the table
+per-record field (as the `context` column was) is one more `Column(...)` line here. A column the table
 does not know is kept in the record's metadata and reported, never dropped silently.
 
 Kept free of heavy imports: `altcap --help` builds its text from it.
@@ -40,6 +40,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("split", ("set", "subset"), "split", "train, val or test (dev, validation too); empty = unset"),
     Column("source_id", ("id", "image_id"), "metadata", "your id for the image; a key for `altcap evaluate`"),
     Column("ocr_text", ("ocr",), "metadata", "text visible in the image (accessibility statistics use it)"),
+    Column(
+        "context",
+        ("image_context", "page_context"),
+        "metadata",
+        "where the image appears, e.g. news article about a flood, shopping listing, social post "
+        "(instruction-following models see it in the prompt; the study shows it; the analysis splits by it)",
+    ),
 )
 BY_NAME = {alias: column for column in COLUMNS for alias in (column.name, *column.aliases)}
 CAPTIONS = BY_NAME["caption"]

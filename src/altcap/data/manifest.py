@@ -31,7 +31,8 @@ class ManifestRecord(BaseModel):
     split: Split | None = Field(default=None, description="train, val or test; None until `data split`.")
     metadata: dict[str, Any] = Field(
         default_factory=dict,
-        description="Source ids and extras, e.g. `ocr_text` (text in the image) or `source_id`.",
+        description="Source ids and extras, e.g. `ocr_text` (text in the image), `source_id`, `context` "
+        "(where the image appears) or `quality_flags` (written by `data check`).",
     )
 
 

@@ -5,22 +5,48 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from altcap.data.context import apply_context
 from altcap.data.images import load_image_rgb
 
 
 # Defined here, not in caption.py, so batching (which caption.py imports) needs nothing from above it.
 @dataclass(frozen=True)
 class CaptionItem:
-    """One image to caption: its join key, where it is, and its own prompt (None = default)."""
+    """One image to caption: its join key, where it is, its own prompt (None = default) and where
+    it appears (the manifest's `metadata.context`; None = unknown)."""
 
     key: str
     path: Path
     prompt: str | None = None
+    context: str | None = None
+
+
+def put_context_in_prompts(
+    items: list[CaptionItem], default_prompt: str | None, template: str, default_instruction: str
+) -> list[CaptionItem]:
+    """Items whose context the template has put into their prompt (items without one unchanged).
+
+    Args:
+        items: the images to caption.
+        default_prompt: the config's prompt (None = the family's default instruction).
+        template: the context template (`context_template`).
+        default_instruction: the family's default instruction, used where no prompt is given.
+
+    Returns:
+        The items, those with a context carrying their full prompt.
+    """
+    out = []
+    for item in items:
+        if item.context is not None:
+            instruction = item.prompt or default_prompt or default_instruction
+            item = replace(item, prompt=apply_context(instruction, item.context, template))
+        out.append(item)
+    return out
 
 
 def iter_batches(items: list[CaptionItem], batch_size: int) -> Iterator[list[CaptionItem]]:

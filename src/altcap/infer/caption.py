@@ -19,6 +19,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from altcap.data.context import read_context
 from altcap.data.image_screen import describe_unreadable, screen_listed_images
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
@@ -28,6 +29,7 @@ from altcap.infer.batches import (
     iter_batches,
     iter_prepared_batches,
     pad_batches,
+    put_context_in_prompts,
 )
 from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
 from altcap.infer.config import CaptionConfig
@@ -66,7 +68,9 @@ def collect_items(cfg: CaptionConfig) -> list[CaptionItem]:
         records = read_manifest(cfg.manifest, cfg.split)
         if not records:
             raise CaptionError(f"{cfg.manifest}: no records with split={cfg.split!r}; check --split")
-        items = [CaptionItem(r.image, resolve_image(cfg.manifest, r), r.prompt) for r in records]
+        items = [
+            CaptionItem(r.image, resolve_image(cfg.manifest, r), r.prompt, read_context(r)) for r in records
+        ]
     else:
         folder = cfg.images
         if not folder.is_dir():
@@ -315,6 +319,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
         CaptionError, ModelLoadError: bad input, named before any model is loaded.
     """
     from altcap.models.loading import read_model_config, resolve_family
+    from altcap.models.registry import DEFAULT_INSTRUCTION
 
     started, state = time.perf_counter(), process_state()
     items = collect_items(cfg)
@@ -328,6 +333,8 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     todo, unreadable = screen_items(cfg, [item for item in items if item.key not in done])
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
     check_family_fits(cfg, family)
+    if family.uses_chat_template:  # only instruction-following families read a context
+        todo = put_context_in_prompts(todo, cfg.prompt, cfg.context_template, DEFAULT_INSTRUCTION)
     skipped = len(items) - len(todo) - len(unreadable)  # already captioned
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": skipped}
     run["unreadable_images"] = unreadable

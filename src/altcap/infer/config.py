@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from altcap.config import StageConfig
+from altcap.data.context import CONTEXT_TEMPLATE_HELP, DEFAULT_CONTEXT_TEMPLATE, ContextTemplate
 from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP, SKIP_FLAG_HELP
 from altcap.models.loading import ModelConfig
 
@@ -112,6 +113,9 @@ class CaptionConfig(StageConfig):
         description="Instruction for every image without its own manifest prompt; "
         "None = the family's default.",
     )
+    context_template: ContextTemplate = Field(
+        default=DEFAULT_CONTEXT_TEMPLATE, description=CONTEXT_TEMPLATE_HELP
+    )
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Decoding settings.")
     batch_size: int = Field(
         default=16,
@@ -159,6 +163,9 @@ class CaptionConfig(StageConfig):
         """The settings stored in every caption record; a resumed file must have the same ones."""
         settings = {k: v for k, v in self.generation.generate_kwargs().items() if k not in SPEED_FIELDS}
         settings["prompt"] = self.prompt
+        # Only a changed template is recorded, so files written before it existed still resume.
+        if self.context_template != DEFAULT_CONTEXT_TEMPLATE:
+            settings["context_template"] = self.context_template
         if self.generation.do_sample:
             settings["seed"] = self.seed
         return settings

@@ -34,6 +34,7 @@ from altcap.metrics.hallucination import (
 from altcap.metrics.inputs import load_inputs
 from altcap.metrics.length import adjust_all_pairs, compare_lengths, summarise_length
 from altcap.metrics.outputs import Scored, write_outputs
+from altcap.metrics.quality_split import split_by_quality_flag
 
 log = logging.getLogger(__name__)
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE", "FGD")
@@ -359,6 +360,13 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "systems": build_systems_block(cfg, scored),
         "comparisons": compare_systems(cfg, scored),
         **compare_length_adjusted(cfg, scored),
+        "by_quality_flag": split_by_quality_flag(
+            scored.inputs.metadata,
+            {name: result.per_image for name, result in scored.results["multi"].items()},
+            cfg.bootstrap_samples,
+            cfg.ci_level,
+            cfg.seed,
+        ),
         "warnings": scored.inputs.warnings,
         "dropped_images": scored.inputs.dropped,
     }

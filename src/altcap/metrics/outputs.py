@@ -14,6 +14,7 @@ from altcap.data.manifest import write_jsonl_atomic
 from altcap.metrics.accessibility import count_words
 from altcap.metrics.config import EvaluateConfig
 from altcap.metrics.content_report import render_content_markdown
+from altcap.metrics.quality_split import render_quality_markdown
 from altcap.provenance import build_provenance, sha256_file
 
 if TYPE_CHECKING:
@@ -55,6 +56,11 @@ NOTES = {
     "hallucination_rate": "CHAIR-style (Rohrbach et al. 2018): COCO objects (80 categories, CHAIR's "
     "synonyms) a caption names that no reference of the image names; CHAIR-i per mention, CHAIR-s per "
     "caption; lower is better; reference-based, so an object the references omit counts as hallucinated",
+    "by_quality_flag": "per photo-quality flag of `data check` (metadata.quality_flags; an image may be in "
+    "several groups) and 'no flags': means of per-image scores (BLEU-4, METEOR as sentence scores) and "
+    "CHAIR-i per mention, each group resampled on its own; groups under min_images_for_ci images get no "
+    "CI; null when the manifest has no quality_flags (run `altcap data check` and evaluate on its clean "
+    "manifest)",
     "scene_graph_f1": "not SPICE: SPICE-like tuple F1 from SceneGraphParser on spaCy en_core_web_sm "
     "3.8.0, exact lemma matching; agreement with SPICE unknown unless SPICE ran on the same captions",
 }
@@ -102,6 +108,8 @@ def build_per_image_rows(scored: Scored) -> list[dict[str, Any]]:
             for metric in PER_IMAGE_METRICS:
                 row[metric] = float(per_image[metric][i]) if metric in per_image else None
             row["length_words"] = count_words(caption)
+            if "quality_flags" in scored.inputs.metadata[i]:
+                row["quality_flags"] = list(scored.inputs.metadata[i]["quality_flags"] or [])
             if "hallucinated_objects" in per_image:
                 row["hallucinated_objects"] = list(per_image["hallucinated_objects"][i])
             rows.append(make_json_ready(row))
@@ -167,6 +175,8 @@ def render_markdown(metrics: dict[str, Any]) -> str:
         shown = ["-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in values]
         lines.append(f"| {stat} | " + " | ".join(shown) + " |")
     lines += render_content_markdown(metrics)
+    quality = render_quality_markdown(metrics.get("by_quality_flag"))
+    lines += ["", *quality[:-1]] if quality else []
     if metrics["missing"]:
         lines += ["", "## Not computed", ""] + [f"- **{k}**: {v}" for k, v in metrics["missing"].items()]
     if metrics["warnings"]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from altcap.analysis.markdown import fmt
+from altcap.analysis.markdown import fmt, render_strata
 from altcap.report.metric_context import describe_metric_context
 from altcap.report.samples import SAMPLE_RULE, build_samples, pick_samples
 from altcap.report.training import TrainRunFiles, describe_training
@@ -120,6 +120,24 @@ def describe_power(power: dict[str, Any] | None) -> str:
     )
 
 
+def describe_strata(analysis: dict[str, Any]) -> list[str]:
+    """The memo's usefulness tables by context and by photo-quality flag (those the analysis has).
+
+    Args:
+        analysis: analysis.json.
+
+    Returns:
+        One Markdown block per stratum the analysis reports (none when the study had no contexts
+        or quality flags).
+    """
+    titles = (
+        ("by_context", "Usefulness by context (where the image appears)"),
+        ("by_quality_flag", "Usefulness by photo quality flag"),
+    )
+    blocks = [render_strata(analysis.get(key), title, level=3) for key, title in titles]
+    return ["\n".join(lines) for lines in blocks if lines]
+
+
 def render_memo_markdown(
     inputs: MemoInputs,
     charts: dict[str, str],
@@ -152,6 +170,7 @@ def render_memo_markdown(
         metric_context=describe_metric_context(inputs.metrics),
         training=describe_training(inputs.train),
         validity_sentence=describe_validity(inputs.analysis.get("metric_validity")),
+        strata_sections=describe_strata(inputs.analysis),
         power_sentence=describe_power(inputs.power),
         criterion_labels=CRITERION_LABELS,
         samples=samples,

@@ -16,6 +16,10 @@ RESPONSE_COLUMNS = [
     "response_ms",
     "started_at",
     "submitted_at",
+    # Appended last (issue #29), like participants' `role`: where the image appears ("" = unknown) and
+    # its photo-quality flags from `altcap data check` (";"-joined; "" = none or not checked).
+    "context",
+    "quality_flags",
 ]
 PARTICIPANT_COLUMNS = [
     "participant_id",

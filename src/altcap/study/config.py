@@ -104,6 +104,12 @@ class StudyConfig(StageConfig):
     image_root: Path | None = Field(
         default=None, description="Folder images are served from, or the manifest."
     )
+    manifest: Path | None = Field(
+        default=None,
+        description="Manifest whose records' `metadata.context` (where the image appears; shown above the "
+        "captions) and `metadata.quality_flags` (from `altcap data check`) the study carries into its trials "
+        "and export, matched by the captions' image key; None = image_root when that is a manifest file.",
+    )
     likert_items: list[LikertItem] = Field(default_factory=default_likert_items, description="Rating items.")
     n_practice_trials: int = Field(default=1, ge=0, le=3, description="Practice trials before the real ones.")
     practice_images: list[str] = Field(

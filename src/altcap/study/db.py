@@ -100,6 +100,8 @@ class Trial(Base):
     base_position: Mapped[int] = mapped_column(Integer, default=0)
     task_system: Mapped[str] = mapped_column(String(20), default="")
     attention_index: Mapped[int] = mapped_column(Integer, default=-1)
+    # Where the image appears (revision 0004; issue #29), copied from the frozen design at invite time.
+    context: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
 
 
 class Submission(Base):

@@ -49,6 +49,8 @@ def build_response_rows(db: Session, likert_ids: set[str]) -> list[dict[str, Any
         Rows with exactly RESPONSE_COLUMNS.
     """
     study_id = db.scalar(select(Study.study_id))
+    stimuli = json.loads(db.scalar(select(Study.stimuli_json)) or "[]")
+    flags = {s["image"]: ";".join(s.get("quality_flags", [])) for s in stimuli}
     query = (
         select(Answer, Trial, Participant)
         .join(Trial, Answer.trial_id == Trial.id)
@@ -76,6 +78,8 @@ def build_response_rows(db: Session, likert_ids: set[str]) -> list[dict[str, Any
                 "response_ms": "" if answer.response_ms is None else answer.response_ms,
                 "started_at": answer.started_at,
                 "submitted_at": answer.submitted_at,
+                "context": trial.context or "",
+                "quality_flags": flags.get(trial.image, ""),
             }
         )
     return rows

@@ -13,6 +13,8 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from altcap.data.context import read_context
+from altcap.data.manifest import ManifestError, read_manifest
 from altcap.infer.captions_file import read_captions
 from altcap.study.config import StudyConfig, TaskQuestion, load_task_questions
 from altcap.study.db import Participant, Study, Trial, utc_now
@@ -79,6 +81,7 @@ def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
     if not images:
         raise StudySetupError(f"{yaml_path}: no image has both a base and a fine-tuned caption")
     folder = _image_folder(config, yaml_dir)
+    extras = read_image_extras(config, yaml_dir)
     stimuli = [
         {
             "image": image,
@@ -86,6 +89,7 @@ def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
             "finetuned": tuned[image],
             "path": str(_resolve(folder, Path(image)).resolve()),
             **({"practice": True} if image in config.practice_images else {}),
+            **extras.get(image, {}),
         }
         for image in images
     ]
@@ -96,6 +100,38 @@ def load_stimuli(config: StudyConfig, yaml_path: Path) -> list[dict[str, str]]:
             f"e.g. {absent[:3]} under {folder}; fix image_root or set show_image: false"
         )
     return stimuli
+
+
+def read_image_extras(config: StudyConfig, yaml_dir: Path) -> dict[str, dict[str, object]]:
+    """Per image key, its manifest `context` and `quality_flags` (only those the record has).
+
+    Args:
+        config: the study design (`manifest`, else `image_root` when it is a manifest file).
+        yaml_dir: study.yaml's folder (relative paths start there).
+
+    Returns:
+        {image: {"context": str, "quality_flags": [...]}}; empty without a manifest.
+    """
+    root_is_manifest = config.image_root is not None and config.image_root.suffix == ".jsonl"
+    path = config.manifest or (config.image_root if root_is_manifest else None)
+    if path is None:
+        return {}
+    path = _resolve(yaml_dir, path)
+    if not path.is_file() and config.manifest is None:
+        return {}  # a folder that happens to end in .jsonl: nothing to read
+    try:
+        records = read_manifest(path)
+    except ManifestError as err:
+        raise StudySetupError(f"manifest: {err}") from err
+    extras: dict[str, dict[str, object]] = {}
+    for record in records:
+        found: dict[str, object] = {}
+        if (context := read_context(record)) is not None:
+            found["context"] = context
+        if "quality_flags" in record.metadata:
+            found["quality_flags"] = [str(f) for f in record.metadata["quality_flags"] or []]
+        extras[record.image] = found
+    return extras
 
 
 def _study_and_practice_images(config: StudyConfig, yaml_path: Path, captioned: list[str]) -> list[str]:
@@ -234,6 +270,7 @@ def create_invitations(
     if role == "verifier":
         check_verifier_images(study)
     inputs = plan_inputs(study)
+    contexts = {s["image"]: s.get("context") for s in json.loads(study.stimuli_json)}
     start = db.scalar(select(func.count()).select_from(Participant).where(Participant.role == role)) or 0
     expires = (datetime.now(UTC) + timedelta(days=valid_days)).isoformat(timespec="milliseconds")
     invitations = []
@@ -255,7 +292,7 @@ def create_invitations(
         db.add(participant)
         db.flush()
         plans = plan_participant(inputs, index) if role == "participant" else plan_verifier(inputs, index)
-        _add_trials(db, participant.id, plans)
+        _add_trials(db, participant.id, plans, contexts)
         invitations.append(Invitation(participant.public_id, token, f"{base_url}/p/{token}"))
     db.commit()
     return invitations
@@ -271,7 +308,9 @@ def check_verifier_images(study: Study) -> None:
         )
 
 
-def _add_trials(db: Session, participant_id: int, plans: list[TrialPlan]) -> None:
+def _add_trials(
+    db: Session, participant_id: int, plans: list[TrialPlan], contexts: dict[str, str | None]
+) -> None:
     for trial_index, plan in enumerate(plans):
         db.add(
             Trial(
@@ -283,6 +322,7 @@ def _add_trials(db: Session, participant_id: int, plans: list[TrialPlan]) -> Non
                 base_position=plan.base_position,
                 task_system=plan.task_system,
                 attention_index=plan.attention_index,
+                context=contexts.get(plan.image),
             )
         )
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from altcap.config import StageConfig
+from altcap.data.context import CONTEXT_TEMPLATE_HELP, DEFAULT_CONTEXT_TEMPLATE, ContextTemplate
 from altcap.data.image_settings import DEFAULT_MAX_DECODED_PIXELS, MAX_DECODED_PIXELS_HELP, SKIP_FLAG_HELP
 from altcap.models.loading import ModelConfig
 from altcap.models.registry import DEFAULT_INSTRUCTION
@@ -25,6 +26,9 @@ class DataConfig(StageConfig):
         default=None,
         description=f"Instruction given with every image; a record's own `prompt` overrides it. None = the "
         f"family's default ({DEFAULT_INSTRUCTION!r}; BLIP, not instruction-tuned, gets no prefix).",
+    )
+    context_template: ContextTemplate = Field(
+        default=DEFAULT_CONTEXT_TEMPLATE, description=CONTEXT_TEMPLATE_HELP
     )
     train_split: str = Field(default="train", description="Manifest split used for training.")
     val_split: str | None = Field(

@@ -20,8 +20,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from altcap.data.context import apply_context, read_context
 from altcap.data.images import load_image_rgb
 from altcap.data.manifest import ManifestRecord, read_manifest, resolve_image
+from altcap.models.registry import DEFAULT_INSTRUCTION
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,33 @@ class Example:
     references: tuple[str, ...] = ()
 
 
+def resolve_record_prompt(
+    record: ManifestRecord, default_prompt: str | None, context_template: str | None
+) -> str | None:
+    """A record's prompt: its own, else the default; with a context (and a template), the context
+    put in front by the template, the family's default instruction standing in for a missing one.
+
+    Args:
+        record: the manifest record.
+        default_prompt: instruction used where the record has none (None = family default).
+        context_template: `data.context_template` for instruction-following families, None otherwise.
+
+    Returns:
+        The prompt (None = the family's default instruction).
+    """
+    prompt = record.prompt or default_prompt
+    context = read_context(record) if context_template is not None else None
+    if context is None:
+        return prompt
+    return apply_context(prompt or DEFAULT_INSTRUCTION, context, context_template)
+
+
 def expand_examples(
-    manifest: Path, records: list[ManifestRecord], default_prompt: str | None, per_image: bool = False
+    manifest: Path,
+    records: list[ManifestRecord],
+    default_prompt: str | None,
+    per_image: bool = False,
+    context_template: str | None = None,
 ) -> list[Example]:
     """One example per (record, caption); records without captions are skipped.
 
@@ -45,6 +72,8 @@ def expand_examples(
         records: manifest records of one split.
         default_prompt: instruction used where a record has no `prompt` (None = family default).
         per_image: one example per record instead, with all its captions as `references`.
+        context_template: puts a record's `context` into its prompt (instruction-following
+            families only; None = contexts are not used).
 
     Returns:
         Examples in manifest order.
@@ -52,7 +81,7 @@ def expand_examples(
     examples: list[Example] = []
     for record in records:
         image = resolve_image(manifest, record)
-        prompt = record.prompt or default_prompt
+        prompt = resolve_record_prompt(record, default_prompt, context_template)
         captions = tuple(caption for caption in record.captions if caption.strip())
         if per_image and captions:
             examples.append(Example(image, prompt, captions[0], captions))
@@ -63,7 +92,7 @@ def expand_examples(
 
 def read_split_examples(
     manifest: Path, split: str, default_prompt: str | None, max_records: int | None = None,
-    per_image: bool = False,
+    per_image: bool = False, context_template: str | None = None,
 ) -> list[Example]:
     """Read one split of a manifest as training examples.
 
@@ -73,13 +102,14 @@ def read_split_examples(
         default_prompt: instruction used where a record has no `prompt`.
         max_records: keep only the first N records of the split.
         per_image: one example per image with all its captions (SCST) instead of one per caption.
+        context_template: see `expand_examples`.
 
     Returns:
         The split's examples (possibly empty).
     """
     records = read_manifest(manifest, split)
     kept = records[:max_records] if max_records else records
-    return expand_examples(manifest, kept, default_prompt, per_image)
+    return expand_examples(manifest, kept, default_prompt, per_image, context_template)
 
 
 def load_rgb(path: Path) -> Image.Image:
