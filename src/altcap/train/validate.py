@@ -230,10 +230,6 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
     can_cache = family is not None and family.feature_cache is not None
     if cfg.feature_cache.enabled and family is not None and not can_cache:
         problems.append(f"feature_cache.enabled=true: family {family.name!r} cannot cache; set it to false")
-    check = family.feature_cache.check if can_cache and cfg.feature_cache.enabled is not False else None
-    if check is not None and (reason := check(family.hf_class)) is not None:
-        can_cache = False  # asked for: an error; by default: off, said once
-        (problems if cfg.feature_cache.enabled else plan.notes).append(f"feature cache off: {reason}")
     if cfg.train_vision_blocks and family is not None and family.vision_blocks is None:
         problems.append(
             f"train_vision_blocks={cfg.train_vision_blocks}: family {family.name!r} cannot train vision "
@@ -243,6 +239,10 @@ def decide_cache(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None
     trains_frozen_part = cfg.lora.include_qformer or cfg.train_vision_blocks > 0 or cfg.lora.adapted_parts()
     needs_pixels = trains_frozen_part or plan.objective.samples_from_pixels
     plan.use_cache = can_cache and not needs_pixels and requested is not False
+    check = family.feature_cache.check if plan.use_cache else None
+    if check is not None and (reason := check(family.hf_class)) is not None:
+        plan.use_cache = False  # asked for: an error; by default: off, said once
+        (problems if requested else plan.notes).append(f"feature cache off: {reason}")
     if can_cache and requested is None and cfg.lora.adapted_parts():
         fields = ", ".join(f"lora.adapt_{part}" for part in cfg.lora.adapted_parts())
         plan.notes.append(f"feature cache off: {fields} trains part of what it would cache")
