@@ -383,6 +383,7 @@ def build_chat_vlm_family(
         quantized=QuantizedLoading(load_4bit=load_chat_vlm_4bit),
         load_processor=load_chat_processor,
         uses_chat_template=text_format is CHAT_FORMAT,
+        follows_instructions=text_format is CHAT_FORMAT,
         feature_cache=build_chat_feature_cache(vision_parts) if vision_parts else None,
         part_lora=CHAT_PART_LORA,
     )

@@ -132,6 +132,9 @@ class ModelFamily:
     inputs_shaped_by_image_size: bool = False
     # Whether prompts come from the checkpoint's own chat template (shown by `altcap models`).
     uses_chat_template: bool = False
+    # Whether the prompt is an instruction the model reads (so a record's context may go into it);
+    # False where it is a fixed prefix or task token (BLIP, PaliGemma, Florence-2).
+    follows_instructions: bool = False
     feature_cache: FeatureCache | None = None
     graphed_decoding: GraphedDecoding | None = None
     quantized: QuantizedLoading | None = None

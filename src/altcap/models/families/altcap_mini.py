@@ -387,7 +387,7 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
 FAMILY = register_family(ModelFamily(
     name="altcap_mini", hf_class="AltcapMini", model_types=("altcap_mini",),
     default_lora_targets=DEFAULT_LORA_TARGETS, load=load, build_inputs=build_inputs, generate=generate,
-    lora_scope="language_model", modules_to_save=MODULES_TO_SAVE,
+    lora_scope="language_model", modules_to_save=MODULES_TO_SAVE, follows_instructions=True,
     feature_cache=FeatureCache(encode_images=encode_images, forward_from_features=forward_from_features,
                                frozen_modules=FROZEN_MODULES, feature_keys=("image_features",)),
     vision_blocks=VisionBlocks(last_blocks=last_vision_blocks),

@@ -98,6 +98,7 @@ FAMILY = register_family(
         build_inputs=build_inputs,
         generate=generate,
         lora_scope="language_model",
+        follows_instructions=True,
         feature_cache=FeatureCache(
             encode_images=encode_images,
             forward_from_features=forward_from_features,

@@ -217,6 +217,7 @@ FAMILY = register_family(
         generate=generate,
         # The CLIP vision tower also has q_proj/k_proj/v_proj; LoRA belongs on the LM only.
         lora_scope="language_model",
+        follows_instructions=True,
         inputs_shaped_by_image_size=True,
         feature_cache=FeatureCache(
             encode_images=encode_images,
