@@ -182,8 +182,7 @@ def _add_contexts(manifest: Path, contexts: dict[int, str]) -> None:
 
 def test_context_reaches_the_prompt_tokens_of_instruction_families_only(tmp_path: Path) -> None:
     from altcap.models.registry import DEFAULT_INSTRUCTION, get_family
-    from altcap.models.tiny_chat import build_chat_tokenizer, build_tiny_processor
-    from altcap.models.tiny_chat import TINY_SPECS
+    from altcap.models.tiny_chat import TINY_SPECS, build_chat_tokenizer, build_tiny_processor
     from altcap.train.config import TrainConfig
     from altcap.train.validate import TrainPlan, check_data
 
