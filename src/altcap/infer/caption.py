@@ -200,14 +200,15 @@ def caption_items(
         model, processor, family: from `load_model`.
         items: images to caption.
         cfg: settings (generation, batch size, workers, prompt, out).
-        progress: show a tqdm progress bar.
+        progress: show the stage's progress bar (`cli_output.progress_bar`; none under -q).
         prefetch: prepare the next batches during generation (cfg.num_workers says how).
 
     Returns:
         Number of captions written.
     """
     import torch
-    from tqdm import tqdm
+
+    from altcap.cli_output import progress_bar
 
     batches = list(iter_batches(items, cfg.batch_size))
     sizes = [len(batch) for batch in batches]
@@ -224,7 +225,7 @@ def caption_items(
     # one batch is in flight, and a write error surfaces at the next batch.
     with (
         ThreadPoolExecutor(max_workers=1) as writer,
-        tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
+        progress_bar(len(items), "captioning", unit="img", shown=progress) as bar,
     ):
         for (batch, parts), size in zip(prepared, sizes, strict=True):
             captions = _generate_batch(model, processor, family, parts, generate_kwargs)
