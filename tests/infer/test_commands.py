@@ -24,3 +24,21 @@ def test_caption_draws_one_bar_by_default_and_none_under_quiet(tiny_blip2, manif
     assert quiet.exit_code == 0, quiet.output
     assert_quiet(quiet.stdout, quiet.stderr)
     assert (tmp_path / "b.jsonl").read_text().count("\n") == 5  # quiet, not idle
+
+
+def test_batches_group_images_by_their_upright_shape(tmp_path: Path) -> None:
+    """A phone photo stored sideways (EXIF orientation 6) is portrait once loaded: it batches with
+    the portrait photos, not the landscape ones (#27: every reader goes through the one loader's rules)."""
+    from PIL import Image
+
+    from altcap.infer.batches import CaptionItem
+    from altcap.infer.caption import order_for_throughput
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20)).save(tmp_path / "a-wide.jpg")
+    Image.new("RGB", (40, 20)).save(tmp_path / "b-sideways.jpg", exif=exif)
+    Image.new("RGB", (20, 40)).save(tmp_path / "c-tall.jpg")
+    items = [CaptionItem(p.name, p) for p in sorted(tmp_path.glob("*.jpg"))]
+    ordered = [item.key for item in order_for_throughput(items)]
+    assert ordered == ["b-sideways.jpg", "c-tall.jpg", "a-wide.jpg"]

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from altcap.data.image_screen import describe_unreadable, screen_listed_images
+from altcap.data.images import read_upright_size
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
 from altcap.infer.batches import (
@@ -171,13 +172,13 @@ def screen_items(cfg: CaptionConfig, items: list[CaptionItem]) -> tuple[list[Cap
 def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:
     """Group same-prompt, same-shape images so a batch needs no prompt padding and few image tiles.
 
-    Only the image header is read (Pillow opens lazily), so this costs far less than decoding.
+    Only the image header is read (Pillow opens lazily), so this costs far less than decoding; the
+    shape is the upright one the loader gives (a sideways-stored phone photo is portrait).
     """
 
     def sort_key(item: CaptionItem) -> tuple[str, float, str]:
         try:
-            with Image.open(item.path) as image:
-                width, height = image.size
+            width, height = read_upright_size(item.path)
         except (OSError, UnidentifiedImageError) as err:
             raise CaptionError(f"{item.path}: not a readable image ({err}); run `altcap data check`") from err
         return (item.prompt or "", round(width / max(height, 1), 1), item.key)
