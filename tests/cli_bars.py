@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # "66173.61img/s", "5.68s/step": a rate with a number (tqdm's "?it/s" placeholder does not count).
 RATE = re.compile(r"\d[\d.]*(?:[a-z]+/s|s/[a-z]+)\b")
@@ -36,3 +37,16 @@ def assert_quiet(stdout: str, stderr: str) -> None:
     assert find_bars(stdout + stderr) == {}, stdout + stderr
     assert not WARNING.search(stdout + stderr), stdout + stderr
     assert stderr.strip() == "", stderr
+
+
+def invoke_quiet(app: Any, args: list[str]) -> Any:
+    """`altcap -q ARGS` in this process; the level is then reset, since it is process-wide and
+    passed to child processes through the environment (later tests expect the default)."""
+    from typer.testing import CliRunner
+
+    from altcap.cli_output import NORMAL, configure_output
+
+    try:
+        return CliRunner().invoke(app, ["-q", *args])
+    finally:
+        configure_output(NORMAL)

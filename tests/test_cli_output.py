@@ -22,7 +22,7 @@ from altcap.cli_output import (
     read_inherited_verbosity,
     stage_progress,
 )
-from cli_bars import assert_one_bar_with_rate, assert_quiet, find_bars
+from cli_bars import assert_one_bar_with_rate, assert_quiet, find_bars, invoke_quiet
 
 runner = CliRunner()
 
@@ -104,7 +104,7 @@ def test_data_stages_draw_one_bar_by_default_and_nothing_under_quiet(
     shown = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
     assert shown.exit_code == 0, shown.output
     assert_one_bar_with_rate(shown.stderr, stage)
-    quiet = runner.invoke(app, ["-q", *args, "--out", str(tmp_path / "b")])
+    quiet = invoke_quiet(app, [*args, "--out", str(tmp_path / "b")])
     assert quiet.exit_code == 0, quiet.output
     assert_quiet(quiet.stdout, quiet.stderr)
     assert (tmp_path / "b").is_dir()
