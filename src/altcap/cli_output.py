@@ -1,4 +1,5 @@
-"""How chatty `altcap` is: quiet by default, `-v` for more, `-q` for errors only.
+"""How chatty `altcap` is: quiet by default, `-v` for more, `-q` for errors only; and the one
+progress bar a long stage draws (`progress_bar`, `stage_progress`), so every stage's looks the same.
 
 Set once per process from the root command, before any command imports transformers, tqdm or
 torch: the libraries read their environment switches at import time, and child processes
