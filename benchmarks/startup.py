@@ -5,7 +5,8 @@ packaged weights are converted and stored) and again with it filled (warm). Targ
 
 Run: python -m benchmarks.startup [--repeats 2] [--image PATH]
 Writes benchmarks/results/startup.json (hardware, versions, cold s, warm s, ratio; also the CPU
-seconds of each run, which other work on a shared box changes far less than wall time).
+seconds of each run, which other work on a shared box changes far less than wall time, the load
+average before each run, and where a warm start's CPU seconds go, phase by phase).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def time_first_caption(image: Path, cache: Path, work: Path, threads: int) -> di
            "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "altcap.cli", "caption", "--model-id", "altcap-mini",
                "--images", str(images), "--out", str(out)]
-    cpu_before = _children_cpu_s()
+    cpu_before, load_before = _children_cpu_s(), os.getloadavg()[0]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first = None
@@ -65,7 +66,59 @@ def time_first_caption(image: Path, cache: Path, work: Path, threads: int) -> di
         raise RuntimeError(f"altcap caption failed ({process.returncode}): {stderr[-2000:]}")
     caption = json.loads(out.read_text(encoding="utf-8").splitlines()[0])["caption"]
     return {"first_caption_s": round(first or exit_s, 2), "exit_s": round(exit_s, 2),
-            "cpu_s": round(_children_cpu_s() - cpu_before, 2), "caption": caption}
+            "cpu_s": round(_children_cpu_s() - cpu_before, 2),
+            "load_average_1m_before": round(load_before, 2), "caption": caption}
+
+
+# The warm start's steps, each timed in CPU seconds of one process (imports are single-threaded;
+# the caption runs on `threads`): what is left to cut once the conversion is cached.
+PHASES_SCRIPT = """
+import json, resource, sys, time
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+marks = [("start", cpu(), time.perf_counter())]
+def mark(name):
+    marks.append((name, cpu(), time.perf_counter()))
+import altcap.cli
+mark("python + altcap.cli imports")
+import torch
+mark("import torch")
+import transformers.models.llama.modeling_llama
+mark("import transformers' Llama stack")
+from altcap.data.images import load_image_rgb
+from altcap.infer.config import CaptionConfig
+from altcap.models.loading import ModelConfig, load_model
+import altcap.models.families.altcap_mini
+mark("import altcap's caption and model code")
+model, processor, family = load_model(ModelConfig(model_id="altcap-mini", device="cpu"))
+mark("load the cached copy (weights, tokenizer)")
+generation = CaptionConfig(images=sys.argv[1]).generation.generate_kwargs()
+inputs = family.build_inputs(processor, [load_image_rgb(sys.argv[2])], [None])
+with torch.inference_mode():
+    family.generate(model, processor, inputs, generation)
+mark("first caption (default generation settings)")
+print(json.dumps({name: {"cpu_s": round(c - pc, 2), "wall_s": round(w - pw, 2)}
+                  for (name, c, w), (_, pc, pw) in zip(marks[1:], marks[:-1])}))
+"""
+
+
+def measure_warm_phases(image: Path, cache: Path, threads: int) -> dict:
+    """CPU and wall seconds of each step of a warm start, in one process (the cache is filled).
+
+    Args:
+        image: the photo captioned.
+        cache: a filled converted-model cache (ALTCAP_MODEL_CACHE).
+        threads: torch/OpenMP threads.
+
+    Returns:
+        Step name -> {"cpu_s", "wall_s"}, in order.
+    """
+    env = {**os.environ, "ALTCAP_MODEL_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run([sys.executable, "-c", PHASES_SCRIPT, str(image.parent), str(image)], env=env,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _children_cpu_s() -> float:
@@ -83,6 +136,7 @@ def run_benchmark(image: Path, repeats: int, threads: int) -> dict:
             cache = Path(tmp) / f"cache-{index}"
             cold.append(time_first_caption(image, cache, Path(tmp) / f"cold-{index}", threads))
             warm.append(time_first_caption(image, cache, Path(tmp) / f"warm-{index}", threads))
+        phases = measure_warm_phases(image, cache, threads)
     cold_s = statistics.median(r["first_caption_s"] for r in cold)
     warm_s = statistics.median(r["first_caption_s"] for r in warm)
     return {
@@ -95,6 +149,7 @@ def run_benchmark(image: Path, repeats: int, threads: int) -> dict:
         "cold_cpu_s": statistics.median(r["cpu_s"] for r in cold),
         "warm_cpu_s": statistics.median(r["cpu_s"] for r in warm),
         "same_caption": all(c["caption"] == w["caption"] for c, w in zip(cold, warm, strict=True)),
+        "warm_phases": phases,
         "runs": {"cold": cold, "warm": warm},
     }
 
@@ -108,7 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run_benchmark(args.image or find_sample_image(), args.repeats, args.threads)
     write_report(args.out, result)
-    shown = ("cold_s", "warm_s", "ratio", "cold_cpu_s", "warm_cpu_s", "same_caption")
+    shown = ("cold_s", "warm_s", "ratio", "cold_cpu_s", "warm_cpu_s", "same_caption", "warm_phases")
     print(json.dumps({k: result[k] for k in shown}))
     print(f"wrote {args.out}")
 

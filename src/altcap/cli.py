@@ -11,10 +11,11 @@ import typer
 from altcap import __version__
 from altcap.analysis.commands import register as register_study_analysis
 from altcap.cli_options import attach_examples
-from altcap.cli_output import NORMAL, QUIET, VERBOSE, configure_output
+from altcap.cli_output import NORMAL, QUIET, VERBOSE, configure_output, read_inherited_verbosity
 from altcap.data.commands import app as data_app
 from altcap.infer.commands import caption_command
 from altcap.infer.demo_ui import demo_ui_command
+from altcap.launch import is_distributed_worker
 from altcap.metrics.commands import evaluate_command
 from altcap.models.commands import models_command
 from altcap.pipeline.commands import run_command
@@ -32,13 +33,15 @@ app = typer.Typer(
 @app.callback()
 def main(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Info logs, every warning, library bars."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Log errors only (no warnings)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only: no bars, notes or warnings."),
 ) -> None:
     """altcap: fine-tune image captioners for blind and low-vision users, and prove it.
 
-    Quiet by default: each warning once, one progress bar per long stage.
+    Quiet by default: each warning once, one progress bar (count, rate, ETA) per long stage.
     """
-    configure_output(VERBOSE if verbose else QUIET if quiet else NORMAL)
+    # A worker started by `accelerate launch` gets no -q/-v of its own: it keeps its launcher's.
+    default = read_inherited_verbosity() if is_distributed_worker() else NORMAL
+    configure_output(VERBOSE if verbose else QUIET if quiet else default)
 
 
 app.add_typer(data_app, name="data", help="Import, check and split captioning datasets.")

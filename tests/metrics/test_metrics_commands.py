@@ -148,3 +148,21 @@ def test_cli_bad_input_exits_2_naming_images(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "bootstrap_samples" in bad.output
 
 
+
+
+@pytest.mark.slow
+def test_cli_draws_one_bar_by_default_and_nothing_under_quiet(run, tmp_path: Path) -> None:
+    """#27 item 16: one bar with a rate for every phase (COCO, FGD, bootstrap ...); -q: nothing,
+    not even SPICE's "not computed" or the Java tokeniser's status line."""
+    from metrics_fixtures import WORSE, write_captions, write_manifest
+
+    from cli_bars import assert_one_bar_with_rate, assert_quiet, invoke_quiet
+
+    result, _ = run
+    assert_one_bar_with_rate(result.stderr, "evaluate")
+    refs, pred = write_manifest(tmp_path / "m.jsonl"), write_captions(tmp_path / "p.jsonl", WORSE)
+    args = ["evaluate", "--refs", str(refs), "--pred", str(pred), "--out", str(tmp_path / "out"),
+            "--set", "bootstrap_samples=20", "--set", "fgd=false", "--set", "scene_graph=false"]
+    quiet = invoke_quiet(app, args)
+    assert quiet.exit_code == 0, quiet.output
+    assert_quiet(quiet.stdout, quiet.stderr)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
+from PIL import Image
 
-from altcap.models.text_inputs import IGNORE_INDEX, build_caption_batch, generate_new_text
+from altcap.data.images import load_image_rgb, read_upright_size
+from altcap.models.text_inputs import IGNORE_INDEX, build_caption_batch, generate_new_text, read_image_size
 from altcap.models.tiny import TINY_CAPTIONS, build_tiny_tokenizer
 
 
@@ -54,3 +58,15 @@ def test_generate_new_text_drops_labels_and_decodes_after_prompt() -> None:
     texts = generate_new_text(model, tokenizer, inputs, {"max_new_tokens": 9}, len(prompt_ids))
     assert texts == [TINY_CAPTIONS[1]]
     assert "labels" not in model.seen and model.seen["max_new_tokens"] == 9
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_image_size_of_a_file_follows_its_exif_orientation(tmp_path: Path, orientation: int) -> None:
+    """LLaVA-NeXT's cached-feature token count reads this size: it must be the loaded image's."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"phone-{orientation}.jpg"
+    Image.new("RGB", (40, 20), (10, 200, 10)).save(path, exif=exif)
+    width, height = load_image_rgb(path).size
+    assert read_image_size(path) == (height, width) == read_upright_size(path)[::-1]
+    assert read_image_size(path) == ((40, 20) if orientation >= 5 else (20, 40))

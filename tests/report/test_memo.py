@@ -445,3 +445,18 @@ def test_weasyprint_import_leaves_truncated_images_refused() -> None:
     with contextlib.suppress(ImportError, OSError):  # no pango: nothing imported, nothing changed
         import_weasyprint()
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_sample_thumbnails_come_through_the_one_image_loader(tmp_path: Path) -> None:
+    """#27: a phone photo stored sideways (EXIF orientation 6) and a transparent PNG appear in the
+    memo as every stage reads them: upright, on white."""
+    from altcap.report.samples import write_thumbnail
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (400, 100), (10, 200, 10)).save(tmp_path / "sideways.jpg", exif=exif)
+    Image.new("RGBA", (200, 200), (0, 0, 0, 0)).save(tmp_path / "clear.png")
+    assert write_thumbnail(tmp_path / "sideways.jpg", tmp_path / "a.jpg") is None
+    assert Image.open(tmp_path / "a.jpg").size == (40, THUMBNAIL_PX)
+    assert write_thumbnail(tmp_path / "clear.png", tmp_path / "b.jpg") is None
+    assert min(Image.open(tmp_path / "b.jpg").getpixel((50, 50))) > 245

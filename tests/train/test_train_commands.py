@@ -96,3 +96,19 @@ def test_disk_full_during_a_checkpoint_is_one_clear_error_keeping_the_last_good_
     assert "disk full" in message and str(good) in message
     assert "needs about" in message and "free" in message
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-2"]  # no .tmp-step-4
+
+
+@pytest.mark.slow
+def test_train_draws_one_bar_by_default_and_none_under_quiet(tiny_model, tmp_path: Path) -> None:
+    """#27 item 16: one bar with a rate (the feature cache's own bar waits for -v); -q: nothing."""
+    from cli_bars import assert_one_bar_with_rate, assert_quiet, invoke_quiet
+
+    model, manifest = tiny_model("blip"), write_manifest(tmp_path / "data", n_train=4, n_val=0)
+    shown_yaml = write_train_yaml(tmp_path / "a", model, manifest, "max_steps=2")
+    shown = runner.invoke(app, ["train", str(shown_yaml)])
+    assert shown.exit_code == 0, shown.output
+    assert_one_bar_with_rate(shown.stderr, "train")
+    quiet_yaml = write_train_yaml(tmp_path / "b", model, manifest, "max_steps=2")
+    quiet = invoke_quiet(app, ["train", str(quiet_yaml)])
+    assert quiet.exit_code == 0, quiet.output
+    assert_quiet(quiet.stdout, quiet.stderr)

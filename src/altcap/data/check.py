@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from rich.console import Console
 
 from altcap.data.check_captions import check_record_captions, find_repeated_captions
 from altcap.data.check_images import find_unlisted_images, image_findings, inspect_images
@@ -94,12 +93,10 @@ def _abs(manifest: Path, record: ManifestRecord) -> str:
 
 
 def _check_images(
-    cfg: DataCheckConfig, manifest: Path, records: Lines, paths: dict[int, str], console: Console | None
+    cfg: DataCheckConfig, manifest: Path, records: Lines, paths: dict[int, str]
 ) -> tuple[list[Finding], list[dict[str, Any]], int]:
     """Image, duplicate and unlisted-image findings; returns findings, duplicate groups, images checked."""
-    facts = inspect_images(
-        list(paths.values()), cfg.max_decoded_pixels, cfg.workers, console, cfg.quality_flags
-    )
+    facts = inspect_images(list(paths.values()), cfg.max_decoded_pixels, cfg.workers, cfg.quality_flags)
     limits = (cfg.min_image_side_px, cfg.max_aspect_ratio)
     findings: list[Finding] = []
     entries: list[ImageEntry] = []
@@ -174,12 +171,11 @@ def _build_clean(
     return clean, removed
 
 
-def run_data_check(cfg: DataCheckConfig, console: Console | None = None) -> dict[str, Any]:
+def run_data_check(cfg: DataCheckConfig) -> dict[str, Any]:
     """Check a manifest and its images; write OUT/check_report.json and OUT/manifest.clean.jsonl.
 
     Args:
         cfg: the check config; `manifest=None` checks the embedded sample.
-        console: where the progress bar goes (stderr by default).
 
     Returns:
         The report (summary, counts per code and severity, findings, removals, duplicate groups).
@@ -206,7 +202,7 @@ def run_data_check(cfg: DataCheckConfig, console: Console | None = None) -> dict
     groups: list[dict[str, Any]] = []
     images_checked = 0
     if cfg.check_images:
-        image_found, groups, images_checked = _check_images(cfg, manifest, records, paths, console)
+        image_found, groups, images_checked = _check_images(cfg, manifest, records, paths)
         findings += image_found
     findings.sort(key=lambda f: (f.line is None, f.line or 0, SEVERITY_ORDER[f.severity], f.code))
     clean, removed = _build_clean(lines, findings, cfg.check_images and cfg.quality_flags)

@@ -8,9 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+from altcap.cli_output import progress_bar
 from altcap.data.findings import Finding, make_finding
 from altcap.data.images import GREYSCALE_MODES, inspect_image
 from altcap.data.import_common import IMAGE_SUFFIXES
@@ -25,7 +23,6 @@ def inspect_images(
     paths: list[str],
     max_decoded_pixels: int,
     workers: int,
-    console: Console | None = None,
     quality: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Inspect every image (see `inspect_image`), in `workers` processes, with a progress bar.
@@ -34,27 +31,24 @@ def inspect_images(
         paths: absolute image paths (unique).
         max_decoded_pixels: larger images are reported, not decoded.
         workers: processes to use; 1 runs in this process.
-        console: where the progress bar goes (stderr by default).
         quality: also measure blur, exposure and contrast.
 
     Returns:
         Facts per path.
     """
     inspect = partial(inspect_image, max_decoded_pixels=max_decoded_pixels, quality=quality)
-    columns = (TextColumn("checking images"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     facts: dict[str, dict[str, Any]] = {}
-    with Progress(*columns, console=console or Console(stderr=True), transient=False) as progress:
-        task = progress.add_task("images", total=len(paths))
+    with progress_bar(len(paths), "checking images", unit="img") as bar:
         if workers == 1 or len(paths) < 2 * CHUNK_IMAGES:
             results = map(inspect, paths)
             for result in results:
                 facts[result["path"]] = result
-                progress.advance(task)
+                bar.update(1)
             return facts
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for result in pool.map(inspect, paths, chunksize=CHUNK_IMAGES):
                 facts[result["path"]] = result
-                progress.advance(task)
+                bar.update(1)
     return facts
 
 

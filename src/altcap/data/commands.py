@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from altcap.cli_options import Flag, ForceOption, config_command, fail, refuse_to_overwrite
+from altcap.cli_output import notes_shown
 from altcap.data.configs import IMPORT_FORMATS, DataCheckConfig, DataImportConfig, DataSplitConfig
 from altcap.data.import_columns import describe_columns
 
@@ -71,10 +72,12 @@ def import_command(cfg: DataImportConfig) -> None:
         f"wrote {report['manifest']}: {counts['records']} images, {counts['captions']} captions, "
         f"per split {counts['records_per_split']}"
     )
-    for warning in report["warnings"]:
+    # -q: errors only (the warnings are in import_report.json too)
+    warnings = report["warnings"] if notes_shown() else []
+    for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     noted = {k: v for k, v in counts.items() if k not in ("records", "captions", "records_per_split")}
-    if noted:
+    if noted and notes_shown():
         console.print(f"noted (details in {cfg.out_dir / 'import_report.json'}): {noted}")
 
 
@@ -104,7 +107,7 @@ def check_command(cfg: DataCheckConfig, force: ForceOption = False) -> None:
     from altcap.data.manifest import ManifestError
 
     refuse_to_overwrite(cfg.out_dir, CHECK_OUTPUTS, force)
-    if cfg.manifest is None:
+    if cfg.manifest is None and notes_shown():
         console.print("no MANIFEST given: checking the embedded Flickr8k sample")
     report = _run_or_fail(run_data_check, cfg, ManifestError)
     summary = report["summary"]
@@ -150,7 +153,7 @@ def split_command(cfg: DataSplitConfig) -> None:
         f"wrote {report['manifest']}: {per_split} (kept {report['kept_existing']}, "
         f"newly assigned {report['newly_assigned']})"
     )
-    if report["straddling_groups"]:
+    if report["straddling_groups"] and notes_shown():
         console.print(
             f"[yellow]{len(report['straddling_groups'])} duplicate groups straddle kept splits[/]; "
             "see split_report.json or pass --resplit"

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from altcap.cli_output import progress_bar
 from altcap.data.configs import DataImportConfig
 from altcap.data.formats_public import import_coco, import_flickr8k, import_karpathy, import_vizwiz
 from altcap.data.formats_user import import_csv, import_hf_imagefolder, import_jsonl
@@ -38,7 +39,13 @@ def _summarize(result: ImportResult) -> dict[str, Any]:
 
 def note_missing_images(result: ImportResult, manifest_path: Path, source: Path) -> list[str]:
     """Note each image the source names but the folder lacks; returns the warning lines to show."""
-    missing = [r.image for r in result.records if not resolve_image(manifest_path, r).is_file()]
+    missing = []
+    # Import's per-image work (a file system look-up each): slow on network drives and large sets.
+    with progress_bar(len(result.records), "importing", unit="img") as bar:
+        for record in result.records:
+            if not resolve_image(manifest_path, record).is_file():
+                missing.append(record.image)
+            bar.update(1)
     for image in missing:
         result.note("IMAGE_NOT_FOUND", source, f"{image}: named in the source, but no such file")
     if not missing:

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from altcap.data.context import read_context
 from altcap.data.image_screen import describe_unreadable, screen_listed_images
+from altcap.data.images import read_upright_size
 from altcap.data.import_common import IMAGE_SUFFIXES
 from altcap.data.manifest import read_manifest, resolve_image
 from altcap.infer.batches import (
@@ -175,13 +176,13 @@ def screen_items(cfg: CaptionConfig, items: list[CaptionItem]) -> tuple[list[Cap
 def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:
     """Group same-prompt, same-shape images so a batch needs no prompt padding and few image tiles.
 
-    Only the image header is read (Pillow opens lazily), so this costs far less than decoding.
+    Only the image header is read (Pillow opens lazily), so this costs far less than decoding; the
+    shape is the upright one the loader gives (a sideways-stored phone photo is portrait).
     """
 
     def sort_key(item: CaptionItem) -> tuple[str, float, str]:
         try:
-            with Image.open(item.path) as image:
-                width, height = image.size
+            width, height = read_upright_size(item.path)
         except (OSError, UnidentifiedImageError) as err:
             raise CaptionError(f"{item.path}: not a readable image ({err}); run `altcap data check`") from err
         return (item.prompt or "", round(width / max(height, 1), 1), item.key)
@@ -204,14 +205,15 @@ def caption_items(
         model, processor, family: from `load_model`.
         items: images to caption.
         cfg: settings (generation, batch size, workers, prompt, out).
-        progress: show a tqdm progress bar.
+        progress: show the stage's progress bar (`cli_output.progress_bar`; none under -q).
         prefetch: prepare the next batches during generation (cfg.num_workers says how).
 
     Returns:
         Number of captions written.
     """
     import torch
-    from tqdm import tqdm
+
+    from altcap.cli_output import progress_bar
 
     batches = list(iter_batches(items, cfg.batch_size))
     sizes = [len(batch) for batch in batches]
@@ -228,7 +230,7 @@ def caption_items(
     # one batch is in flight, and a write error surfaces at the next batch.
     with (
         ThreadPoolExecutor(max_workers=1) as writer,
-        tqdm(total=len(items), unit="img", desc="captioning", disable=not progress) as bar,
+        progress_bar(len(items), "captioning", unit="img", shown=progress) as bar,
     ):
         for (batch, parts), size in zip(prepared, sizes, strict=True):
             captions = _generate_batch(model, processor, family, parts, generate_kwargs)

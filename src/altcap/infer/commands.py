@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from altcap.cli_options import ConfigInput, Flag, config_command, error_console, fail
+from altcap.cli_options import ConfigInput, Flag, config_command, fail
+from altcap.cli_output import show_note
 from altcap.config import PipelineSection
 from altcap.infer.config import CaptionConfig
 from altcap.launch import forward_options, needs_relaunch
@@ -76,10 +77,9 @@ def caption_command(cfg: CaptionConfig, given: ConfigInput) -> None:
         _launch_workers(cfg, forward_options(given.path, given.flags, given.sets))
         return
     summary = _run(cfg)
-    error_console.print(
+    show_note(
         f"wrote {summary.written_images} caption(s) to {summary.out} "
-        f"({summary.skipped_images} already there, {summary.total_images} total) in {summary.seconds:.1f} s",
-        highlight=False,
+        f"({summary.skipped_images} already there, {summary.total_images} total) in {summary.seconds:.1f} s"
     )
 
 

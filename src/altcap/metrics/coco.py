@@ -28,6 +28,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from altcap.cli_output import hide_child_chatter
 from altcap.metrics.bootstrap import BleuStatistic, MeanStatistic, Statistic
 
 BLEU_NAMES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4")
@@ -65,7 +66,8 @@ def tokenize_captions(groups: list[list[list[str]]]) -> list[list[list[str]]]:
                 text = " ".join(caption.split())
                 if text:
                     request[(g, i, j)] = [{"caption": text}]
-    tokenized = PTBTokenizer().tokenize(request) if request else {}
+    with hide_child_chatter(r"^PTBTokenizer tokenized \d+ tokens"):
+        tokenized = PTBTokenizer().tokenize(request) if request else {}
     return [
         [
             [tokenized[(g, i, j)][0] if (g, i, j) in tokenized else "" for j in range(len(captions))]

@@ -10,6 +10,7 @@ import logging
 import typer
 
 from altcap.cli_options import ForceOption, config_command, error_console, fail, refuse_to_overwrite
+from altcap.cli_output import notes_shown
 from altcap.config import PipelineSection
 from altcap.metrics.config import EvaluateConfig
 
@@ -59,6 +60,7 @@ def evaluate_command(cfg: EvaluateConfig, force: ForceOption = False) -> None:
     except EvaluateInputError as err:
         raise fail(str(err)) from err
     for key, reason in metrics["missing"].items():
-        error_console.print(f"[yellow]not computed:[/] {key}: {reason}", highlight=False)
+        if notes_shown():
+            error_console.print(f"[yellow]not computed:[/] {key}: {reason}", highlight=False)
     typer.echo((cfg.out / "metrics.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {cfg.out}/metrics.json, per_image.jsonl, metrics.md, metrics_bar.png/.svg")

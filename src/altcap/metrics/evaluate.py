@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 import numpy as np
-from rich.progress import Progress
 
+from altcap.cli_output import StageBar, stage_progress
 from altcap.metrics.accessibility import count_words, summarise_accessibility
 from altcap.metrics.bootstrap import (
     MeanStatistic,
@@ -60,7 +60,7 @@ def select_references(references: list[list[str]], mode: str) -> list[list[str]]
     return references if mode == "multi" else [refs[:1] for refs in references]
 
 
-def score_coco_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+def score_coco_all(cfg: EvaluateConfig, scored: Scored, progress: StageBar) -> None:
     """COCO metrics for every mode and system (one tokeniser call, one METEOR JVM)."""
     from pycocoevalcap.meteor.meteor import Meteor
 
@@ -103,7 +103,7 @@ def compute_caption_distances(pred: np.ndarray, refs: np.ndarray, ref_image: np.
     return 1.0 - cosine
 
 
-def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+def score_fgd_all(cfg: EvaluateConfig, scored: Scored, progress: StageBar) -> None:
     """Embed references once and each system's captions, then FGD per mode and system."""
     inputs = scored.inputs
     if not cfg.fgd:
@@ -164,7 +164,7 @@ def score_hallucination_all(scored: Scored, vocabulary: ObjectVocabulary | None)
         result.per_image["hallucinated_objects"] = objects
 
 
-def score_scene_graph_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+def score_scene_graph_all(cfg: EvaluateConfig, scored: Scored, progress: StageBar) -> None:
     """Offline scene-graph F1 (not SPICE) of every system; recorded as missing when spaCy is absent."""
     from altcap.metrics.scene_graph import SceneGraphExtractor, find_scene_graph_problem, score_scene_graph
 
@@ -188,7 +188,7 @@ def score_scene_graph_all(cfg: EvaluateConfig, scored: Scored, progress: Progres
         progress.advance(task)
 
 
-def bootstrap_all(cfg: EvaluateConfig, scored: Scored, progress: Progress) -> None:
+def bootstrap_all(cfg: EvaluateConfig, scored: Scored, progress: StageBar) -> None:
     """Replicates of every (mode, system, metric) on one shared resampling of the images."""
     weights = draw_weights(len(scored.inputs.images), cfg.bootstrap_samples, cfg.seed)
     jobs = [
@@ -343,7 +343,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         raise EvaluateInputError(["--out is required: the folder for metrics.json and friends"])
     scored = Scored(inputs=load_inputs(cfg))
     vocabulary = load_vocabulary(cfg)
-    with Progress(transient=True) as progress:
+    with stage_progress("evaluate") as progress:
         score_coco_all(cfg, scored, progress)
         score_fgd_all(cfg, scored, progress)
         score_hallucination_all(scored, vocabulary)

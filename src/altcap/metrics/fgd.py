@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from altcap.cli_output import details_shown
 from altcap.metrics.config import BUNDLED_ENCODER
 
 SQRTM_EPS = 1e-6  # diagonal offset when S_p S_r is singular (few images), as pytorch-fid does
@@ -67,9 +68,9 @@ def embed_sentences(encoder: Any, sentences: list[str], batch_size: int) -> np.n
     """
     # Encoding is the slowest step on CPU; identical captions (frequent for base models) are encoded once.
     unique = list(dict.fromkeys(sentences))
-    vectors = encoder.encode(
-        unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=len(unique) > 1000
-    )
+    # A phase inside evaluate's one bar: sentence-transformers' own bar only under -v.
+    shown = details_shown() and len(unique) > 1000
+    vectors = encoder.encode(unique, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=shown)
     row_of = {sentence: row for row, sentence in enumerate(unique)}
     return np.asarray(vectors, dtype=np.float64)[[row_of[s] for s in sentences]]
 

@@ -207,15 +207,22 @@ def move_to_device(inputs: dict[str, Any], device: Any, float_dtype: Any = None)
     return moved
 
 
+# EXIF orientations 5-8 turn the stored picture by 90 degrees when it is shown upright.
+_EXIF_ORIENTATION_TAG, _QUARTER_TURNS = 0x0112, (5, 6, 7, 8)
+
+
 def read_image_size(image: Any) -> tuple[int, int]:
-    """(height, width) of an image without decoding its pixels.
+    """(height, width) of an image as the loader gives it (upright), without decoding its pixels.
 
     Text-only inputs (`build_inputs(..., with_pixels=False)`) need at most the size (LLaVA-NeXT's
     placeholder count depends on it); opening a file reads only its header, so this costs
-    microseconds where a decode + resize costs milliseconds.
+    microseconds where a decode + resize costs milliseconds. A file's size follows its EXIF
+    orientation as `altcap.data.images.read_upright_size` does (models/ may not import data/;
+    tests/models/test_text_inputs.py holds the two equal), or a portrait phone photo would get
+    the token count of a landscape one.
 
     Args:
-        image: a PIL image, a path to an image file, or a (height, width) pair.
+        image: a PIL image (already upright), a path to an image file, or a (height, width) pair.
 
     Returns:
         (height, width) in pixels.
@@ -225,7 +232,8 @@ def read_image_size(image: Any) -> tuple[int, int]:
 
         with Image.open(image) as opened:  # lazy: PIL decodes pixels only on load()
             width, height = opened.size
-        return height, width
+            orientation = int(opened.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+        return (width, height) if orientation in _QUARTER_TURNS else (height, width)
     if isinstance(image, Sequence) and len(image) == 2:
         return int(image[0]), int(image[1])
     width, height = image.size

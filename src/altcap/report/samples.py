@@ -58,16 +58,20 @@ def find_image_file(image: str, search_dirs: list[Path]) -> Path | None:
 
 
 def write_thumbnail(source: Path, target: Path, size_px: int = THUMBNAIL_PX) -> str | None:
-    """Save a JPEG thumbnail (longest side size_px); returns why it failed, or None on success."""
-    from PIL import Image, UnidentifiedImageError
+    """Save a JPEG thumbnail (longest side size_px); returns why it failed, or None on success.
+
+    The image comes through the loader every stage shares, so the memo shows it as the model saw
+    it: upright (EXIF orientation), transparency on white, the decode limit applied.
+    """
+    from altcap.data.images import ImageLoadError, load_image_rgb
 
     try:
-        with Image.open(source) as image:
-            image = image.convert("RGB")
-            image.thumbnail((size_px, size_px))
-            image.save(target, "JPEG", quality=85)
-    except (OSError, UnidentifiedImageError) as err:
-        return f"image not readable ({type(err).__name__})"
+        image = load_image_rgb(source, draft_size_px=size_px)
+        image.thumbnail((size_px, size_px))
+        image.save(target, "JPEG", quality=85)
+    except (ImageLoadError, OSError) as err:
+        reason = err.code if isinstance(err, ImageLoadError) else type(err).__name__
+        return f"image not readable ({reason})"
     return None
 
 

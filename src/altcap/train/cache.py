@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
+from altcap.cli_output import progress_bar, show_note
 from altcap.models.features import stack_feature_rows
 from altcap.provenance import sha256_file
 from altcap.train.data import Example, load_rgb
@@ -128,11 +128,16 @@ class FeatureCache:
             if key not in todo and not self.path_for(key).is_file():
                 todo[key] = example
         items = list(todo.items())
-        for start in tqdm(range(0, len(items), batch_size), desc="feature cache", disable=not show_progress):
-            chunk = items[start : start + batch_size]
-            features = encode_batch([load_rgb(e.image) for _, e in chunk], [e.prompt for _, e in chunk])
-            for row, (key, _) in enumerate(chunk):
-                self.write(key, {name: tensor[row] for name, tensor in features.items()})
+        if items and show_progress:
+            show_note(f"feature cache: encoding {len(items)} image(s) once (later runs reuse them)")
+        # A phase before training's own bar: its bar shows under -v only (one bar per stage).
+        with progress_bar(len(items), "feature cache", "img", shown=show_progress, detail=True) as bar:
+            for start in range(0, len(items), batch_size):
+                chunk = items[start : start + batch_size]
+                features = encode_batch([load_rgb(e.image) for _, e in chunk], [e.prompt for _, e in chunk])
+                for row, (key, _) in enumerate(chunk):
+                    self.write(key, {name: tensor[row] for name, tensor in features.items()})
+                bar.update(len(chunk))
         return len(items)
 
 

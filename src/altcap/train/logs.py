@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from altcap.cli_output import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +76,7 @@ class TrainLogger:
         self._warned_data_wait = False
         self.path = output_dir / TRAIN_LOG
         self.is_main = accelerator.is_main_process
-        self.bar = tqdm(
-            total=total_steps,
-            initial=start_step,
-            desc="train",
-            unit="step",
-            disable=not self.is_main,
-            dynamic_ncols=True,
-        )
+        self.bar = progress_bar(total_steps, "train", unit="step", initial=start_step, shown=self.is_main)
         self._last_time = time.perf_counter()
         self._samples_since = 0
         self._caption_tokens_since = 0
