@@ -127,8 +127,7 @@ def test_train_and_caption_see_identical_pixels(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from altcap.infer.batches import _prepare_batch
-    from altcap.infer.caption import CaptionItem
+    from altcap.infer.batches import CaptionItem, _prepare_batch
     from altcap.train.data import Example
 
     exif = Image.Exif()

@@ -102,8 +102,9 @@ def _launch_workers(cfg: CaptionConfig, caption_args: list[str]) -> None:
 def _run(cfg: CaptionConfig) -> CaptionSummary:
     from altcap.data.images import ImageLoadError
     from altcap.data.manifest import ManifestError
-    from altcap.infer.caption import CaptionError, run_caption
+    from altcap.infer.caption import run_caption
     from altcap.infer.captions_file import CaptionsFileError
+    from altcap.infer.items import CaptionError
     from altcap.models.loading import ModelLoadError
 
     try:
