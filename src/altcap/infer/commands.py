@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from altcap.cli_options import ConfigInput, Flag, config_command, error_console, fail
 from altcap.config import PipelineSection
 from altcap.infer.config import CaptionConfig
-from altcap.launch import forward_options, needs_relaunch
+from altcap.launch import LaunchError, forward_options, launch_workers, needs_relaunch
 
 if TYPE_CHECKING:  # only for annotations: importing it at load time would pull in model code
     from altcap.infer.caption import CaptionSummary
@@ -73,7 +73,7 @@ def caption_command(cfg: CaptionConfig, given: ConfigInput) -> None:
     With --gpus N, N processes caption shares of the images and the shards merge in manifest order.
     """
     if needs_relaunch(cfg.num_processes):
-        _launch_workers(cfg, forward_options(given.path, given.flags, given.sets))
+        _launch(cfg, forward_options(given.path, given.flags, given.sets))
         return
     summary = _run(cfg)
     error_console.print(
@@ -86,17 +86,12 @@ def caption_command(cfg: CaptionConfig, given: ConfigInput) -> None:
 FLAG_FIELDS = caption_command.altcap_fields
 
 
-def _launch_workers(cfg: CaptionConfig, caption_args: list[str]) -> None:
-    """Run this command on `cfg.num_processes` workers; exit with their launcher's code."""
-    from altcap.config import ConfigError
-    from altcap.launch import relaunch
-
+def _launch(cfg: CaptionConfig, caption_args: list[str]) -> None:
+    """Caption on `cfg.num_processes` workers; a failed launch exits with its code."""
     try:
-        code = relaunch(cfg.num_processes, cfg.accelerate_config, caption_args, command="caption")
-    except ConfigError as err:
-        raise fail(str(err)) from err
-    if code != 0:
-        raise fail(f"`accelerate launch` exited with code {code}; the workers' errors are above", code=code)
+        launch_workers(cfg.num_processes, cfg.accelerate_config, caption_args, "caption")
+    except LaunchError as err:
+        raise fail(str(err), code=err.exit_code) from err
 
 
 def _run(cfg: CaptionConfig) -> CaptionSummary:
