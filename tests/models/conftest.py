@@ -1,4 +1,5 @@
-"""Tiny random checkpoints of every family and chat VLM, built once per test session (no hub access)."""
+"""Tiny chat-VLM checkpoints built once per test session (no hub access); the other families' tiny
+checkpoints are `tiny_model_dir` of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from altcap.models.tiny import build_tiny_model
 from altcap.models.tiny_chat import build_tiny_chat_model
 
 
@@ -16,21 +16,6 @@ from altcap.models.tiny_chat import build_tiny_chat_model
 def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     # An unknown hub id must fail at once instead of retrying the network for ~25 s.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Factory: `tiny_model_dir("blip2", "t5")` -> folder of a saved tiny checkpoint (cached)."""
-    built: dict[tuple[str, str | None], Path] = {}
-
-    def build(family: str, variant: str | None = None) -> Path:
-        key = (family, variant)
-        if key not in built:
-            folder = tmp_path_factory.mktemp(f"tiny-{family}-{variant or 'default'}")
-            built[key] = build_tiny_model(family, folder, seed=0, variant=variant)
-        return built[key]
-
-    return build
 
 
 @pytest.fixture(scope="session")
