@@ -162,8 +162,10 @@ def test_an_image_broken_after_the_screen_fails_cleanly_in_a_worker(tmp_path: Pa
 
     (tmp_path / "gone.png").write_bytes(b"")
     dataset = ExampleDataset([Example(tmp_path / "gone.png", None, "x")])
-    loader = DataLoader(dataset, collate_fn=_load_all, num_workers=1)
+    batches = iter(DataLoader(dataset, collate_fn=_load_all, num_workers=1))
     with pytest.raises(ImageLoadError) as err:
-        next(iter(loader))
+        next(batches)
+    # Stop the worker now: left to the garbage collector, its shutdown waits 5 s in a later test.
+    batches._shutdown_workers()
     expected = f"{tmp_path / 'gone.png'}: file is empty (0 bytes); re-copy or re-download the image"
     assert str(err.value) == expected
