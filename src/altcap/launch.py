@@ -1,8 +1,11 @@
-"""`altcap train --gpus N`: re-run the same command on N processes through `accelerate launch`.
+"""`altcap train|caption --gpus N`: re-run the same command on N processes through `accelerate launch`.
 
 No distribution code of our own: the shipped accelerate configs (DDP, DeepSpeed ZeRO-2/3, FSDP)
-say how, and `accelerate launch` starts the workers. Each worker runs `altcap train` again; it
-sees torchrun's LOCAL_RANK and trains instead of launching once more.
+say how, and `accelerate launch` starts the workers. Each worker runs the altcap command again; it
+sees torchrun's LOCAL_RANK and does the work instead of launching once more.
+
+Below the CLI layer (no cli_options import): failures are a `LaunchError` carrying the exit code,
+which each command turns into its usual clear failure.
 """
 
 from __future__ import annotations
@@ -27,6 +30,14 @@ SHIPPED_ACCELERATE_CONFIGS = {
     "zero3": "deepspeed_zero3.yaml",
     "fsdp": "fsdp.yaml",
 }
+
+class LaunchError(RuntimeError):
+    """The workers could not be launched, or failed; `exit_code` is what the command should exit with."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 # Set by torchrun (which `accelerate launch` uses) in every worker it starts.
 _WORKER_ENV = ("LOCAL_RANK", "RANK")
@@ -130,24 +141,27 @@ def build_launch_env() -> dict[str, str]:
     return env
 
 
-def relaunch(
-    num_processes: int, accelerate_config: str, train_args: list[str], command: str = "train"
-) -> int:
-    """Run the training (or another altcap) command on `num_processes` workers through `accelerate launch`.
+def launch_workers(num_processes: int, accelerate_config: str, args: list[str], command: str) -> None:
+    """Run `altcap <command> <args>` on `num_processes` workers through `accelerate launch`.
 
     Args:
-        num_processes: worker processes.
+        num_processes: worker processes (one per GPU).
         accelerate_config: `launch.accelerate_config` (shipped name or YAML path).
-        train_args: arguments after `altcap <command>` (from `forward_options`).
-        command: the altcap command to run ("train", "caption").
-
-    Returns:
-        The launcher's exit code (non-zero when any worker failed).
+        args: arguments after `altcap <command>` (from `forward_options`).
+        command: the altcap command the workers run ("train", "caption").
 
     Raises:
-        ConfigError: for an unknown accelerate config name or a missing file.
+        LaunchError: exit code 2 for an unknown accelerate config name or a missing file (nothing
+            started); the launcher's own code when any worker failed.
     """
-    config_file = resolve_accelerate_config(accelerate_config)
-    line = build_launch_command(num_processes, config_file, train_args, command)
+    try:
+        config_file = resolve_accelerate_config(accelerate_config)
+    except ConfigError as err:
+        raise LaunchError(str(err), exit_code=2) from err
+    line = build_launch_command(num_processes, config_file, args, command)
     logger.warning("launching %d processes: %s", num_processes, " ".join(line))
-    return subprocess.run(line, env=build_launch_env(), check=False).returncode
+    code = subprocess.run(line, env=build_launch_env(), check=False).returncode
+    if code != 0:
+        raise LaunchError(
+            f"`accelerate launch` exited with code {code}; the workers' errors are above", exit_code=code
+        )

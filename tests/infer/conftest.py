@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub.constants
 import numpy as np
 import pytest
 from PIL import Image
-
-from altcap.models.tiny import build_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +19,8 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model("blip2", tmp_path_factory.mktemp("tiny-blip2"), seed=0, variant="opt")
+def tiny_blip2(tiny_model_dir: Callable[..., Path]) -> Path:
+    return tiny_model_dir("blip2", "opt")
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ import torch
 from test_caption import make_config
 
 import altcap.infer.batches as batches_module
-from altcap.infer.caption import CaptionItem, collect_items, run_caption
+from altcap.infer.batches import CaptionItem
+from altcap.infer.caption import run_caption
 from altcap.infer.captions_file import read_captions
+from altcap.infer.items import collect_items
 from altcap.models.loading import ModelConfig, load_model
 
 

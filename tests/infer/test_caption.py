@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 import altcap.infer.caption as caption_module
 from altcap.cli import app
 from altcap.config import field_paths
-from altcap.infer.caption import CaptionError, provenance_path, run_caption
-from altcap.infer.captions_file import read_captions
+from altcap.infer.caption import run_caption
+from altcap.infer.captions_file import provenance_path, read_captions
 from altcap.infer.commands import FLAG_FIELDS, caption_command
 from altcap.infer.config import CaptionConfig, GenerationConfig
+from altcap.infer.items import CaptionError, collect_items, order_for_throughput
 from altcap.models.loading import ModelConfig, ModelLoadError, load_model
 from image_damage import DAMAGE_KINDS, write_phone_photos, write_png_header
 
@@ -283,7 +284,7 @@ def test_speed_fields_reach_generate_and_stay_out_of_records(tiny_blip2, manifes
         seen.append((inputs["input_ids"].shape[0], kwargs))
         return family.generate(model, processor, inputs, kwargs)
 
-    items = caption_module.order_for_throughput(caption_module.collect_items(cfg))
+    items = order_for_throughput(collect_items(cfg))
     written = caption_module.caption_items(
         model, processor, replace(family, generate=spy), items, cfg, progress=False
     )

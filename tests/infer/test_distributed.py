@@ -72,8 +72,8 @@ def test_a_killed_run_resumes_without_recaptioning(tiny_blip2, manifest, tmp_pat
 
 
 def test_merge_keeps_manifest_order_and_each_image_once(tmp_path) -> None:
-    from altcap.infer.caption import drop_torn_last_line
     from altcap.infer.captions_file import CaptionRecord, append_captions
+    from altcap.infer.captions_resume import drop_torn_last_line
 
     out = tmp_path / "c.jsonl"
     make = [CaptionRecord(image=key, caption=key.upper(), model_id="m") for key in ("b", "a", "c")]

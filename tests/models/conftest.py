@@ -1,4 +1,5 @@
-"""Tiny random checkpoints of every family, built once per test session (no hub access)."""
+"""Tiny chat-VLM checkpoints built once per test session (no hub access); the other families' tiny
+checkpoints are `tiny_model_dir` of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from altcap.models.tiny import build_tiny_model
+from altcap.models.tiny_chat import build_tiny_chat_model
 
 
 @pytest.fixture(autouse=True)
@@ -18,15 +19,17 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Factory: `tiny_model_dir("blip2", "t5")` -> folder of a saved tiny checkpoint (cached)."""
-    built: dict[tuple[str, str | None], Path] = {}
+def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Factory: `chat_dir("qwen2_5_vl")` -> folder of that tiny chat VLM (seed 0), built once per session.
 
-    def build(family: str, variant: str | None = None) -> Path:
-        key = (family, variant)
-        if key not in built:
-            folder = tmp_path_factory.mktemp(f"tiny-{family}-{variant or 'default'}")
-            built[key] = build_tiny_model(family, folder, seed=0, variant=variant)
-        return built[key]
+    Shared by every test module here, so read it only: a test that changes files copies the folder.
+    """
+    built: dict[str, Path] = {}
+
+    def build(model_type: str) -> Path:
+        if model_type not in built:
+            folder = tmp_path_factory.mktemp(f"chat-{model_type}")
+            built[model_type] = build_tiny_chat_model(model_type, folder)
+        return built[model_type]
 
     return build

@@ -14,7 +14,6 @@ from altcap.models import mini_config
 from altcap.models.families import altcap_mini as mini
 from altcap.models.registry import get_family
 from altcap.models.text_inputs import IGNORE_INDEX
-from altcap.models.tiny import build_tiny_altcap_mini
 
 FLICKR = Path("/work/shared/data/flickr8k")
 # ImageNet-1k indices 151..268 are the dog breeds (Chihuahua .. Mexican hairless). The weights
@@ -46,8 +45,8 @@ def make_images() -> list[Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_altcap_mini(tmp_path_factory.mktemp("tiny") / "altcap-mini-tiny")
+def tiny_folder(tiny_altcap_mini_dir: Path) -> Path:
+    return tiny_altcap_mini_dir
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,6 @@ from altcap.models.chat_features import (
     split_rows,
 )
 from altcap.models.loading import ModelConfig, apply_lora, load_model
-from altcap.models.tiny_chat import build_tiny_chat_model
-
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    built: dict[str, Path] = {}
-
-    def build(model_type: str) -> Path:
-        if model_type not in built:
-            built[model_type] = build_tiny_chat_model(model_type, tmp_path_factory.mktemp(model_type))
-        return built[model_type]
-
-    return build
 
 
 def test_split_rows_refuses_features_that_do_not_fill_the_image_tokens() -> None:

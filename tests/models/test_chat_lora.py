@@ -12,19 +12,6 @@ from _family_checks import CAPTIONS, PROMPTS, make_images
 from altcap.models.chat_lora import add_part_targets, find_part_layers
 from altcap.models.loading import ModelConfig, ModelLoadError, apply_lora, load_model
 from altcap.models.registry import get_family
-from altcap.models.tiny_chat import build_tiny_chat_model
-
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    built: dict[str, Path] = {}
-
-    def build(model_type: str) -> Path:
-        if model_type not in built:
-            built[model_type] = build_tiny_chat_model(model_type, tmp_path_factory.mktemp(model_type))
-        return built[model_type]
-
-    return build
 
 
 def _wrapped(model: torch.nn.Module) -> set[str]:

@@ -4,6 +4,7 @@ the CLI, exactly as with a hub id (CPU; minutes on a loaded 2-core box)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,13 @@ from typer.testing import CliRunner
 
 from altcap.cli import app
 from altcap.models.tiny import TINY_CAPTIONS
-from altcap.models.tiny_chat import build_tiny_chat_model
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def qwen_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_chat_model("qwen2_5_vl", tmp_path_factory.mktemp("qwen") / "model")
+@pytest.fixture
+def qwen_folder(chat_dir: Callable[[str], Path]) -> Path:
+    return chat_dir("qwen2_5_vl")
 
 
 def write_manifest(root: Path, splits: dict[str, int]) -> Path:

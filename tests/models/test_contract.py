@@ -22,7 +22,7 @@ from _family_checks import CAPTIONS, PROMPTS, make_images
 from altcap.models.loading import ModelConfig, apply_lora, load_model
 from altcap.models.registry import get_family, list_families
 from altcap.models.text_inputs import IGNORE_INDEX
-from altcap.models.tiny_chat import TINY_SPECS, build_tiny_chat_model
+from altcap.models.tiny_chat import TINY_SPECS
 
 OLD_FAMILIES = ("blip", "blip2", "instructblip", "llava_next", "altcap_mini")
 CASES = (*OLD_FAMILIES, *sorted(TINY_SPECS))
@@ -50,11 +50,9 @@ def _build(case: str, folder: Path) -> Path:
             if isinstance(module, torch.nn.Linear | torch.nn.Embedding):
                 torch.nn.init.normal_(module.weight, std=0.2)
         return save_altcap_mini(model, processor, folder / "wide")
-    if case in OLD_FAMILIES:
-        from altcap.models.tiny import build_tiny_model
+    from altcap.models.tiny import build_tiny_model
 
-        return widen_init(build_tiny_model(case, folder, seed=0))
-    return build_tiny_chat_model(case, folder, seed=0)
+    return widen_init(build_tiny_model(case, folder, seed=0))
 
 
 def widen_init(folder: Path) -> Path:
@@ -89,13 +87,19 @@ class Trained:
 
 
 @pytest.fixture(scope="session")
-def contract_folder(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """Factory: case -> folder of its saved tiny checkpoint (built once per session)."""
+def contract_folder(
+    tmp_path_factory: pytest.TempPathFactory, chat_dir: Callable[[str], Path]
+) -> Callable[[str], Path]:
+    """Factory: case -> folder of its saved tiny checkpoint (built once per session; a chat VLM's is
+    the one the other model tests use)."""
     built: dict[str, Path] = {}
 
     def build(case: str) -> Path:
         if case not in built:
-            built[case] = _build(case, tmp_path_factory.mktemp(f"contract-{case}"))
+            if case in TINY_SPECS:
+                built[case] = chat_dir(case)
+            else:
+                built[case] = _build(case, tmp_path_factory.mktemp(f"contract-{case}"))
         return built[case]
 
     return build

@@ -12,7 +12,6 @@ from PIL import Image
 from altcap.models import efficientnet_lite as effnet
 from altcap.models.converted_cache import MANIFEST_FILE, fingerprint_sources, load_through_cache
 from altcap.models.families import altcap_mini as mini
-from altcap.models.tiny import build_tiny_altcap_mini
 
 IMAGES = [Image.new("RGB", (40, 30), (200, 30, 30)), Image.new("RGB", (32, 32), (20, 180, 40))]
 GREEDY = {"num_beams": 1, "max_new_tokens": 6, "do_sample": False}
@@ -25,8 +24,8 @@ def cache_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_altcap_mini(tmp_path_factory.mktemp("tiny-mini-for-cache"))
+def tiny(tiny_altcap_mini_dir: Path) -> Path:
+    return tiny_altcap_mini_dir
 
 
 def load_tiny(tiny: Path, conversions: list[int]) -> tuple[mini.AltcapMini, mini.AltcapMiniProcessor]:

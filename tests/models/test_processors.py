@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,10 @@ from altcap.models.processors import (
     plan_processor_build,
     torchvision_available,
 )
-from altcap.models.tiny_chat import build_tiny_chat_model
 
 WITH_VIDEO = ["image_processor", "tokenizer", "video_processor"]
 PIL_AND_TV = {"pil": "Qwen2VLImageProcessorPil", "torchvision": "Qwen2VLImageProcessor"}
 
-
-@pytest.fixture(scope="module")
-def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    built: dict[str, Path] = {}
-
-    def build(model_type: str) -> Path:
-        if model_type not in built:
-            built[model_type] = build_tiny_chat_model(model_type, tmp_path_factory.mktemp(model_type))
-        return built[model_type]
-
-    return build
 
 
 def test_plan_uses_auto_processor_whenever_torchvision_imports() -> None:

@@ -89,8 +89,8 @@ def test_evaluate_with_the_demo_yaml_scores_as_run_does(monkeypatch, tmp_path: P
 
 
 def test_caption_split_all_captions_every_record_and_bad_split_lists_valid_ones(monkeypatch) -> None:
-    from altcap.infer.caption import collect_items
     from altcap.infer.config import CaptionConfig
+    from altcap.infer.items import collect_items
 
     cfg = CaptionConfig(manifest=sample_manifest(), split="all")
     assert len(collect_items(cfg)) == 60  # 40 train + 10 val + 10 test

@@ -7,12 +7,11 @@ import yaml
 from typer.testing import CliRunner
 
 from altcap.cli import app
-from altcap.models.tiny import build_tiny_altcap_mini
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "model")
+def tiny_model(tiny_altcap_mini_dir: Path) -> Path:
+    return tiny_altcap_mini_dir
 
 
 def write_config(tmp_path: Path, model: Path) -> Path:

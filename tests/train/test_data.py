@@ -129,8 +129,7 @@ def test_train_and_caption_see_identical_pixels(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from altcap.infer.batches import _prepare_batch
-    from altcap.infer.caption import CaptionItem
+    from altcap.infer.batches import CaptionItem, _prepare_batch
     from altcap.train.data import Example
 
     exif = Image.Exif()
@@ -165,9 +164,11 @@ def test_an_image_broken_after_the_screen_fails_cleanly_in_a_worker(tmp_path: Pa
 
     (tmp_path / "gone.png").write_bytes(b"")
     dataset = ExampleDataset([Example(tmp_path / "gone.png", None, "x")])
-    loader = DataLoader(dataset, collate_fn=_load_all, num_workers=1)
+    batches = iter(DataLoader(dataset, collate_fn=_load_all, num_workers=1))
     with pytest.raises(ImageLoadError) as err:
-        next(iter(loader))
+        next(batches)
+    # Stop the worker now: left to the garbage collector, its shutdown waits 5 s in a later test.
+    batches._shutdown_workers()
     expected = f"{tmp_path / 'gone.png'}: file is empty (0 bytes); re-copy or re-download the image"
     assert str(err.value) == expected
 

@@ -147,3 +147,31 @@ def test_gpus_2_trains_on_two_cpu_processes(tiny_model, tmp_path: Path) -> None:
     provenance = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
     assert provenance["device"] == "2 x cpu"
     assert provenance["config"]["launch"] == {"num_processes": 2, "accelerate_config": "ddp"}
+
+
+def test_launch_workers_raises_the_exit_code_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(launch.LaunchError, match=r"launch\.accelerate_config='zero9'") as bad_config:
+        launch.launch_workers(2, "zero9", [], "train")
+    assert bad_config.value.exit_code == 2
+    monkeypatch.setattr(launch.subprocess, "run", lambda cmd, **_: subprocess.CompletedProcess(cmd, 3))
+    expected = "exited with code 3; the workers' errors are above"
+    with pytest.raises(launch.LaunchError, match=expected) as failed:
+        launch.launch_workers(2, "ddp", ["--limit", "1"], "caption")
+    assert failed.value.exit_code == 3
+
+
+@pytest.mark.parametrize("command", ["train", "caption"])
+def test_cli_failed_workers_exit_with_their_code(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str
+) -> None:
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    seen: list[list[str]] = []
+    monkeypatch.setattr(
+        launch.subprocess, "run", lambda cmd, **_: seen.append(cmd) or subprocess.CompletedProcess(cmd, 3)
+    )
+    source = ["--images", str(tmp_path)] if command == "caption" else []
+    result = CliRunner().invoke(app, [command, "--gpus", "2", *source])
+    assert result.exit_code == 3, result.output
+    assert "exited with code 3" in result.output and "Traceback" not in result.output
+    assert seen[0][seen[0].index("altcap.cli") + 1] == command

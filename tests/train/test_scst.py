@@ -14,7 +14,6 @@ from train_fixtures import CAPTIONS, make_config, read_log, write_manifest
 
 from altcap.config import ConfigError
 from altcap.models.loading import ModelConfig, load_model
-from altcap.models.tiny import build_tiny_altcap_mini
 from altcap.train.cider_reward import CorpusCiderD, simple_tokenize
 from altcap.train.config import ScstConfig
 from altcap.train.data import Example, read_split_examples
@@ -28,8 +27,8 @@ from altcap.train.scst import (
 
 
 @pytest.fixture(scope="module")
-def tiny_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
+def tiny_mini(tiny_altcap_mini_dir: Path) -> Path:
+    return tiny_altcap_mini_dir
 
 
 def _images(count: int) -> list[Image.Image]:

@@ -10,13 +10,12 @@ from train_fixtures import make_config, write_manifest
 
 from altcap.config import ConfigError
 from altcap.models.loading import ModelConfig, load_model
-from altcap.models.tiny import build_tiny_altcap_mini
 from altcap.train.run import run_train
 
 
 @pytest.fixture(scope="module")
-def tiny_mini(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_altcap_mini(tmp_path_factory.mktemp("mini") / "tiny")
+def tiny_mini(tiny_altcap_mini_dir: Path) -> Path:
+    return tiny_altcap_mini_dir
 
 
 @pytest.mark.slow

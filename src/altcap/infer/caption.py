@@ -2,28 +2,19 @@
 
 Resumable by construction: each finished batch is appended to the output and fsynced before the
 next starts, and a rerun skips every image already in the file. A file written with other
-model/adapter/generation settings is refused rather than silently mixed.
+model/adapter/generation settings is refused rather than silently mixed. Which images a run covers
+is `altcap.infer.items`; what an existing file already holds, and its provenance,
+`altcap.infer.captions_resume`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import UnidentifiedImageError
-
-from altcap.data.context import read_context
-from altcap.data.image_screen import describe_unreadable, screen_listed_images
-from altcap.data.images import read_upright_size
-from altcap.data.import_common import IMAGE_SUFFIXES
-from altcap.data.manifest import read_manifest, resolve_image
 from altcap.infer.batches import (
     CaptionItem,
     concat_inputs,
@@ -32,16 +23,11 @@ from altcap.infer.batches import (
     pad_batches,
     put_context_in_prompts,
 )
-from altcap.infer.captions_file import CaptionRecord, append_captions, read_captions
+from altcap.infer.captions_file import CaptionRecord, append_captions
+from altcap.infer.captions_resume import drop_torn_last_line, find_done_images, write_provenance
 from altcap.infer.config import CaptionConfig
 from altcap.infer.distributed import merge_shards, process_state, shard_path
-from altcap.provenance import build_provenance
-
-logger = logging.getLogger(__name__)
-
-
-class CaptionError(ValueError):
-    """Bad input for `altcap caption`; the message names the file or field and the fix."""
+from altcap.infer.items import CaptionError, collect_items, order_for_throughput, screen_items
 
 
 @dataclass
@@ -54,140 +40,6 @@ class CaptionSummary:
     written_images: int
     seconds: float
     unreadable_images: int = 0
-
-
-def collect_items(cfg: CaptionConfig) -> list[CaptionItem]:
-    """The images to caption, from the manifest split or the folder; missing files are an error.
-
-    Args:
-        cfg: the caption config (exactly one of manifest / images is set).
-
-    Returns:
-        Items in source order, truncated to `cfg.limit`.
-    """
-    if cfg.manifest is not None:
-        records = read_manifest(cfg.manifest, cfg.split)
-        if not records:
-            raise CaptionError(f"{cfg.manifest}: no records with split={cfg.split!r}; check --split")
-        items = [
-            CaptionItem(r.image, resolve_image(cfg.manifest, r), r.prompt, read_context(r)) for r in records
-        ]
-    else:
-        folder = cfg.images
-        if not folder.is_dir():
-            raise CaptionError(f"images={str(folder)!r}: folder not found")
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not paths:
-            raise CaptionError(
-                f"images={str(folder)!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
-            )
-        items = [CaptionItem(p.relative_to(folder).as_posix(), p) for p in paths]
-    items = items[: cfg.limit] if cfg.limit else items
-    missing = [str(item.path) for item in items if not item.path.is_file()]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise CaptionError(
-            f"{len(missing)} image(s) not found: {shown}; fix the paths or run `altcap data check`"
-        )
-    return items
-
-
-def _same_source(given: str | None, stored: str | None) -> bool:
-    if given == stored:
-        return True
-    if given is None or stored is None:
-        return False
-    # A folder given once relative and once absolute is the same model.
-    return Path(given).exists() and Path(given).resolve() == Path(stored).resolve()
-
-
-def drop_torn_last_line(path: Path) -> int:
-    """Cut a half-written last line (a run killed mid-write); returns the bytes removed.
-
-    Complete lines always end in a newline (append_captions writes whole lines), so an unterminated
-    tail that is not valid JSON can only be a torn write; everything before it is kept.
-    """
-    data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return 0
-    keep = data.rfind(b"\n") + 1
-    try:
-        json.loads(data[keep:])
-    except ValueError:
-        with path.open("r+b") as handle:
-            handle.truncate(keep)
-        warnings.warn(f"{path}: dropped a half-written last line ({len(data) - keep} bytes)", stacklevel=2)
-        return len(data) - keep
-    with path.open("ab") as handle:  # a complete record missing only its newline: end the line
-        handle.write(b"\n")
-    return 0
-
-
-def find_done_images(cfg: CaptionConfig) -> set[str]:
-    """Images already in `cfg.out` (empty if it does not exist); refuses a file made with other settings."""
-    if not cfg.out.exists():
-        return set()
-    drop_torn_last_line(cfg.out)
-    settings = cfg.record_settings()
-    done: set[str] = set()
-    for line_no, record in enumerate(read_captions(cfg.out), start=1):
-        differences = []
-        if not _same_source(cfg.model.model_id, record.model_id):
-            differences.append(f"model_id {record.model_id!r} (now {cfg.model.model_id!r})")
-        if not _same_source(cfg.model.adapter, record.adapter):
-            differences.append(f"adapter {record.adapter!r} (now {cfg.model.adapter!r})")
-        differences += [
-            f"generation.{key}={record.generation.get(key)!r} (now {settings.get(key)!r})"
-            for key in sorted(set(record.generation) | set(settings))
-            if record.generation.get(key) != settings.get(key)
-        ]
-        if differences:
-            raise CaptionError(
-                f"{cfg.out}: record {line_no} was made with {'; '.join(differences)}; captions from "
-                "different settings must not be mixed: pass another --out, or restore the original settings "
-                "to resume"
-            )
-        done.add(record.image)
-    return done
-
-
-def screen_items(cfg: CaptionConfig, items: list[CaptionItem]) -> tuple[list[CaptionItem], list[dict]]:
-    """Decode every image once before the model loads (the shared loader); unreadable ones stop the run
-    with their files and manifest lines, or with `skip_unreadable_images` are left out and returned.
-
-    Raises:
-        CaptionError: naming each unreadable image, unless `cfg.skip_unreadable_images`.
-    """
-    bad = screen_listed_images([item.path for item in items], cfg.max_decoded_pixels, cfg.manifest)
-    if not bad:
-        return items, []
-    if not cfg.skip_unreadable_images:
-        raise CaptionError(describe_unreadable(bad, "--set skip_unreadable_images=true"))
-    logger.warning(
-        "skip_unreadable_images: left out %d unreadable image(s), listed in %s: %s",
-        len(bad), provenance_path(cfg.out).name, "; ".join(image.describe() for image in bad[:3]),
-    )
-    key_of = {str(item.path): item.key for item in items}  # the join key `altcap evaluate` reports
-    dropped = {image.path for image in bad}
-    unreadable = [{"image": key_of[image.path], **image.to_dict()} for image in bad]
-    return [item for item in items if str(item.path) not in dropped], unreadable
-
-
-def order_for_throughput(items: list[CaptionItem]) -> list[CaptionItem]:
-    """Group same-prompt, same-shape images so a batch needs no prompt padding and few image tiles.
-
-    Only the image header is read (Pillow opens lazily), so this costs far less than decoding; the
-    shape is the upright one the loader gives (a sideways-stored phone photo is portrait).
-    """
-
-    def sort_key(item: CaptionItem) -> tuple[str, float, str]:
-        try:
-            width, height = read_upright_size(item.path)
-        except (OSError, UnidentifiedImageError) as err:
-            raise CaptionError(f"{item.path}: not a readable image ({err}); run `altcap data check`") from err
-        return (item.prompt or "", round(width / max(height, 1), 1), item.key)
-
-    return sorted(items, key=sort_key)
 
 
 def caption_items(
@@ -271,37 +123,6 @@ def _records(
         )
         for item, caption in zip(batch, captions, strict=True)
     ]
-
-
-def provenance_path(out: Path) -> Path:
-    """Where the provenance of a captions file lives: `<out>.provenance.json` beside it."""
-    return out.with_name(out.name + ".provenance.json")
-
-
-def write_provenance(cfg: CaptionConfig, family_name: str, run: dict[str, Any]) -> None:
-    """Write provenance beside the output; earlier runs that appended to the same file are kept."""
-    path = provenance_path(cfg.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    runs: list[dict[str, Any]] = []
-    if path.is_file():
-        runs = [
-            r
-            for r in json.loads(path.read_text(encoding="utf-8")).get("runs", [])
-            if r.get("id") != run["id"]
-        ]
-    provenance = build_provenance(
-        cfg,
-        cfg.model.model_id,
-        cfg.manifest,
-        adapter=cfg.model.adapter,
-        family=family_name,
-        generation=cfg.record_settings(),
-        images_folder=str(cfg.images) if cfg.images else None,
-        runs=[*runs, run],
-    )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(provenance, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def run_caption(cfg: CaptionConfig) -> CaptionSummary:

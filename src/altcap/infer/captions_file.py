@@ -61,3 +61,8 @@ def append_captions(path: Path, records: list[CaptionRecord]) -> None:
             handle.write(json.dumps(record.model_dump(mode="json"), ensure_ascii=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def provenance_path(out: Path) -> Path:
+    """Where the provenance of a captions file lives: `<out>.provenance.json` beside it."""
+    return out.with_name(out.name + ".provenance.json")

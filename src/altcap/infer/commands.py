@@ -8,7 +8,7 @@ from altcap.cli_options import ConfigInput, Flag, config_command, fail
 from altcap.cli_output import show_note
 from altcap.config import PipelineSection
 from altcap.infer.config import CaptionConfig
-from altcap.launch import forward_options, needs_relaunch
+from altcap.launch import LaunchError, forward_options, launch_workers, needs_relaunch
 
 if TYPE_CHECKING:  # only for annotations: importing it at load time would pull in model code
     from altcap.infer.caption import CaptionSummary
@@ -74,7 +74,7 @@ def caption_command(cfg: CaptionConfig, given: ConfigInput) -> None:
     With --gpus N, N processes caption shares of the images and the shards merge in manifest order.
     """
     if needs_relaunch(cfg.num_processes):
-        _launch_workers(cfg, forward_options(given.path, given.flags, given.sets))
+        _launch(cfg, forward_options(given.path, given.flags, given.sets))
         return
     summary = _run(cfg)
     show_note(
@@ -86,24 +86,20 @@ def caption_command(cfg: CaptionConfig, given: ConfigInput) -> None:
 FLAG_FIELDS = caption_command.altcap_fields
 
 
-def _launch_workers(cfg: CaptionConfig, caption_args: list[str]) -> None:
-    """Run this command on `cfg.num_processes` workers; exit with their launcher's code."""
-    from altcap.config import ConfigError
-    from altcap.launch import relaunch
-
+def _launch(cfg: CaptionConfig, caption_args: list[str]) -> None:
+    """Caption on `cfg.num_processes` workers; a failed launch exits with its code."""
     try:
-        code = relaunch(cfg.num_processes, cfg.accelerate_config, caption_args, command="caption")
-    except ConfigError as err:
-        raise fail(str(err)) from err
-    if code != 0:
-        raise fail(f"`accelerate launch` exited with code {code}; the workers' errors are above", code=code)
+        launch_workers(cfg.num_processes, cfg.accelerate_config, caption_args, "caption")
+    except LaunchError as err:
+        raise fail(str(err), code=err.exit_code) from err
 
 
 def _run(cfg: CaptionConfig) -> CaptionSummary:
     from altcap.data.images import ImageLoadError
     from altcap.data.manifest import ManifestError
-    from altcap.infer.caption import CaptionError, run_caption
+    from altcap.infer.caption import run_caption
     from altcap.infer.captions_file import CaptionsFileError
+    from altcap.infer.items import CaptionError
     from altcap.models.loading import ModelLoadError
 
     try:

@@ -54,6 +54,7 @@ _VISION_SIZES: dict[str, Any] = {
     "num_hidden_layers": 1,
     "num_attention_heads": 2,
     "num_heads": 2,
+    "num_key_value_heads": 2,
     "depth": 1,
     "head_dim": 16,
 }
@@ -120,7 +121,12 @@ def build_tiny_config(model_type: str, spec: TinySpec, tokenizer: Any) -> Any:
     ids = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
     ids.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     text = {**_fit_to_config(_TEXT_SIZES, getattr(defaults, spec.text_key, None)), **ids, **spec.text}
-    vision = {**_fit_to_config(_VISION_SIZES, getattr(defaults, "vision_config", None)), **spec.vision}
+    # Gemma 4 leaves its default vision_config unset: fit to the sub-config class's defaults, or its
+    # full-size 150M-parameter tower would be built.
+    vision_default = getattr(defaults, "vision_config", None)
+    if vision_default is None and "vision_config" in sub:
+        vision_default = sub["vision_config"]()
+    vision = {**_fit_to_config(_VISION_SIZES, vision_default), **spec.vision}
     tokens = {key: tokenizer.convert_tokens_to_ids(token) for key, token in spec.token_ids.items()}
     parts = {spec.text_key: text, **({"vision_config": vision} if "vision_config" in sub else {})}
     top = _fit_to_config({"initializer_range": _TEXT_SIZES["initializer_range"]}, defaults)

@@ -110,7 +110,8 @@ def _caption_stage(cfg: RunConfig, name: str, out: Path, adapter: Path | None, i
     )
 
     def run() -> None:
-        from altcap.infer.caption import provenance_path, run_caption
+        from altcap.infer.caption import run_caption
+        from altcap.infer.captions_file import provenance_path
 
         # A crashed run with the same settings resumes; changed settings start the file afresh.
         provenance = provenance_path(out)

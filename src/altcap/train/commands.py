@@ -9,13 +9,11 @@ No torch / transformers import at module level, so `altcap --help` stays fast.
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from altcap.cli_options import ConfigInput, Flag, config_command, fail
 from altcap.config import PipelineSection
-from altcap.launch import forward_options, needs_relaunch
+from altcap.launch import LaunchError, forward_options, launch_workers, needs_relaunch
 from altcap.train.config import TrainConfig
 
 # The fields that get a flag of their own; every other field is reachable with --set.
@@ -78,7 +76,7 @@ def train_command(cfg: TrainConfig, given: ConfigInput) -> None:
     from altcap.data.images import ImageLoadError
 
     if needs_relaunch(cfg.launch.num_processes):
-        launch_workers(cfg, forward_options(given.path, given.flags, given.sets))
+        _launch(cfg, forward_options(given.path, given.flags, given.sets))
         return
     from altcap.train.checkpoint import CheckpointError, find_latest_checkpoint
     from altcap.train.loop import TrainingDivergedError
@@ -99,20 +97,10 @@ def train_command(cfg: TrainConfig, given: ConfigInput) -> None:
 FLAG_FIELDS = train_command.altcap_fields
 
 
-def launch_workers(cfg: Any, train_args: list[str]) -> None:
-    """Run this command on `cfg.launch.num_processes` workers; exit with their launcher's code.
-
-    Args:
-        cfg: the resolved TrainConfig.
-        train_args: arguments after `altcap train` that reproduce `cfg` (from `forward_options`).
-    """
-    from altcap.config import ConfigError
-    from altcap.launch import relaunch
-
+def _launch(cfg: TrainConfig, train_args: list[str]) -> None:
+    """Train on `cfg.launch.num_processes` workers; a failed launch exits with its code."""
     try:
-        code = relaunch(cfg.launch.num_processes, cfg.launch.accelerate_config, train_args)
-    except ConfigError as err:
-        raise fail(str(err)) from err
-    if code != 0:
-        raise fail(f"`accelerate launch` exited with code {code}; the workers' errors are above", code=code)
+        launch_workers(cfg.launch.num_processes, cfg.launch.accelerate_config, train_args, "train")
+    except LaunchError as err:
+        raise fail(str(err), code=err.exit_code) from err
     typer.echo(f"adapter written to {cfg.output_dir / 'adapter'}")
