@@ -30,11 +30,16 @@ def test_models_json_lists_every_family_with_its_model_types() -> None:
         "graphed_decoding": False,
         "qlora": True,
         "chat_template": True,
+        "instructions": True,
         "projector_vision_lora": True,
     }
     assert by_name["florence2"]["capabilities"]["feature_cache"] is False
     assert by_name["blip2"]["capabilities"]["projector_vision_lora"] is False
     assert by_name["paligemma"]["capabilities"]["chat_template"] is False
+    # who reads a record's context: instruction followers with or without a chat template
+    assert by_name["blip2"]["capabilities"]["instructions"] is True
+    assert by_name["blip"]["capabilities"]["instructions"] is False
+    assert by_name["paligemma"]["capabilities"]["instructions"] is False
     assert by_name["altcap_mini"]["capabilities"]["qlora"] is False
 
 

@@ -20,7 +20,7 @@ def describe_family(family: Any) -> dict[str, Any]:
 
     Returns:
         {name, model_types, hf_class, capabilities: {feature_cache, graphed_decoding, qlora,
-        chat_template, projector_vision_lora}}.
+        chat_template, instructions, projector_vision_lora}}.
     """
     return {
         "name": family.name,
@@ -31,6 +31,7 @@ def describe_family(family: Any) -> dict[str, Any]:
             "graphed_decoding": family.graphed_decoding is not None,
             "qlora": family.quantized is not None,  # 4-bit loading through the family's own loader
             "chat_template": family.uses_chat_template,
+            "instructions": family.follows_instructions,  # the prompt (and a record's context) is read
             "projector_vision_lora": family.part_lora is not None,  # lora.adapt_projector / adapt_vision
         },
     }
