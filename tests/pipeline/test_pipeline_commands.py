@@ -103,3 +103,14 @@ def test_caption_split_all_captions_every_record_and_bad_split_lists_valid_ones(
     bad = runner.invoke(app, ["caption", "--manifest", str(sample_manifest()), "--split", "everything"])
     assert bad.exit_code == 2
     assert all(f"'{name}'" in bad.output for name in ("train", "val", "test", "all"))
+
+
+def test_both_caption_stages_use_the_instruction_and_context_template_trained_with() -> None:
+    run_cfg = load_config(RunConfig, DEMO)
+    run_cfg.train.data.prompt = "Describe this photo for a blind reader."
+    run_cfg.train.data.context_template = "Seen in {context}. {prompt}"
+    captions = [s.config for s in build_stages(run_cfg) if s.name.startswith("caption")]
+    assert len(captions) == 2
+    assert {(c.prompt, c.context_template) for c in captions} == {
+        ("Describe this photo for a blind reader.", "Seen in {context}. {prompt}")
+    }

@@ -99,11 +99,15 @@ def _caption_stage(cfg: RunConfig, name: str, out: Path, adapter: Path | None, i
     from altcap.infer.config import CaptionConfig
 
     model = cfg.model.model_copy(update={"adapter": str(adapter) if adapter else None})
+    # Both systems read the instruction (and context template) the fine-tune was trained with, so
+    # the comparison differs in the weights alone.
     caption_cfg = CaptionConfig(
         model=model,
         manifest=_paths(cfg)["manifest"],
         split=cfg.caption.split,
         out=out,
+        prompt=cfg.train.data.prompt,
+        context_template=cfg.train.data.context_template,
         generation=cfg.caption.generation,
         batch_size=cfg.caption.batch_size,
         limit=cfg.caption.limit,
