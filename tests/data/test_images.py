@@ -43,6 +43,22 @@ def test_load_applies_exif_orientation(tmp_path: Path) -> None:
     assert read_upright_size(tmp_path / "rot.jpg") == (20, 40)  # from the header alone
 
 
+def test_upright_size_of_a_png_reads_no_pixels(tmp_path: Path, monkeypatch) -> None:
+    from PIL import ImageFile
+
+    plain, rotated = tmp_path / "plain.png", tmp_path / "rotated.png"
+    Image.new("RGB", (40, 20)).save(plain)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown 20 wide, 40 high
+    Image.new("RGB", (40, 20)).save(rotated, exif=exif)
+    decodes: list[int] = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self, *a: decodes.append(1) or real_load(self, *a))
+    assert read_upright_size(plain) == (40, 20) and read_upright_size(rotated) == (20, 40)
+    assert decodes == []  # Pillow's PNG getexif() alone would decode each file
+    assert load_image_rgb(rotated).size == (20, 40)
+
+
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ImageLoadError, match=r"nope\.jpg: image not found"):
         load_image_rgb(tmp_path / "nope.jpg")

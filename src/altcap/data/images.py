@@ -180,9 +180,20 @@ def read_upright_size(path: Path | str) -> tuple[int, int]:
         The upright (width, height) in pixels.
     """
     with Image.open(path) as opened:
-        orientation = int(opened.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
+        orientation = read_header_orientation(opened)
         width, height = opened.size
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def read_header_orientation(opened: Image.Image) -> int:
+    """The EXIF orientation (1-8) known from an opened file's header, without decoding its pixels.
+
+    Pillow's `getexif()` on a PNG decodes the whole image to look for an eXIf chunk after the
+    pixels; the PNG spec puts eXIf before IDAT, where `open` has already read it into `info`.
+    """
+    if opened.format == "PNG" and "exif" not in opened.info:
+        return 1
+    return int(opened.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
 
 
 def _problem(facts: dict[str, Any], code: str, message: str) -> dict[str, Any]:

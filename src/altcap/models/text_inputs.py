@@ -232,7 +232,9 @@ def read_image_size(image: Any) -> tuple[int, int]:
 
         with Image.open(image) as opened:  # lazy: PIL decodes pixels only on load()
             width, height = opened.size
-            orientation = int(opened.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+            # A PNG's getexif() decodes the pixels; its eXIf chunk, if any, precedes them (in info).
+            has_exif = opened.format != "PNG" or "exif" in opened.info
+            orientation = int(opened.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1) if has_exif else 1
         return (width, height) if orientation in _QUARTER_TURNS else (height, width)
     if isinstance(image, Sequence) and len(image) == 2:
         return int(image[0]), int(image[1])
