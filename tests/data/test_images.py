@@ -53,7 +53,8 @@ def test_upright_size_of_a_png_reads_no_pixels(tmp_path: Path, monkeypatch) -> N
     Image.new("RGB", (40, 20)).save(rotated, exif=exif)
     decodes: list[int] = []
     real_load = ImageFile.ImageFile.load
-    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self, *a: decodes.append(1) or real_load(self, *a))
+    counting = lambda self, *args: decodes.append(1) or real_load(self, *args)  # noqa: E731
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting)
     assert read_upright_size(plain) == (40, 20) and read_upright_size(rotated) == (20, 40)
     assert decodes == []  # Pillow's PNG getexif() alone would decode each file
     assert load_image_rgb(rotated).size == (20, 40)
