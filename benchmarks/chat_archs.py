@@ -68,24 +68,11 @@ def build_spec(name: str, tiny: bool = False) -> Any:
 
 
 def build_tokenizer(spec: Any, corpus: Sequence[str], vocab_size: int) -> Any:
-    """Byte-level BPE with the spec's special tokens, learned from `corpus` (no automatic BOS/EOS:
-    the chat templates write them), as altcap's tiny chat tokenizers are built."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    """Byte-level BPE with the spec's special tokens learned from `corpus`, exactly as altcap's
+    tiny chat tokenizers are built."""
+    from altcap.models.tiny_chat import build_chat_tokenizer
 
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(spec.specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
-    tokenizer.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1")
-    named = {"extra_special_tokens": spec.named_tokens} if spec.named_tokens else {}
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **spec.roles, **named)
+    return build_chat_tokenizer(spec, corpus, vocab_size)
 
 
 def build_config(model_type: str, spec: Any, tokenizer: Any) -> Any:

@@ -10,6 +10,7 @@ a video processor (none can be built without torchvision), as `models.processors
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +91,29 @@ def render_template(
     )
 
 
-def build_chat_tokenizer(spec: TinySpec) -> PreTrainedTokenizerFast:
-    """Byte-level BPE on the test corpus with the spec's special tokens (no automatic BOS/EOS:
-    chat templates write them)."""
+def build_chat_tokenizer(
+    spec: TinySpec, corpus: Sequence[str] | None = None, vocab_size: int = TINY_VOCAB_SIZE
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE with the spec's special tokens (no automatic BOS/EOS: chat templates write them).
+
+    Args:
+        spec: the tiny model's spec (special tokens, roles, named tokens).
+        corpus: texts to learn merges from; None = the test corpus and the role words.
+        vocab_size: BPE vocabulary size.
+
+    Returns:
+        The fast tokenizer.
+    """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE,
+        vocab_size=vocab_size,
         special_tokens=list(spec.specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator([*_CORPUS, *_ROLE_WORDS], trainer=trainer)
+    tokenizer.train_from_iterator([*_CORPUS, *_ROLE_WORDS] if corpus is None else corpus, trainer=trainer)
     # No special tokens added; a pair's second text gets type id 1 (PaliGemma's suffix).
     tokenizer.post_processor = processors.TemplateProcessing(single="$A", pair="$A:0 $B:1")
     named = {"extra_special_tokens": spec.named_tokens} if spec.named_tokens else {}
