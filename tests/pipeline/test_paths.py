@@ -88,6 +88,6 @@ def test_a_manifest_without_splits_is_split_as_data_split_would(tmp_path: Path, 
     assert all(r.split in ("train", "val", "test") for r in read_manifest(split_manifest))
     report = json.loads((split_manifest.parent / "split_report.json").read_text())
     assert report["newly_assigned"] == 20 and report["provenance"]["config"]["seed"] == 3
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())  # a note for the user: stderr, as every note
     assert "20 records had no split" in out and "seed 3, val 0.1, test 0.1" in out
     assert "To use your own split" in out

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from altcap import cli_output
 from altcap.pipeline.stages import Stage, run_stages
 
 
@@ -54,3 +55,19 @@ def test_missing_output_or_changed_input_reruns(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("4")
     run_stages(make_stages(tmp_path, calls, 2), state)
     assert (tmp_path / "out.txt").read_text() == "8"
+
+
+def test_quiet_runs_print_no_stage_headers(tmp_path: Path, monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    (tmp_path / "in.txt").write_text("3")
+    shown = Console(file=io.StringIO(), width=80)
+    monkeypatch.setitem(cli_output._state, "verbosity", cli_output.QUIET)
+    for _ in range(2):  # the run, then the rerun that skips
+        run_stages(make_stages(tmp_path, [], 2), tmp_path / ".stages", shown)
+    assert shown.file.getvalue() == ""
+    monkeypatch.setitem(cli_output._state, "verbosity", cli_output.NORMAL)
+    run_stages(make_stages(tmp_path, [], 2), tmp_path / ".stages", shown)
+    assert "[1/2] double: up to date, skipped" in shown.file.getvalue()

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
-from rich.console import Console
 
 from altcap.analysis.commands import AnalysisConfig
 from altcap.analysis.simulate import SimulationConfig
+from altcap.cli_output import show_note
 from altcap.config import StageConfig, dump_config
 from altcap.data.configs import DataCheckConfig, DataSplitConfig
 from altcap.infer.config import GenerationConfig
@@ -232,7 +232,7 @@ def _split_stage(cfg: RunConfig, p: dict[str, Path]) -> Stage:
         fresh_folder(p["split"], cfg.run_dir)
         report = run_data_split(split)
         if report["newly_assigned"]:
-            Console(highlight=False).print(
+            show_note(
                 f"{report['newly_assigned']} records had no split: split them as `altcap data split` does "
                 f"(seed {split.seed}, val {split.val_fraction}, test {split.test_fraction}; recorded in "
                 f"{p['split'] / 'split_report.json'}). To use your own split, give every record a split "

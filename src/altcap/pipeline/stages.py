@@ -18,6 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
+from altcap.cli_output import notes_shown
 from altcap.provenance import sha256_file
 
 
@@ -75,15 +76,18 @@ def run_stages(stages: Sequence[Stage], state_dir: Path, console: Console | None
         One result per stage, in order.
     """
     console = console or Console()
+    headers = notes_shown()  # -q: errors only, so no stage headers
     state_dir.mkdir(parents=True, exist_ok=True)
     results: list[StageResult] = []
     for index, stage in enumerate(stages, start=1):
         label = f"[{index}/{len(stages)}] {stage.name}"
         if is_stage_current(stage, state_dir):
-            console.print(f"{label}: up to date, skipped")
+            if headers:
+                console.print(f"{label}: up to date, skipped")
             results.append(StageResult(stage.name, "skipped", 0.0))
             continue
-        console.rule(label)
+        if headers:
+            console.rule(label)
         started = time.perf_counter()
         stage.run()
         seconds = time.perf_counter() - started
