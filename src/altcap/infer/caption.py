@@ -156,7 +156,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     todo, unreadable = screen_items(cfg, [item for item in items if item.key not in done])
     family = resolve_family(cfg.model, read_model_config(cfg.model).model_type)
     check_family_fits(cfg, family)
-    if family.follows_instructions:  # a fixed prefix (BLIP) would read a context as caption text
+    if family.follows_instructions:  # a fixed prompt prefix would read a context as caption text
         todo = put_context_in_prompts(todo, cfg.prompt, cfg.context_template, DEFAULT_INSTRUCTION)
     skipped = len(items) - len(todo) - len(unreadable)  # already captioned
     run = {"id": f"{time.time_ns()}", "started_images": len(todo), "skipped_images": skipped}

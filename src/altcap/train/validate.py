@@ -76,7 +76,7 @@ def check_data(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> None:
         return
     try:
         per_image = plan.objective.one_example_per_image
-        # Contexts go only to families that follow instructions (BLIP would read them as caption text).
+        # Contexts go only to families that follow instructions (a fixed prefix reads as caption text).
         takes_context = plan.family is not None and plan.family.follows_instructions
         template = cfg.data.context_template if takes_context else None
         plan.train_examples = read_split_examples(
