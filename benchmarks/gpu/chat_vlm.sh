@@ -18,7 +18,10 @@ set -uo pipefail
 W=${W:-/root/w}
 OUT=${OUT:-/tmp/chat-vlm-out}
 mkdir -p "$OUT" "$OUT/logs"
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# USE_HUB_KERNELS=0: transformers >= 5.25 kernelizes at load by default, which needs the `kernels`
+# package and the hub; the device has neither, so both sides run transformers' own layers.
+export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+  USE_HUB_KERNELS=0
 wheels=$(ls ${WHEELS:-.whl}/altcap/*.whl ${WHEELS:-.whl}/trl/*.whl 2>/dev/null)
 python3 -c "import pyarrow, pandas" 2>/dev/null || wheels="$wheels $(ls $W/big/*.whl ${WHEELS:-.whl}/big/*.whl 2>/dev/null)"
 [ -n "${wheels// /}" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $wheels 2>&1 \
@@ -28,7 +31,8 @@ python3 -c "import pyarrow, pandas" 2>/dev/null || wheels="$wheels $(ls $W/big/*
   python3 - <<'EOF'
 import importlib
 for name in ("torch", "transformers", "peft", "accelerate", "torchvision", "pydantic", "trl", "datasets",
-             "liger_kernel", "pyarrow", "pandas", "num2words", "triton"):
+             "liger_kernel", "pyarrow", "pandas", "num2words", "triton", "imagehash", "pillow_heif",
+             "matplotlib", "altcap.train.run", "altcap.infer.caption"):
     try:
         print(f"{name} {getattr(importlib.import_module(name), '__version__', '?')}")
     except Exception as err:

@@ -8,8 +8,9 @@
 #
 # Three folders, so the lead carries only what the device lacks (chat_vlm.sh's first lines print
 # which modules import there):
-#   DIR/altcap  altcap's own runtime deps (pydantic & co, as every earlier GPU session) + num2words
-#               (SmolVLM's processor imports it; its docopt dep is for its CLI only): ~4.5 MB
+#   DIR/altcap  altcap's own runtime deps (pydantic & co, imagehash and pillow-heif, which the image
+#               loader imports) + num2words (SmolVLM's processor imports it; its docopt dep is for
+#               its CLI only): ~10.5 MB
 #   DIR/trl     TRL 1.16, datasets 4.7, liger-kernel 0.8.5 and datasets' small deps: ~3.5 MB
 #   DIR/big     pyarrow + pandas (datasets and TRL import both): ~55 MB; carry only if missing,
 #               staged in parts (PART_MIB=28 ../shared/tools/gpu-stage.sh .stage .whl/big)
@@ -26,7 +27,8 @@ get() {  # get SUBDIR SPEC...
 }
 get altcap pydantic==2.13.4 pydantic-core==2.46.4 typing-inspection==0.4.5 annotated-types==0.8.0 \
   typer==0.29.2 click==8.5.1 rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0 \
-  shellingham==1.5.4 limits==5.8.0 num2words==0.5.14
+  shellingham==1.5.4 limits==5.8.0 num2words==0.5.14 \
+  imagehash==4.3.2 pillow-heif==1.9.0
 get trl trl==1.16.0 datasets==4.7.0 liger-kernel==0.8.5 "dill>=0.3.0,<0.4.1" "multiprocess<0.70.19" \
   xxhash "fsspec>=2023.1.0,<=2026.2.0"
 get big pyarrow==21.0.0 pandas==2.3.3 python-dateutil pytz tzdata six  # pyarrow 21: the smallest datasets takes
