@@ -30,6 +30,7 @@ from PIL import Image
 from benchmarks.chat_bench import card_slug, ensure_model, pick_device
 from benchmarks.chat_data import PROMPT, write_random_images
 from benchmarks.common import RESULTS_DIR, synchronize, write_report
+from benchmarks.phase_timer import PhaseTimer
 
 
 def load_hf_processor(folder: Path, max_pixels: int) -> tuple[Any, str]:
@@ -71,19 +72,22 @@ def hf_prompt(processor: Any) -> str:
 
 
 def caption_hf(model: Any, processor: Any, paths: list[Path], batch_size: int, new_tokens: int) -> dict:
-    """HF batched generate over `paths`; returns seconds and the new token ids of every row."""
+    """HF batched generate over `paths`; returns seconds, seconds per phase and the new token ids
+    of every row."""
     processor.tokenizer.padding_side = "left"
+    phases = PhaseTimer().attach(model)
     prompt = hf_prompt(processor)
     ids: list[list[int]] = []
     lengths: list[int] = []
     synchronize()
     began = time.perf_counter()
     for start in range(0, len(paths), batch_size):
-        images = [[Image.open(p).convert("RGB")] for p in paths[start : start + batch_size]]
-        inputs = processor(text=[prompt] * len(images), images=images, padding=True, return_tensors="pt")
-        inputs = inputs.to(model.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        with phases.timed("prepare"):
+            images = [[Image.open(p).convert("RGB")] for p in paths[start : start + batch_size]]
+            inputs = processor(text=[prompt] * len(images), images=images, padding=True, return_tensors="pt")
+            inputs = inputs.to(model.device)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
         with torch.inference_mode():
             out = model.generate(
                 **inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1
@@ -91,7 +95,9 @@ def caption_hf(model: Any, processor: Any, paths: list[Path], batch_size: int, n
         lengths.append(inputs["input_ids"].shape[1])
         ids.extend(out[:, lengths[-1] :].tolist())
     synchronize()
-    return {"seconds": time.perf_counter() - began, "ids": ids, "prompt_tokens": max(lengths)}
+    seconds = time.perf_counter() - began
+    phases.detach()
+    return {"seconds": seconds, "phase_s": phases.seconds(), "ids": ids, "prompt_tokens": max(lengths)}
 
 
 def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, scratch: Path) -> dict:
@@ -124,6 +130,7 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
 
     items = order_for_throughput([CaptionItem(p.name, p) for p in paths])
     model.generate = recording_generate
+    phases = PhaseTimer().attach(model)
     try:
         synchronize()
         began = time.perf_counter()
@@ -132,10 +139,17 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
         seconds = time.perf_counter() - began
     finally:
         del model.generate  # the instance attribute; the class's generate shows through again
+        phases.detach()
     ids = [row[length:].tolist() for sequences, length in recorded for row in sequences]
     by_key = dict(zip([item.key for item in items], ids, strict=False))
     ids = [by_key[p.name] for p in paths]
-    return {"seconds": seconds, "written": written, "ids": ids, "prompt_tokens": max(n for _, n in recorded)}
+    return {
+        "seconds": seconds,
+        "phase_s": phases.seconds(),  # no "prepare": workers prepare batches while the GPU runs
+        "written": written,
+        "ids": ids,
+        "prompt_tokens": max(n for _, n in recorded),
+    }
 
 
 def compare_ids(hf: list[list[int]], altcap: list[list[int]], paths: list[Path]) -> dict[str, Any]:
@@ -203,6 +217,7 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
             "captions_per_s": altcap_rate,
             "captions_written": altcap["written"],
             "prompt_tokens": altcap["prompt_tokens"],  # padded prompt (image + template) per row
+            "phase_s": altcap["phase_s"],
             "peak_allocated_gb": torch.cuda.max_memory_allocated() / 1e9
             if torch.cuda.is_available()
             else None,
