@@ -28,6 +28,7 @@ from altcap.infer.captions_resume import drop_torn_last_line, find_done_images, 
 from altcap.infer.config import CaptionConfig
 from altcap.infer.distributed import merge_shards, process_state, shard_path
 from altcap.infer.items import CaptionError, collect_items, order_for_throughput, screen_items
+from altcap.infer.trained_prompt import adopt_trained_prompt
 
 
 @dataclass
@@ -145,6 +146,7 @@ def run_caption(cfg: CaptionConfig) -> CaptionSummary:
     from altcap.models.registry import DEFAULT_INSTRUCTION
 
     started, state = time.perf_counter(), process_state()
+    cfg = adopt_trained_prompt(cfg)
     items = collect_items(cfg)
     is_main = state is None or state.is_main_process
     if is_main and cfg.out.exists():  # fold a killed run's shards in, so their images count as done
