@@ -32,6 +32,7 @@ def test_models_json_lists_every_family_with_its_model_types() -> None:
         "chat_template": True,
         "instructions": True,
         "projector_vision_lora": True,
+        "packed_vision_attention": True,
     }
     assert by_name["florence2"]["capabilities"]["feature_cache"] is False
     assert by_name["blip2"]["capabilities"]["projector_vision_lora"] is False
@@ -41,6 +42,7 @@ def test_models_json_lists_every_family_with_its_model_types() -> None:
     assert by_name["blip"]["capabilities"]["instructions"] is False
     assert by_name["paligemma"]["capabilities"]["instructions"] is False
     assert by_name["altcap_mini"]["capabilities"]["qlora"] is False
+    assert by_name["gemma3"]["capabilities"]["packed_vision_attention"] is False  # one call per batch already
 
 
 def test_models_table_names_each_family_and_counts_them() -> None:

@@ -25,8 +25,15 @@ import torch
 
 from altcap.models.chat_features import build_chat_feature_cache, without_pixels
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
-from altcap.models.registry import DEFAULT_INSTRUCTION, ModelFamily, QuantizedLoading, register_family
+from altcap.models.registry import (
+    DEFAULT_INSTRUCTION,
+    ModelFamily,
+    PackedVisionAttention,
+    QuantizedLoading,
+    register_family,
+)
 from altcap.models.text_inputs import IGNORE_INDEX, resolve_prompts
+from altcap.models.vision_attention import with_vision_attention
 
 logger = logging.getLogger(__name__)
 SEQUENCE_TOO_LONG_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
@@ -155,12 +162,8 @@ def _run_processor(processor: Any, images: list[Any], texts: list[str], side: st
     # Chat templates write every special token themselves (BOS included): the tokenizer adds none,
     # as in transformers' own `apply_chat_template(tokenize=True)`.
     batch = processor(
-        images=[[image] for image in images],
-        text=texts,
-        padding=True,
-        padding_side=side,
-        add_special_tokens=False,
-        return_tensors="pt",
+        images=[[image] for image in images], text=texts, padding=True, padding_side=side,
+        add_special_tokens=False, return_tensors="pt",
     )
     return dict(batch)
 
@@ -242,11 +245,8 @@ def generate_captions(
 ) -> list[str]:
     """Batched generation; decodes the new tokens only and cleans them (see `clean_caption`)."""
     tokenizer = processor.tokenizer
-    settings = {
-        "eos_token_id": stop_token_ids(processor),
-        "pad_token_id": tokenizer.pad_token_id,
-        **generation,
-    }
+    settings = {"eos_token_id": stop_token_ids(processor), "pad_token_id": tokenizer.pad_token_id}
+    settings.update(generation)
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
     sequences = model.generate(**model_inputs, **settings)
     new_tokens = sequences[:, text_format.prompt_length(inputs) :]
@@ -260,9 +260,7 @@ def build_quantization_config() -> Any:
     import transformers
 
     return transformers.BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
     )
 
@@ -356,6 +354,7 @@ def build_chat_vlm_family(
     text_format: TextFormat = CHAT_FORMAT,
     lora_scope: str = LANGUAGE_SCOPE,
     vision_parts: tuple[str, ...] | None = ("model.vision_tower", "model.multi_modal_projector"),
+    packed_vision_attention: PackedVisionAttention | None = None,
 ) -> ModelFamily:
     """The family record of a chat VLM (the one place a generic `ModelFamily` is constructed).
 
@@ -367,6 +366,7 @@ def build_chat_vlm_family(
         lora_scope: the language model's attribute name (Idefics3/SmolVLM: "text_model").
         vision_parts: dotted paths of the frozen vision tower and projector (the LLaVA layout by
             default); None = no feature cache (the model's forward takes no precomputed features).
+        packed_vision_attention: set where the tower loops over packed spans on sdpa (Qwen-VL).
 
     Returns:
         A `ModelFamily` (not yet registered).
@@ -376,16 +376,17 @@ def build_chat_vlm_family(
         hf_class=hf_class,
         model_types=model_types,
         default_lora_targets=LANGUAGE_LINEAR_LEAVES,
-        load=load_chat_vlm,
+        load=with_vision_attention(load_chat_vlm, packed_vision_attention),
         build_inputs=make_build_inputs(text_format),
         generate=make_generate(text_format),
         lora_scope=lora_scope,
-        quantized=QuantizedLoading(load_4bit=load_chat_vlm_4bit),
+        quantized=QuantizedLoading(with_vision_attention(load_chat_vlm_4bit, packed_vision_attention)),
         load_processor=load_chat_processor,
         uses_chat_template=text_format is CHAT_FORMAT,
         follows_instructions=text_format is CHAT_FORMAT,
         feature_cache=build_chat_feature_cache(vision_parts) if vision_parts else None,
         part_lora=CHAT_PART_LORA,
+        packed_vision_attention=packed_vision_attention,
     )
 
 

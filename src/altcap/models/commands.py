@@ -20,7 +20,7 @@ def describe_family(family: Any) -> dict[str, Any]:
 
     Returns:
         {name, model_types, hf_class, capabilities: {feature_cache, graphed_decoding, qlora,
-        chat_template, instructions, projector_vision_lora}}.
+        chat_template, instructions, projector_vision_lora, packed_vision_attention}}.
     """
     return {
         "name": family.name,
@@ -33,6 +33,8 @@ def describe_family(family: Any) -> dict[str, Any]:
             "chat_template": family.uses_chat_template,
             "instructions": family.follows_instructions,  # the prompt (and a record's context) is read
             "projector_vision_lora": family.part_lora is not None,  # lora.adapt_projector / adapt_vision
+            # the tower's packed images/windows in one attention call per layer (model.vision_attention)
+            "packed_vision_attention": family.packed_vision_attention is not None,
         },
     }
 

@@ -73,6 +73,12 @@ class ModelConfig(StageConfig):
         description="Most tokens per training sequence (chat VLMs); longer rows lose caption tokens only, "
         "never image or prompt tokens. None = the tokenizer's model_max_length.",
     )
+    vision_attention: Literal["auto", "sdpa"] = Field(
+        default="auto",
+        description="Vision-tower attention of chat VLMs whose tower attends within packed images or windows "
+        "(Qwen-VL, GLM-4V): 'auto' = one call per layer (torch's flash varlen kernel on a GPU in bf16/fp16); "
+        "'sdpa' = transformers' loop of one call per image or window (to compare).",
+    )
 
 
 def resolve_device(device: str) -> str:

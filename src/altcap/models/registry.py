@@ -18,7 +18,8 @@ Core contract (images are RGB PIL images; `build_inputs` returns CPU tensors tha
   `default_lora_targets` are leaf Linear names of all the family's LMs (`apply_lora` keeps those the
   model has), looked for under the sub-module `lora_scope` ("" = the whole model).
 Optional capabilities are typed records, None when absent (`FeatureCache`, `GraphedDecoding`,
-`QuantizedLoading`, `VisionBlocks`, `FrozenPartLora`, `PartLora`, `NativeCheckpoint`); each says its contract.
+`QuantizedLoading`, `VisionBlocks`, `FrozenPartLora`, `PartLora`, `NativeCheckpoint`,
+`PackedVisionAttention`); each says its contract.
 Frozen module names may be dotted or bare parameters: resolve them with `operator.attrgetter`.
 `altcap.models.tiny.build_tiny_model` saves a tiny random checkpoint of any family for tests.
 """
@@ -111,6 +112,16 @@ class NativeCheckpoint:
 
 
 @dataclass(frozen=True)
+class PackedVisionAttention:
+    """Capability: the vision tower attends within packed spans (`cu_seqlens`: images or windows),
+    which transformers' sdpa path loops over one span at a time; the family's loader gives the tower
+    one call per layer instead (`models/vision_attention.py`) unless `model.vision_attention="sdpa"`."""
+
+    # The model config's attribute holding the tower's config, whose attention alone is swapped.
+    sub_config: str = "vision_config"
+
+
+@dataclass(frozen=True)
 class ModelFamily:
     """How altcap drives one model class: core functions plus optional, typed capabilities."""
 
@@ -142,6 +153,7 @@ class ModelFamily:
     frozen_part_lora: FrozenPartLora | None = None
     part_lora: PartLora | None = None
     native: NativeCheckpoint | None = None
+    packed_vision_attention: PackedVisionAttention | None = None
 
     def capabilities(self) -> list[str]:
         """Names of the optional capabilities this family has (for listings and errors)."""
@@ -156,6 +168,7 @@ _CAPABILITIES = (
     "frozen_part_lora",
     "part_lora",
     "native",
+    "packed_vision_attention",
 )
 
 

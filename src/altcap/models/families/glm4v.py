@@ -3,6 +3,10 @@ the template closes no turn, so the answer ends with `<|endoftext|>`; thinking b
 from captions."""
 
 from altcap.models.chat_vlm import register_chat_vlm
+from altcap.models.registry import PackedVisionAttention
 
 # Tower and merger (the projector) are both inside `visual`.
-FAMILY = register_chat_vlm("glm4v", vision_parts=("model.visual",))
+# The tower attends within packed images (`cu_seqlens`): one call per layer, not one per span.
+FAMILY = register_chat_vlm(
+    "glm4v", vision_parts=("model.visual",), packed_vision_attention=PackedVisionAttention()
+)

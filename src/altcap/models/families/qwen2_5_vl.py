@@ -6,6 +6,10 @@ suggests 256*28*28 to 1280*28*28 pixels.
 """
 
 from altcap.models.chat_vlm import register_chat_vlm
+from altcap.models.registry import PackedVisionAttention
 
 # Tower and merger (the projector) are both inside `visual`.
-FAMILY = register_chat_vlm("qwen2_5_vl", vision_parts=("model.visual",))
+# The tower attends within packed images and windows (`cu_seqlens`): one call per layer, not one per span.
+FAMILY = register_chat_vlm(
+    "qwen2_5_vl", vision_parts=("model.visual",), packed_vision_attention=PackedVisionAttention()
+)

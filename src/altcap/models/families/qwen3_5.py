@@ -2,6 +2,10 @@
 decoder; ChatML template, thinking blocks dropped from captions."""
 
 from altcap.models.chat_vlm import register_chat_vlm
+from altcap.models.registry import PackedVisionAttention
 
 # Tower and merger (the projector) are both inside `visual`.
-FAMILY = register_chat_vlm("qwen3_5", vision_parts=("model.visual",))
+# The tower attends within packed images (`cu_seqlens`): one call per layer, not one per span.
+FAMILY = register_chat_vlm(
+    "qwen3_5", vision_parts=("model.visual",), packed_vision_attention=PackedVisionAttention()
+)
