@@ -125,7 +125,9 @@ def summarize_log(rows: list[dict[str, Any]], skip: int) -> dict[str, Any]:
     }
 
 
-def run_child(module: str, argv: list[str], out: Path, timeout_s: float) -> dict[str, Any]:
+def run_child(
+    module: str, argv: list[str], out: Path, timeout_s: float, pythonpath: str | None = None
+) -> dict[str, Any]:
     """Run `python -m <module> <argv> --result <out>` and read the JSON the child wrote.
 
     Args:
@@ -133,6 +135,7 @@ def run_child(module: str, argv: list[str], out: Path, timeout_s: float) -> dict
         argv: the child's options.
         out: where the child writes its result JSON.
         timeout_s: the child is killed after this long.
+        pythonpath: the child's PYTHONPATH instead of this process's (another library set).
 
     Returns:
         The child's result, or {"error": ..., "stderr_tail": ...} when it failed or wrote none.
@@ -141,9 +144,8 @@ def run_child(module: str, argv: list[str], out: Path, timeout_s: float) -> dict
     print(f"[{time.strftime('%H:%M:%S')}] {' '.join(command[2:])}", flush=True)
     began = time.perf_counter()
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout_s, env=os.environ.copy()
-        )
+        env = {**os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {})}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         code, stderr = done.returncode, done.stderr
     except subprocess.TimeoutExpired as err:
         code, stderr = "timeout", (err.stderr or b"").decode(errors="replace") if err.stderr else ""

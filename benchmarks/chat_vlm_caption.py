@@ -188,7 +188,7 @@ def time_vision_loop(
     gc.collect()
     rate = len(paths) / run_["seconds"]
     print(f"altcap, vision attention as transformers' loop: {rate:.1f} captions/s", flush=True)
-    return {"seconds": run_["seconds"], "captions_per_s": rate, "phase_s": run_["phase_s"]}
+    return {key: run_[key] for key in ("seconds", "phase_s", "ids")} | {"captions_per_s": rate}
 
 
 def compare_ids(hf: list[list[int]], altcap: list[list[int]], paths: list[Path]) -> dict[str, Any]:
@@ -254,6 +254,15 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
     # Where the tower packs spans: the same run with transformers' per-span loop, so the one-call
     # attention's own share of the ratio shows.
     loop = time_vision_loop(folder, paths, warm, args, scratch) if packed else None
+    if loop is not None:
+        loop["greedy_ids_vs_hf_best"] = compare_ids(hf_runs[best]["ids"], loop.pop("ids"), paths)
+    # The noise floor of "identical ids": HF against itself at its other batch sizes (bf16 kernels
+    # round differently per batch shape; random weights leave near-ties between the top tokens).
+    hf_self = {
+        size: compare_ids(hf_runs[best]["ids"], run_["ids"], paths)["identical_share"]
+        for size, run_ in hf_runs.items()
+        if size != best
+    }
     return {
         "hf_processor": processor_source,
         "hf": {size: {k: v for k, v in r.items() if k != "ids"} for size, r in hf_runs.items()},
@@ -268,6 +277,7 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
             "peak_allocated_gb": peak_gb(),
         },
         "altcap_vision_sdpa_loop": loop,
+        "hf_identical_share_vs_its_best_batch": hf_self,
         "ratio_altcap_over_hf_best": altcap_rate / hf_runs[best]["captions_per_s"],
         "greedy_ids": compare_ids(hf_runs[best]["ids"], altcap["ids"], paths),
     }

@@ -21,6 +21,7 @@ once, and every epoch. The ratio is TRL's wall time over altcap's (>1: altcap is
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -220,6 +221,9 @@ def main(argv: list[str] | None = None) -> Path:
             child_argv(args, side, folder, work),
             work / f"{side}.json",
             args.timeout_s,
+            # liger-kernel 0.8.5 imports output classes transformers 5.25 renamed: where altcap
+            # runs on a newer transformers than TRL's stack supports, TRL gets its own path.
+            os.environ.get("TRL_PYTHONPATH") if side == "trl" else None,
         )
         print(f"{side}: {sides[side].get('end_to_end_s', sides[side].get('error'))} s end to end", flush=True)
     report = {

@@ -20,8 +20,14 @@ OUT=${OUT:-/tmp/chat-vlm-out}
 mkdir -p "$OUT" "$OUT/logs"
 # USE_HUB_KERNELS=0: transformers >= 5.25 kernelizes at load by default, which needs the `kernels`
 # package and the hub; the device has neither, so both sides run transformers' own layers.
-export PYTHONPATH=/tmp/site:$PWD/src:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-  USE_HUB_KERNELS=0
+# transformers >= 5.25 (altcap's chat feature cache) goes to its own folder, first on altcap's path;
+# TRL's side keeps the device's transformers, since liger-kernel 0.8.5 imports output classes 5.25
+# renamed (TRL_PYTHONPATH, read by chat_vlm_train).
+export PYTHONPATH=/tmp/tf:/tmp/site:$PWD/src:$PWD TRL_PYTHONPATH=/tmp/site:$PWD/src:$PWD \
+  PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false USE_HUB_KERNELS=0
+tf_wheels=$(ls ${WHEELS:-.whl}/tf/*.whl 2>/dev/null)
+[ -n "$tf_wheels" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/tf $tf_wheels 2>&1 \
+  | grep -v "already exists" | tail -3
 wheels=$(ls ${WHEELS:-.whl}/altcap/*.whl ${WHEELS:-.whl}/trl/*.whl 2>/dev/null)
 python3 -c "import pyarrow, pandas" 2>/dev/null || wheels="$wheels $(ls $W/big/*.whl ${WHEELS:-.whl}/big/*.whl 2>/dev/null)"
 [ -n "${wheels// /}" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $wheels 2>&1 \
