@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,16 @@ def test_recipe_loads_with_its_hub_id_and_family(name: str, model_id: str) -> No
     assert not cfg.model.trust_remote_code
     header = path.read_text(encoding="utf-8").split("\nmodel:")[0]
     assert f"altcap train src/altcap/configs/{name}" in header
-    assert "GB" in header and "estimated" in header
+    measured = read_recipe_memory()[name]
+    assert f"{measured['peak_allocated_gb']} GB allocated" in header, "the header states the measured peak"
+    assert f"batch {measured['settings']['batch_size']}," in header and "recipe-memory-h100.json" in header
+
+
+def read_recipe_memory() -> dict[str, dict]:
+    """Recipe file name -> its row in the GPU measurement (benchmarks/recipe_memory.py)."""
+    result = CONFIGS.parents[2] / "benchmarks" / "results" / "recipe-memory-h100.json"
+    rows = json.loads(result.read_text(encoding="utf-8"))["recipes"]
+    return {row["recipe"]: row for row in rows.values()}
 
 
 def test_every_shipped_yaml_loads_as_some_stage_config() -> None:
