@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from altcap.config import ConfigError
+from altcap.models.caption_loss import caption_loss
 from altcap.models.registry import FeatureCache
 
 IMAGE_FEATURES = "image_features"
@@ -220,8 +221,11 @@ def run_from_chat_features(
 def forward_from_chat_features(
     model: Any, features: Mapping[str, torch.Tensor], inputs: Mapping[str, Any]
 ) -> torch.Tensor:
-    """`FeatureCache.forward_from_features`: the loss of `run_from_chat_features`."""
-    return run_from_chat_features(model, features, inputs).loss
+    """`FeatureCache.forward_from_features`: the loss of `run_from_chat_features`, with logits only
+    at the caption positions (`models/caption_loss.py`)."""
+    counts = count_image_tokens(model, inputs["input_ids"])
+    image = rebuild_image_outputs(features, counts)
+    return caption_loss(model, without_pixels(inputs), mm_encoder_outputs={"image": image})
 
 
 def build_chat_feature_cache(vision_parts: tuple[str, ...]) -> FeatureCache:

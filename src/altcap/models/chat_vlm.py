@@ -4,13 +4,12 @@
 The prompt is the checkpoint's own chat template: one user turn holding the image and the
 record's instruction, then the assistant turn. Training text is that prompt, whatever the template
 puts before the answer, the caption and the template's end-of-turn token; the labels keep only the
-caption tokens and that end token (what the model must learn to write, and to stop). Image
-placeholders and the prompt are never cut: a sequence longer than `max_length` loses caption
-tokens only, and a prompt that alone is too long is an error naming the row and the counts.
+caption tokens and that end token (what the model must learn to write, and to stop). Image tokens
+and the prompt are never cut: past `max_length` only caption tokens go; a prompt alone too long is
+an error naming the row and the counts.
 
-Families whose text format is not a chat (PaliGemma's prefix/suffix, Florence-2's task prompts)
-pass a `TextFormat` with their own `build_inputs`; loading, LoRA targets, generation settings and
-output cleaning stay the generic ones (`models/families/paligemma.py`, `florence2.py`).
+Families whose text is not a chat (PaliGemma's prefix/suffix, Florence-2's task prompts) pass their
+own `TextFormat`; loading, LoRA targets, generation and output cleaning stay generic.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from typing import Any
 
 import torch
 
+from altcap.models.caption_loss import caption_loss
 from altcap.models.chat_features import build_chat_feature_cache, without_pixels
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
 from altcap.models.registry import (
@@ -259,10 +259,8 @@ def build_quantization_config() -> Any:
     """QLoRA's 4-bit NF4 weights with bf16 compute and double quantization (bitsandbytes, CUDA)."""
     import transformers
 
-    return transformers.BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16,
-        bnb_4bit_use_double_quant=True,
-    )
+    settings = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
+    return transformers.BitsAndBytesConfig(bnb_4bit_compute_dtype=torch.bfloat16, **settings)
 
 
 def load_chat_vlm_4bit(spec: Any) -> tuple[Any, Any]:
@@ -382,6 +380,7 @@ def build_chat_vlm_family(
         lora_scope=lora_scope,
         quantized=QuantizedLoading(with_vision_attention(load_chat_vlm_4bit, packed_vision_attention)),
         load_processor=load_chat_processor,
+        caption_loss=caption_loss,
         uses_chat_template=text_format is CHAT_FORMAT,
         follows_instructions=text_format is CHAT_FORMAT,
         feature_cache=build_chat_feature_cache(vision_parts) if vision_parts else None,

@@ -136,6 +136,9 @@ class ModelFamily:
     # `(ModelConfig) -> processor` without the weights (checks the first batch before loading);
     # None = `AutoProcessor.from_pretrained`, or nothing for a `NativeCheckpoint` family.
     load_processor: Callable[[Any], Any] | None = None
+    # `(model, inputs with labels, **forward kwargs) -> loss` for training; None = `model(**inputs).loss`.
+    # Chat VLMs project only the caption positions onto the vocabulary (`models/caption_loss.py`).
+    caption_loss: Callable[..., Any] | None = None
     # Non-LoRA modules trained in full and saved with the adapter (altcap-mini's projector).
     modules_to_save: tuple[str, ...] = ()
     # Whether `build_inputs`' tensor shapes depend on the images' sizes (LLaVA-NeXT: tiles and

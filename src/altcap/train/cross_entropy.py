@@ -31,6 +31,8 @@ class CaptionLoss(torch.nn.Module):
     ) -> torch.Tensor:
         """Mean loss over caption tokens."""
         if features is None:
+            if self.family.caption_loss is not None:
+                return self.family.caption_loss(self.model, inputs)
             return self.model(**inputs).loss
         return self.family.feature_cache.forward_from_features(self.model, features, inputs)
 
