@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from image_damage import damage_image
+
+# The tiny models' matrices are a few dozen wide: a second torch (OpenMP) thread only adds a
+# synchronisation per op, and on a busy 2-core box each op waited ~10 ms for it. One thread took the
+# fast lane from 220 s to 116 s there (CPU time 193 s -> 114 s), and the real altcap-mini pipeline
+# test from 313 s to 99 s. Set before anything imports torch, so CLI subprocesses inherit it too;
+# a value already set in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "torch" in sys.modules:  # a plugin imported it first
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -44,3 +45,11 @@ def test_ci_runs_every_lane() -> None:
     assert pytest_options and all(
         " -m " not in options and " -k " not in options for options in pytest_options
     ), pytest_options
+
+
+def test_tests_run_torch_on_the_threads_conftest_sets() -> None:
+    # tests/conftest.py sets OMP_NUM_THREADS=1 unless the caller set it: two threads on the tiny
+    # models made the fast lane twice as slow on the busy 2-core box.
+    import torch
+
+    assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])

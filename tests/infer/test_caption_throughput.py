@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from benchmarks import caption_throughput
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["opt", "t5"])
 def test_tiny_sweep_writes_report_and_plot(tmp_path, variant) -> None:
+    from benchmarks import caption_throughput  # here: it imports transformers (~4 s of collection)
+
     args = ["--tiny", "--tiny-variant", variant, "--num-images", "5", "--per-image-images", "2"]
     args += ["--repeats", "2", "--beams", "2,1", "--direct-batch-sizes", "2,4", "--max-new-tokens", "3"]
     args += ["--altcap-runs", "dynamic:4,static:2", "--num-workers", "1", "--device", "cpu"]
@@ -41,6 +41,8 @@ def test_tiny_sweep_writes_report_and_plot(tmp_path, variant) -> None:
 
 
 def test_altcap_runs_parse_and_reject_unknown_settings() -> None:
+    from benchmarks import caption_throughput
+
     assert caption_throughput.parse_altcap_runs("static:256,dynamic:64") == [("static", 256), ("dynamic", 64)]
     with pytest.raises(Exception, match="SETTING:BATCH"):
         caption_throughput.parse_altcap_runs("fast:256")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import inspect
 import socket
 from pathlib import Path
+from types import ModuleType
 
-import gradio as gr
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -35,8 +34,18 @@ GENERATION = GenerationConfig(num_beams=1, max_new_tokens=6, min_new_tokens=4)
 
 
 @pytest.fixture(scope="module")
+def gr() -> ModuleType:
+    """gradio, imported by the tests that look at its blocks rather than at collection (~3.5 s)."""
+    import gradio
+
+    return gradio
+
+
+@pytest.fixture(scope="module")
 def tiny_adapter(tiny_blip2: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA adapter with non-zero B matrices, so the fine-tuned model really differs from the base."""
+    import torch
+
     model, _, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
     peft_model = apply_lora(model, family, None, r=4, alpha=8, dropout=0.0)
     torch.manual_seed(1)
@@ -98,7 +107,7 @@ def test_describe_reports_bad_uploads_by_name(demo_models: DemoModels, tmp_path:
     assert describe_image(demo_models, None)[2].startswith("Error: No image yet")
 
 
-def test_base_only_without_adapter(tiny_blip2: Path, photo: Image.Image) -> None:
+def test_base_only_without_adapter(tiny_blip2: Path, photo: Image.Image, gr: ModuleType) -> None:
     cfg = make_config(tiny_blip2, None)
     models = load_demo_models(cfg)
     base, tuned, status = describe_image(models, photo)
@@ -110,7 +119,9 @@ def test_base_only_without_adapter(tiny_blip2: Path, photo: Image.Image) -> None
     assert [column.visible for column in columns].count(False) == 1  # the fine-tuned column is hidden
 
 
-def test_build_demo_page_is_labelled(tiny_blip2: Path, tiny_adapter: Path, demo_models: DemoModels) -> None:
+def test_build_demo_page_is_labelled(
+    tiny_blip2: Path, tiny_adapter: Path, demo_models: DemoModels, gr: ModuleType
+) -> None:
     demo = build_demo(make_config(tiny_blip2, tiny_adapter), demo_models)
     assert isinstance(demo, gr.Blocks)
     blocks = list(demo.blocks.values())

@@ -34,6 +34,8 @@ PREDICTIONS = [
 ]
 
 
+# Every test that scores through pycocoevalcap is marked slow: its METEOR and PTB tokenizer start Java,
+# ~8 s on the 2-core box before the first score (shared by the module, but a lone run pays it all).
 @pytest.fixture(scope="module")
 def meteor() -> Meteor:
     return Meteor()  # one JVM for the module: it takes seconds to start
@@ -60,6 +62,7 @@ def reference_scores(meteor: Meteor) -> dict[str, tuple[float, list[float]]]:
     return scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D"])
 def test_corpus_and_per_image_equal_pycocoevalcap(ours, reference_scores, metric: str) -> None:
     corpus, per_image = reference_scores[metric]
@@ -68,12 +71,14 @@ def test_corpus_and_per_image_equal_pycocoevalcap(ours, reference_scores, metric
     assert 0 < ours.corpus[metric] < 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D"])
 def test_resample_of_every_image_reproduces_corpus_value(ours, metric: str) -> None:
     ones = np.ones((1, len(PREDICTIONS)))
     assert ours.statistics[metric].replicate(ones)[0] == pytest.approx(ours.corpus[metric], abs=1e-12)
 
 
+@pytest.mark.slow
 def test_resample_changes_bleu_and_meteor(ours) -> None:
     weights = np.array([[5.0, 0, 0, 0, 0], [0, 0, 0, 5.0, 0]])
     for metric in ("BLEU-1", "METEOR"):
@@ -81,6 +86,7 @@ def test_resample_changes_bleu_and_meteor(ours) -> None:
         assert first > fourth  # image 0 is captioned well, image 3 badly
 
 
+@pytest.mark.slow
 def test_identical_captions_score_one_and_disjoint_zero(meteor: Meteor) -> None:
     refs = [["a dog runs on the grass near a tree"], ["two cats sleep on a red sofa today"]]
     same, _ = score_coco(refs, [r[0] for r in refs], meteor, spice=False)

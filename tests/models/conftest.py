@@ -9,8 +9,6 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from altcap.models.tiny_chat import build_tiny_chat_model
-
 
 @pytest.fixture(autouse=True)
 def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -27,6 +25,8 @@ def chat_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     built: dict[str, Path] = {}
 
     def build(model_type: str) -> Path:
+        from altcap.models.tiny_chat import build_tiny_chat_model  # here: transformers costs collection ~1 s
+
         if model_type not in built:
             folder = tmp_path_factory.mktemp(f"chat-{model_type}")
             built[model_type] = build_tiny_chat_model(model_type, folder)

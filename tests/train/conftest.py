@@ -6,9 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
-
-from altcap.models.tiny import build_tiny_model
 
 _HF_CLASS = {
     "blip": "BlipForConditionalGeneration",
@@ -24,6 +21,7 @@ def reinit_vanishing_weights(folder: Path, family: str) -> None:
     BLIP's vision configs default to initializer_range=1e-10, which makes a tiny random vision
     tower output the same features for every image; nothing could then learn to tell images apart.
     """
+    import torch
     import transformers
 
     model = getattr(transformers, _HF_CLASS[family]).from_pretrained(folder)
@@ -41,6 +39,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     built: dict[tuple[str, str | None], Path] = {}
 
     def get(family: str, variant: str | None = None) -> Path:
+        from altcap.models.tiny import build_tiny_model  # here, so collecting tests/train imports no torch
+
         key = (family, variant)
         if key not in built:
             folder = tmp_path_factory.mktemp(f"tiny-{family}-{variant or 'default'}")

@@ -1,4 +1,9 @@
-"""The small Flickr8k sample shipped inside the package (see src/altcap/sample/README.md)."""
+"""The small Flickr8k sample shipped inside the package (see src/altcap/sample/README.md).
+
+`sample_manifest` is the default manifest of the train, caption and evaluate commands, whose modules
+import it when `altcap` starts: keep this module's top-level imports to the standard library (CLI
+start-up time), and import anything heavier inside the function that needs it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,11 @@ def sample_dir() -> Path:
 
 
 def sample_manifest() -> Path:
-    """The embedded sample's ready manifest (image paths relative to it)."""
+    """The embedded sample's ready manifest (image paths relative to it).
+
+    Returns:
+        Its path; a stage section's `when_null` default (`PipelineSection` writes a path as text).
+    """
     return sample_dir() / "manifest.jsonl"
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from altcap.cli_options import ConfigInput, Flag, config_command, fail
 from altcap.cli_output import show_note
 from altcap.config import PipelineSection
+from altcap.data.sample import sample_manifest
 from altcap.infer.config import CaptionConfig
 from altcap.launch import LaunchError, forward_options, launch_workers, needs_relaunch
 
@@ -46,17 +47,11 @@ CAPTION_FLAGS = [
 ]
 
 
-def _sample_manifest() -> str:
-    from altcap.data.sample import sample_manifest
-
-    return str(sample_manifest())
-
-
 # `altcap caption --config demo.yaml` captions what `altcap run demo.yaml` captions with the base model.
 CAPTION_SECTION = PipelineSection(
     "caption",
     lifts={"model": "model", "manifest": "manifest"},
-    when_null={"manifest": _sample_manifest},
+    when_null={"manifest": sample_manifest},
 )
 
 

@@ -12,6 +12,7 @@ import typer
 from altcap.cli_options import ForceOption, config_command, error_console, fail, refuse_to_overwrite
 from altcap.cli_output import notes_shown
 from altcap.config import PipelineSection
+from altcap.data.sample import sample_manifest
 from altcap.metrics.config import EvaluateConfig
 
 
@@ -22,18 +23,12 @@ def _drop_not_computed(record: logging.LogRecord) -> bool:
 EVALUATE_OUTPUTS = ["metrics.json", "per_image.jsonl", "metrics.md", "metrics_bar.*"]
 
 
-def _sample_manifest() -> str:
-    from altcap.data.sample import sample_manifest
-
-    return str(sample_manifest())
-
-
 # `altcap evaluate --config demo.yaml --pred ...` scores as `altcap run demo.yaml` does: its evaluate
 # section, references from the pipeline's manifest, the split it captioned.
 EVALUATE_SECTION = PipelineSection(
     "evaluate",
     lifts={"manifest": "refs", "caption.split": "split"},
-    when_null={"manifest": _sample_manifest},
+    when_null={"manifest": sample_manifest},
 )
 
 

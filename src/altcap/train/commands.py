@@ -13,6 +13,7 @@ import typer
 
 from altcap.cli_options import ConfigInput, Flag, config_command, fail
 from altcap.config import PipelineSection
+from altcap.data.sample import sample_manifest
 from altcap.launch import LaunchError, forward_options, launch_workers, needs_relaunch
 from altcap.train.config import TrainConfig
 
@@ -44,18 +45,12 @@ TRAIN_FLAGS = [
 ]
 
 
-def _sample_manifest() -> str:
-    from altcap.data.sample import sample_manifest
-
-    return str(sample_manifest())
-
-
 # `altcap train --config demo.yaml` trains what `altcap run demo.yaml` would: its train section plus
 # the pipeline-wide model and manifest (null = the embedded sample).
 TRAIN_SECTION = PipelineSection(
     "train",
     lifts={"model": "model", "manifest": "data.manifest"},
-    when_null={"manifest": _sample_manifest},
+    when_null={"manifest": sample_manifest},
 )
 
 
