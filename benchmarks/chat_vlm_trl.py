@@ -18,7 +18,7 @@ import torch
 
 from benchmarks.chat_bench import pick_device, read_gpu_peaks
 from benchmarks.chat_data import PROMPT
-from benchmarks.chat_vlm_caption import load_hf_processor
+from benchmarks.chat_hf import load_hf_processor
 
 # Every attention and MLP projection of the language model's layers, never the vision tower's:
 # what LLaMA-Factory's and ms-swift's "all linear" LoRA on the LM means for these models.
