@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "ALTCAP_MODEL_CACHE"
 MANIFEST_FILE = "altcap_cache.json"  # written last: a folder without it is incomplete
+# Bumped when what a copy holds changes, so older copies are left alone and converted again once
+# (2: the tokenizer's added tokens in tokenizer_config.json, `models/lm_folder.py`).
+CACHE_FORMAT = 2
 
 
 def model_cache_root() -> Path:
@@ -47,7 +50,7 @@ def fingerprint_sources(owned: Iterable[Path], installed: Iterable[Path]) -> str
     Returns:
         A hex digest.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"format={CACHE_FORMAT};".encode())
     for package in ("altcap", "torch", "transformers", "peft"):
         digest.update(f"{package}={_version(package)};".encode())
     for path in sorted(owned):
