@@ -85,7 +85,8 @@ marks = [("start", cpu(), time.perf_counter())]
 def mark(name):
     marks.append((name, cpu(), time.perf_counter()))
 import altcap.cli
-mark("python + altcap.cli imports")
+import altcap.infer.commands  # what `altcap caption` itself imports before it runs
+mark("python + altcap.cli and caption command imports")
 import torch
 mark("import torch")
 import transformers.models.llama.modeling_llama
