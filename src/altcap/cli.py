@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import importlib
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
@@ -21,18 +21,28 @@ from altcap.cli_options import attach_examples
 from altcap.cli_output import NORMAL, QUIET, VERBOSE, configure_output, read_inherited_verbosity
 from altcap.launch import is_distributed_worker
 
-# Top-level commands: name -> (module, attribute, epilog), in `altcap --help` order. Groups are
-# Typer apps (their help is theirs); "study" also gets the analysis commands.
-COMMANDS: dict[str, tuple[str, str, str | None]] = {
-    "data": ("altcap.data.commands", "app", "Import, check and split captioning datasets."),
-    "study": ("altcap.study.commands", "app", "Run the blinded, accessible user study."),
-    "evaluate": ("altcap.metrics.commands", "evaluate_command", None),
-    "train": ("altcap.train.commands", "train_command", None),
-    "caption": ("altcap.infer.commands", "caption_command", None),
-    "demo-ui": ("altcap.infer.demo_ui", "demo_ui_command", "Example: altcap demo-ui --model-id altcap-mini"),
-    "memo": ("altcap.report.commands", "memo_command", None),
-    "run": ("altcap.pipeline.commands", "run_command", None),
-    "models": ("altcap.models.commands", "models_command", "Example: altcap models --json"),
+
+class Command(NamedTuple):
+    """Where a top-level command lives: `attribute` of `module` (a Typer app for a group)."""
+
+    module: str
+    attribute: str
+    help: str | None = None  # a group's
+    epilog: str | None = None  # a hand-written command's example
+
+
+# Top-level commands, in `altcap --help` order; "study" also gets the analysis commands.
+COMMANDS: dict[str, Command] = {
+    "data": Command("altcap.data.commands", "app", help="Import, check and split captioning datasets."),
+    "study": Command("altcap.study.commands", "app", help="Run the blinded, accessible user study."),
+    "evaluate": Command("altcap.metrics.commands", "evaluate_command"),
+    "train": Command("altcap.train.commands", "train_command"),
+    "caption": Command("altcap.infer.commands", "caption_command"),
+    "demo-ui": Command("altcap.infer.demo_ui", "demo_ui_command",
+                       epilog="Example: altcap demo-ui --model-id altcap-mini"),
+    "memo": Command("altcap.report.commands", "memo_command"),
+    "run": Command("altcap.pipeline.commands", "run_command"),
+    "models": Command("altcap.models.commands", "models_command", epilog="Example: altcap models --json"),
 }
 GROUPS = ("data", "study")
 GLOBAL_FLAGS = ("--verbose", "-v", "--quiet", "-q")
@@ -71,16 +81,16 @@ def build_app(names: tuple[str, ...] | None = None) -> typer.Typer:
         pretty_exceptions_show_locals=False,
     )
     built.callback()(main_callback)
-    for name, (module, attribute, text) in COMMANDS.items():
+    for name, command in COMMANDS.items():
         if names is not None and name not in names:
             continue
-        target = getattr(importlib.import_module(module), attribute)
+        target = getattr(importlib.import_module(command.module), command.attribute)
         if name in GROUPS:
             if name == "study":
                 _add_analysis_commands(target)
-            built.add_typer(target, name=name, help=text)
+            built.add_typer(target, name=name, help=command.help)
         else:
-            built.command(name, epilog=text)(target)
+            built.command(name, epilog=command.epilog)(target)
     if names is None or "version" in names:
         built.command(epilog="Example: altcap version")(version)
     attach_examples(built)
