@@ -84,7 +84,9 @@ def cpu():
 marks = [("start", cpu(), time.perf_counter())]
 def mark(name):
     marks.append((name, cpu(), time.perf_counter()))
+import gc
 import altcap.cli
+gc.set_threshold(*getattr(altcap.cli, "GC_THRESHOLDS", gc.get_threshold()))  # as `altcap` runs
 import altcap.infer.commands  # what `altcap caption` itself imports before it runs
 mark("python + altcap.cli and caption command imports")
 import torch
