@@ -84,9 +84,11 @@ def cpu():
 marks = [("start", cpu(), time.perf_counter())]
 def mark(name):
     marks.append((name, cpu(), time.perf_counter()))
-import gc
+import gc, os
 import altcap.cli
 gc.set_threshold(*getattr(altcap.cli, "GC_THRESHOLDS", gc.get_threshold()))  # as `altcap` runs
+if getattr(altcap.cli, "OMP_WAIT_POLICY", None):
+    os.environ.setdefault("OMP_WAIT_POLICY", altcap.cli.OMP_WAIT_POLICY)
 import altcap.infer.commands  # what `altcap caption` itself imports before it runs
 mark("python + altcap.cli and caption command imports")
 import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -61,3 +62,20 @@ def test_the_entry_point_spares_start_up_and_exit_the_collectors_passes() -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split("GC ")[-1].strip() == f"{GC_THRESHOLDS} True"
     assert GC_THRESHOLDS[0] > 700  # Python's default
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(given: str | None, kept: str) -> None:
+    """#27 item 17: spinning OpenMP threads made a warm caption on a busy 2-core box ~10x slower."""
+    code = (
+        "import os, runpy, sys\n"
+        "sys.argv = ['altcap', 'version']\n"
+        "try:\n    runpy.run_module('altcap.cli', run_name='__main__')\nexcept SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print('POLICY', os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.split("POLICY ")[-1].strip() == f"{kept} False"  # set before torch loads OpenMP

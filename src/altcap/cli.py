@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 from typing import Any, NamedTuple
 
@@ -116,11 +117,17 @@ def named_command(argv: list[str]) -> str | None:
 # then set off 6 full collections during a warm `altcap caption` start (~0.6 s on 2 cores), each
 # traversing every object and freeing almost nothing. At 50,000 none runs during start-up.
 GC_THRESHOLDS = (50_000, 20, 20)
+# OpenMP threads that spin while they wait hold on to cores other processes need: on the shared
+# 2-core box a warm one-image caption on 2 threads took 33-45 s spinning and 3.8-4.7 s waiting
+# passively (docs/benchmarks.md, start-up).
+OMP_WAIT_POLICY = "PASSIVE"
 
 
 def main() -> None:
     """The `altcap` console entry point: builds just the named command (all of them for `--help`,
     no command or an unknown one, so Typer lists them) and runs it."""
+    # Read when torch loads OpenMP, so set before any command imports torch; a user's value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     gc.set_threshold(*GC_THRESHOLDS)
     name = named_command(sys.argv[1:])
     try:
