@@ -85,6 +85,25 @@ def test_batches_shaped_by_image_size_are_not_split(tiny_blip2, manifest) -> Non
         assert sum(len(chunk["input_ids"]) for chunk in chunks) == len(items)
 
 
+def test_a_single_chunk_is_prepared_without_starting_a_worker(tiny_blip2, manifest, monkeypatch) -> None:
+    """#27 item 17: captioning one image must not wait for a worker process to start."""
+    import torch.utils.data
+
+    _, processor, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
+    cfg = make_config(tiny_blip2, manifest, manifest.parent / "unused.jsonl", split=None)
+    items = [item for item in collect_items(cfg) if item.prompt is None][:1]
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("a DataLoader was started for one chunk")
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", no_loader)
+    prepared = batches_module.iter_prepared_batches(family, processor, [items], None, num_workers=2)
+    ((batch, parts),) = list(prepared)
+    whole = batches_module._prepare_batch(family, processor, items, None)
+    assert batch == items and len(parts) == 1
+    assert all(torch.equal(parts[0][key], whole[key]) for key in whole)
+
+
 def _with_context(manifest: Path, image: str, context: str) -> None:
     import json
 

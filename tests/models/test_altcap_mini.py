@@ -176,6 +176,24 @@ def test_tiny_generate_returns_one_string_per_image(tiny, settings) -> None:
     assert single == captions[1:]
 
 
+def test_tiny_fast_load_captions_as_from_pretrained_does(tiny_folder: Path, monkeypatch) -> None:
+    """#27 item 17: the language model's fast load (models/lm_folder.py) changes no caption or logit."""
+    from altcap.infer.config import GenerationConfig
+    from altcap.models import lm_folder
+
+    def captions_and_logits() -> tuple[list[str], torch.Tensor]:
+        model, processor = mini.load(str(tiny_folder))
+        inputs = mini.build_inputs(processor, make_images(), [None, "Describe it."])
+        with torch.no_grad():
+            logits = model(**inputs).logits
+        return mini.generate(model, processor, inputs, GenerationConfig().generate_kwargs()), logits
+
+    fast = captions_and_logits()
+    monkeypatch.setattr(lm_folder, "assign_safetensors", lambda folder: None)  # from_pretrained
+    slow = captions_and_logits()
+    assert fast[0] == slow[0] and torch.equal(fast[1], slow[1])
+
+
 def test_tiny_round_trip_keeps_every_weight(tiny, tiny_folder: Path, tmp_path: Path) -> None:
     model, processor = tiny
     with pytest.raises(FileExistsError, match=r"config\.json"):
@@ -281,6 +299,34 @@ def test_smollm2_inside_altcap_mini_completes_a_sentence(real) -> None:
     ids = processor.tokenizer("The capital of France is", return_tensors="pt")
     output = model.language_model.generate(**ids, max_new_tokens=6, do_sample=False)
     assert "Paris" in processor.tokenizer.decode(output[0, ids["input_ids"].shape[1] :])
+
+
+# What the packaged model wrote before the start-up work of #27 item 17 (default settings: beam 3,
+# one image per generate call, as `altcap caption` on one image); start-up changes must keep them.
+PINNED_CAPTIONS = {
+    "1191338263_a4fa073154.jpg":
+        'A woman is standing in front of a store with a sign that says "Industries" .',
+    "2506892928_7e79bec613.jpg": "Two little girls are standing in a field of flowers .",
+    "3097196395_ec06075389.jpg": "Two greyhounds are racing on a track .",
+}
+
+
+@pytest.mark.slow
+@needs_lite0
+@needs_smollm2
+def test_packaged_altcap_mini_writes_the_pinned_captions(real) -> None:
+    from altcap.data.images import load_image_rgb
+    from altcap.data.sample import sample_dir
+    from altcap.infer.config import GenerationConfig
+
+    model, processor = real
+    settings = GenerationConfig().generate_kwargs()
+    written = {}
+    for name in PINNED_CAPTIONS:
+        inputs = mini.build_inputs(processor, [load_image_rgb(sample_dir() / "Images" / name)], [None])
+        with torch.inference_mode():
+            written[name] = mini.generate(model, processor, inputs, settings)[0]
+    assert written == PINNED_CAPTIONS
 
 
 @pytest.mark.slow

@@ -142,6 +142,11 @@ def _iter_worker_batches(
     # image sizes shape the inputs: chunks would pad differently, and the batch be prepared twice.
     parts_per_batch = 1 if family.inputs_shaped_by_image_size else num_workers
     chunked = [split_evenly(batch, parts_per_batch) for batch in batches]
+    if sum(len(chunks) for chunks in chunked) == 1:
+        # One chunk in all (e.g. `altcap caption` on one image): nothing to prepare alongside it, and
+        # starting a worker process would only delay the first caption.
+        yield batches[0], [_prepare_batch(family, processor, batches[0], prompt)]
+        return
     loader = DataLoader(
         _PreparedBatches(family, processor, [chunk for chunks in chunked for chunk in chunks], prompt),
         batch_size=None,

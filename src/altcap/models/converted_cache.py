@@ -1,12 +1,12 @@
 """A converted copy of a packaged model in the user cache, so only the first start pays for the
 conversion: for altcap-mini, dequantising SmolLM2's GGUF, reading the EfficientNet package and
 merging the shipped adapters took ~17 s of every `altcap caption` start on 2 cores; the copy is
-plain safetensors that load in about a second.
+plain safetensors that load in ~0.4 s (`models/lm_folder.py` reads its language model).
 
 The copy lives in `$ALTCAP_MODEL_CACHE` (default `$XDG_CACHE_HOME/altcap/models`, else
 `~/.cache/altcap/models`), in a folder named after a hash of everything the conversion depends on:
-altcap's, torch's and transformers' versions, the contents of altcap's packaged files and the
-size/mtime of the pip packages' weights. It is written to a temporary folder and renamed into
+the copy's format, altcap's, torch's and transformers' versions, the contents of altcap's packaged
+files and the size/mtime of the pip packages' weights. It is written to a temporary folder and renamed into
 place (atomic); a copy that fails to load (truncated, corrupt, half-deleted) is rebuilt.
 """
 
@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENV = "ALTCAP_MODEL_CACHE"
 MANIFEST_FILE = "altcap_cache.json"  # written last: a folder without it is incomplete
+# Bumped when what a copy holds changes, so older copies are left alone and converted again once
+# (2: the tokenizer's added tokens in tokenizer_config.json, `models/lm_folder.py`).
+CACHE_FORMAT = 2
 
 
 def model_cache_root() -> Path:
@@ -47,7 +50,7 @@ def fingerprint_sources(owned: Iterable[Path], installed: Iterable[Path]) -> str
     Returns:
         A hex digest.
     """
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"format={CACHE_FORMAT};".encode())
     for package in ("altcap", "torch", "transformers", "peft"):
         digest.update(f"{package}={_version(package)};".encode())
     for path in sorted(owned):

