@@ -17,13 +17,7 @@ from pydantic import Field
 
 from altcap.config import StageConfig
 from altcap.models.hub_errors import explain_hub_error
-from altcap.models.registry import (
-    ModelFamily,
-    families_with,
-    family_for_model_type,
-    get_family,
-    list_families,
-)
+from altcap.models.registry import ModelFamily, families_with, family_for_model_type, get_family, list_families
 
 DType = Literal["bfloat16", "float16", "float32"]
 
