@@ -1,8 +1,7 @@
 """Load any supported captioner (hub id or folder, optional LoRA adapter) and attach LoRA.
 
-Every problem a user can cause -- a missing folder, an unknown hub id, an unsupported model type,
-an adapter for another model, LoRA targets that match nothing -- is raised as `ModelLoadError`
-before any weights are loaded or any training starts.
+Every problem a user can cause (a missing folder, an unknown hub id, an unsupported model type, an
+adapter for another model, LoRA targets that match nothing) is a `ModelLoadError` before any load.
 """
 
 from __future__ import annotations
@@ -17,7 +16,13 @@ from pydantic import Field
 
 from altcap.config import StageConfig
 from altcap.models.hub_errors import explain_hub_error
-from altcap.models.registry import ModelFamily, families_with, family_for_model_type, get_family, list_families
+from altcap.models.registry import (
+    ModelFamily,
+    families_with,
+    family_for_model_type,
+    get_family,
+    list_families,
+)
 
 DType = Literal["bfloat16", "float16", "float32"]
 
@@ -69,9 +74,8 @@ class ModelConfig(StageConfig):
     )
     vision_attention: Literal["auto", "sdpa"] = Field(
         default="auto",
-        description="Vision-tower attention of chat VLMs whose tower attends within packed images or windows "
-        "(Qwen-VL, GLM-4V): 'auto' = one call per layer (torch's flash varlen kernel on a GPU in bf16/fp16); "
-        "'sdpa' = transformers' loop of one call per image or window (to compare).",
+        description="Vision attention of towers that pack images/windows (Qwen-VL, GLM-4V): 'auto' = one "
+        "varlen call per layer; 'sdpa' = transformers' loop of one call per image or window (to compare).",
     )
 
 
@@ -79,9 +83,7 @@ def resolve_device(device: str) -> str:
     """The torch device string for a config value ('auto' picks CUDA when present)."""
     import torch
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def resolve_dtype(dtype: str | None, device: str) -> Any:
@@ -98,10 +100,10 @@ def resolve_dtype(dtype: str | None, device: str) -> Any:
 
     if dtype is not None:
         return getattr(torch, dtype)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     # CPU matmuls in half precision are slow and lossy; fp32 is the only sensible CPU default.
-    return torch.float32
+    if not device.startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _looks_like_path(model_id: str) -> bool:
@@ -110,11 +112,8 @@ def _looks_like_path(model_id: str) -> bool:
 
 def _native_model_type(model_id: str) -> str | None:
     """The model_type of a non-transformers family that owns `model_id` (its packaged id or folder)."""
-    for name in families_with("native"):
-        native = get_family(name).native
-        if native is not None and (model_type := native.model_type_of(model_id)) is not None:
-            return model_type
-    return None
+    owners = (get_family(name).native for name in families_with("native"))
+    return next((found for native in owners if (found := native.model_type_of(model_id)) is not None), None)
 
 
 def read_model_config(cfg: ModelConfig) -> Any:
