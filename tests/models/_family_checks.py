@@ -84,14 +84,21 @@ def check_cached_loss(folder: Path) -> None:
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
 
 
-def check_cached_loss_with_lora(folder: Path) -> None:
-    """The equivalence also holds for a LoRA-wrapped model (the training setup), with gradients."""
-    model, processor, family = load(folder)
+def lora_that_matters(model: Any, family: ModelFamily, std: float = 0.02) -> Any:
+    """`model` with r=4 LoRA (seed 0) whose B matrices are random: B starts at zero, and an adapter
+    that changes nothing would let every equivalence check pass."""
     torch.manual_seed(0)
     peft_model = apply_lora(model, family, None, r=4, alpha=8, dropout=0.0)
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.02)  # B starts at zero; make LoRA actually change outputs
+            torch.nn.init.normal_(param, std=std)
+    return peft_model
+
+
+def check_cached_loss_with_lora(folder: Path) -> None:
+    """The equivalence also holds for a LoRA-wrapped model (the training setup), with gradients."""
+    model, processor, family = load(folder)
+    peft_model = lora_that_matters(model, family)
     inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
     full = peft_model(**inputs).loss
     cache = family.feature_cache
