@@ -188,12 +188,22 @@ def test_only_towers_with_the_span_loop_get_it(chat_dir: Callable[[str], Path]) 
     assert model.config.vision_config._attn_implementation == "sdpa"
 
 
+def _strided_like_the_tower(t: torch.Tensor) -> torch.Tensor:
+    # The tower's value is a view of its fused qkv projection ([tokens, 3, heads, dim], unbound),
+    # not a contiguous tensor: the kernel must take that layout as it comes.
+    fused = torch.stack([t[0].transpose(0, 1)] * 3, dim=1)
+    view = fused[:, 2].transpose(0, 1).unsqueeze(0)
+    assert not view.is_contiguous() and torch.equal(view, t)
+    return view
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch's varlen kernel: run on the GPU machine")
 def test_varlen_kernel_matches_the_per_span_loop_in_bf16() -> None:
     if vision_attention._VARLEN_ATTN is None:
         pytest.skip(f"torch {torch.__version__} has no torch.nn.attention.varlen.varlen_attn")
     # Qwen2.5-VL at 448 px: 16 windows of 64 patches, plus odd spans; head size 80 as in its tower.
     q, k, v, cu_seqlens = _packed([64] * 16 + [40, 100, 7], torch.bfloat16, "cuda", head_dim=80)
+    v = _strided_like_the_tower(v)
     assert vision_attention.can_use_varlen_kernel(q, k, 0.0, False)
     for t in (q, k, v):
         t.requires_grad_(True)
