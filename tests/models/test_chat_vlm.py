@@ -10,7 +10,6 @@ import torch
 from _family_checks import CAPTIONS, PROMPTS, make_images
 
 from altcap.models.chat_vlm import (
-    build_quantization_config,
     clean_caption,
     find_end_token,
     render_turns,
@@ -119,12 +118,6 @@ def test_batched_generation_matches_per_image_with_left_padding(chat_dir) -> Non
         for i, p in zip(make_images(), PROMPTS, strict=True)
     ]
     assert batched == singles
-
-
-def test_qlora_config_is_nf4_with_bf16_compute() -> None:
-    config = build_quantization_config()
-    assert config.load_in_4bit and config.bnb_4bit_quant_type == "nf4"
-    assert config.bnb_4bit_compute_dtype == torch.bfloat16 and config.bnb_4bit_use_double_quant
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_5_vl", "llava"])

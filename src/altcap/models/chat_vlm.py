@@ -25,6 +25,7 @@ import torch
 from altcap.models.caption_loss import caption_loss
 from altcap.models.chat_features import build_chat_feature_cache, without_pixels
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
+from altcap.models.quantization import build_quantization_config
 from altcap.models.registry import (
     DEFAULT_INSTRUCTION,
     ModelFamily,
@@ -162,8 +163,12 @@ def _run_processor(processor: Any, images: list[Any], texts: list[str], side: st
     # Chat templates write every special token themselves (BOS included): the tokenizer adds none,
     # as in transformers' own `apply_chat_template(tokenize=True)`.
     batch = processor(
-        images=[[image] for image in images], text=texts, padding=True, padding_side=side,
-        add_special_tokens=False, return_tensors="pt",
+        images=[[image] for image in images],
+        text=texts,
+        padding=True,
+        padding_side=side,
+        add_special_tokens=False,
+        return_tensors="pt",
     )
     return dict(batch)
 
@@ -245,22 +250,17 @@ def generate_captions(
 ) -> list[str]:
     """Batched generation; decodes the new tokens only and cleans them (see `clean_caption`)."""
     tokenizer = processor.tokenizer
-    settings = {"eos_token_id": stop_token_ids(processor), "pad_token_id": tokenizer.pad_token_id}
-    settings.update(generation)
+    settings = {
+        "eos_token_id": stop_token_ids(processor),
+        "pad_token_id": tokenizer.pad_token_id,
+        **generation,
+    }
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
     sequences = model.generate(**model_inputs, **settings)
     new_tokens = sequences[:, text_format.prompt_length(inputs) :]
     texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     markers = tuple(t for t in ("<|im_start|>", "<start_of_turn>", "\nUser:", "<|user|>") if t)
     return [clean_caption(text, markers) for text in texts]
-
-
-def build_quantization_config() -> Any:
-    """QLoRA's 4-bit NF4 weights with bf16 compute and double quantization (bitsandbytes, CUDA)."""
-    import transformers
-
-    settings = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}
-    return transformers.BitsAndBytesConfig(bnb_4bit_compute_dtype=torch.bfloat16, **settings)
 
 
 def load_chat_vlm_4bit(spec: Any) -> tuple[Any, Any]:

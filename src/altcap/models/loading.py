@@ -245,13 +245,11 @@ def load_pretrained(
     extra: dict[str, Any] = {}
     if four_bit:
         import torch
-        from transformers import BitsAndBytesConfig
+
+        from altcap.models.quantization import build_quantization_config
 
         dtype = torch.bfloat16
-        extra["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_use_double_quant=True,
-        )
+        extra["quantization_config"] = build_quantization_config()
     # device_map places weights straight on the device, instead of a full CPU copy first.
     model = model_class.from_pretrained(
         cfg.model_id, dtype=dtype, device_map={"": device}, trust_remote_code=cfg.trust_remote_code, **extra
