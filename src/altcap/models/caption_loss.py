@@ -12,6 +12,7 @@ classes per architecture; this needs nothing beyond the model's own forward.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import Any
@@ -26,9 +27,13 @@ def accepts_logits_to_keep(model: Any) -> bool:
     """Whether `model` (or the model inside its PEFT wrapper) is a decoder-only LM whose forward
     takes `logits_to_keep` (encoder-decoder models align logits with labels differently)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base.config, "is_encoder_decoder", False):
-        return False
-    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+    return not getattr(base.config, "is_encoder_decoder", False) and _forward_keeps_logits(type(base))
+
+
+@functools.cache
+def _forward_keeps_logits(model_class: type) -> bool:
+    # Asked at every training step: the class's signature is read once.
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def predicting_positions(labels: torch.Tensor) -> torch.Tensor:

@@ -213,9 +213,7 @@ def run_from_chat_features(
     Returns:
         The model's output, equal to `model(**inputs)` while tower and projector are frozen.
     """
-    counts = count_image_tokens(model, inputs["input_ids"])
-    image = rebuild_image_outputs(features, counts)
-    return model(**without_pixels(inputs), mm_encoder_outputs={"image": image})
+    return model(**without_pixels(inputs), **cached_image_kwargs(model, features, inputs))
 
 
 def forward_from_chat_features(
@@ -223,9 +221,16 @@ def forward_from_chat_features(
 ) -> torch.Tensor:
     """`FeatureCache.forward_from_features`: the loss of `run_from_chat_features`, with logits only
     at the caption positions (`models/caption_loss.py`)."""
+    return caption_loss(model, without_pixels(inputs), **cached_image_kwargs(model, features, inputs))
+
+
+def cached_image_kwargs(
+    model: Any, features: Mapping[str, torch.Tensor], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The forward argument that hands the model cached image features (`mm_encoder_outputs`),
+    split per image as the batch's image tokens need them."""
     counts = count_image_tokens(model, inputs["input_ids"])
-    image = rebuild_image_outputs(features, counts)
-    return caption_loss(model, without_pixels(inputs), mm_encoder_outputs={"image": image})
+    return {"mm_encoder_outputs": {"image": rebuild_image_outputs(features, counts)}}
 
 
 def build_chat_feature_cache(vision_parts: tuple[str, ...]) -> FeatureCache:
