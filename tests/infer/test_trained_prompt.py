@@ -39,7 +39,7 @@ def test_what_the_user_gave_wins(tmp_path) -> None:
     assert adopt_trained_prompt(cfg) is cfg
 
 
-def test_nothing_changes_without_a_run_folder_or_a_readable_config(tmp_path) -> None:
+def test_nothing_changes_without_a_run_folder_or_a_readable_config(tmp_path, capsys) -> None:
     assert adopt_trained_prompt(make_cfg(tmp_path, None)).prompt is None
     loose = tmp_path / "loose_adapter"
     loose.mkdir()
@@ -48,6 +48,7 @@ def test_nothing_changes_without_a_run_folder_or_a_readable_config(tmp_path) -> 
     (tmp_path / "run" / "config.yaml").write_text("data: [unclosed", encoding="utf-8")
     cfg = make_cfg(tmp_path, adapter)
     assert adopt_trained_prompt(cfg) is cfg
+    assert "could not read the prompt the adapter was trained with" in capsys.readouterr().err
 
 
 def test_a_run_trained_on_the_defaults_changes_nothing(tmp_path) -> None:

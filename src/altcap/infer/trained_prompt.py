@@ -34,8 +34,14 @@ def read_trained_prompt(config_path: Path) -> dict[str, Any]:
     """`prompt` and `context_template` from a training config's `data` section (those present)."""
     try:
         loaded = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}  # not ours to judge here: captioning goes on with the caption config's own
+    except (OSError, yaml.YAMLError) as err:
+        # Not this command's input to refuse; but the user should know the adapter may be asked
+        # another way than it was trained.
+        show_note(
+            f"{config_path}: could not read the prompt the adapter was trained with ({type(err).__name__}); "
+            "captioning with --prompt or the family's default"
+        )
+        return {}
     data = loaded.get("data") if isinstance(loaded, dict) else None
     if not isinstance(data, dict):
         return {}
