@@ -33,7 +33,7 @@ from benchmarks.chat_bench import card_slug, ensure_model, pick_device
 from benchmarks.chat_data import PROMPT, write_random_images
 from benchmarks.chat_hf import caption_hf, load_hf_model, load_hf_processor, peak_gb, reset_peak
 from benchmarks.common import RESULTS_DIR, synchronize, write_report
-from benchmarks.phase_timer import PhaseTimer
+from benchmarks.phase_timer import PhaseTimer, host_profile
 
 
 def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, scratch: Path) -> dict:
@@ -70,8 +70,9 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
     try:
         synchronize()
         began = time.perf_counter()
-        written = caption_items(model, processor, family, items, cfg, progress=False)
-        synchronize()
+        with host_profile(f"altcap-caption-{model_cfg.vision_attention}-{len(paths)}"):
+            written = caption_items(model, processor, family, items, cfg, progress=False)
+            synchronize()
         seconds = time.perf_counter() - began
     finally:
         del model.generate  # the instance attribute; the class's generate shows through again

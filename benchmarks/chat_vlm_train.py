@@ -38,6 +38,7 @@ from benchmarks.chat_bench import (
     write_train_data,
 )
 from benchmarks.common import RESULTS_DIR, write_report
+from benchmarks.phase_timer import host_profile
 from benchmarks.recipe_memory import find_recipe
 
 CACHE_SETTINGS = {"auto": "null", "on": "true", "off": "false"}
@@ -98,7 +99,7 @@ def train_altcap(args: argparse.Namespace, folder: Path, manifest: Path, work: P
 
     list_families()  # imports every family module (and transformers' model classes they name)
     began = time.perf_counter()
-    with keep_earlier_peaks() as earlier:
+    with keep_earlier_peaks() as earlier, host_profile("altcap-train"):
         run_train(cfg)
     wall_s = time.perf_counter() - began
     rows = read_log_rows(cfg.output_dir / "train_log.jsonl")

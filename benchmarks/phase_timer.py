@@ -101,3 +101,33 @@ def _lm_phase(call: tuple[tuple, dict]) -> str:
     if tokens is None:
         tokens = kwargs.get("input_ids", args[0] if args else None)
     return "prefill" if tokens is not None and tokens.shape[1] > 1 else "decode"
+
+
+@contextlib.contextmanager
+def host_profile(name: str) -> Iterator[None]:
+    """cProfile the block when $BENCH_PROFILE_DIR is set, writing `<dir>/<name>.txt` (top functions
+    by cumulative and by own time): on a GPU run the host side shows where the wall time outside
+    the kernels goes (waits, syncs, Python loops), which the phase spans above cannot show."""
+    import os
+
+    folder = os.environ.get("BENCH_PROFILE_DIR")
+    if not folder:
+        yield
+        return
+    import cProfile
+    import io
+    import pstats
+    from pathlib import Path
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(70)
+        stats.sort_stats("tottime").print_stats(40)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.txt").write_text(text.getvalue(), encoding="utf-8")

@@ -18,6 +18,9 @@ set -uo pipefail
 W=${W:-/root/w}
 OUT=${OUT:-/tmp/chat-vlm-out}
 mkdir -p "$OUT" "$OUT/logs"
+# PROFILE=1: cProfile altcap's timed parts into logs/profiles (benchmarks.phase_timer.host_profile).
+# Diagnostic only: the profiler slows altcap's host side, so that run's ratios are not reported.
+[ -n "${PROFILE:-}" ] && export BENCH_PROFILE_DIR="$OUT/logs/profiles"
 # USE_HUB_KERNELS=0: transformers >= 5.25 kernelizes at load by default, which needs the `kernels`
 # package and the hub; the device has neither, so both sides run transformers' own layers.
 # transformers >= 5.25 (altcap's chat feature cache) goes to its own folder, first on altcap's path;
