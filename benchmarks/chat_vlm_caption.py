@@ -21,9 +21,11 @@ between altcap and HF's best batch size, with the differing rows listed (first d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,14 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
     )
     recorded: list[tuple[torch.Tensor, int]] = []
     generate = model.generate
+    # Host-side timeline (s from the start): when each batch's inputs were ready, when each
+    # generate call began and returned; the gaps are where no phase span can look.
+    timeline: list[list[Any]] = []
 
     def recording_generate(**kwargs: Any) -> torch.Tensor:
+        start = time.perf_counter() - began
         sequences = generate(**kwargs)
+        timeline.append(["generate", round(start, 3), round(time.perf_counter() - began, 3)])
         recorded.append((sequences, kwargs["input_ids"].shape[1]))
         return sequences
 
@@ -70,7 +77,8 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
     try:
         synchronize()
         began = time.perf_counter()
-        with host_profile(f"altcap-caption-{model_cfg.vision_attention}-{len(paths)}"):
+        profile_name = f"altcap-caption-{model_cfg.vision_attention}-{len(paths)}"
+        with host_profile(profile_name), timed_batches(timeline, began):
             written = caption_items(model, processor, family, items, cfg, progress=False)
             synchronize()
         seconds = time.perf_counter() - began
@@ -86,7 +94,27 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
         "written": written,
         "ids": ids,
         "prompt_tokens": max(n for _, n in recorded),
+        "timeline": timeline,
     }
+
+
+@contextlib.contextmanager
+def timed_batches(timeline: list[list[Any]], began: float) -> Iterator[None]:
+    """Record in `timeline` when `caption_items` receives each prepared batch (host seconds)."""
+    from altcap.infer import caption
+
+    original = caption.iter_prepared_batches
+
+    def recording(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for batch in original(*args, **kwargs):
+            timeline.append(["inputs_ready", round(time.perf_counter() - began, 3)])
+            yield batch
+
+    caption.iter_prepared_batches = recording
+    try:
+        yield
+    finally:
+        caption.iter_prepared_batches = original
 
 
 def time_vision_loop(
@@ -186,6 +214,7 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
             "captions_written": altcap["written"],
             "prompt_tokens": altcap["prompt_tokens"],  # padded prompt (image + template) per row
             "phase_s": altcap["phase_s"],
+            "timeline_s": altcap["timeline"],
             "peak_allocated_gb": peak_gb(),
         },
         "altcap_vision_sdpa_loop": loop,

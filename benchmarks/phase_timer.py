@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 VISION_NAMES = ("visual", "vision_tower", "vision_model")
-LANGUAGE_NAMES = ("language_model",)
+LANGUAGE_NAMES = ("language_model", "text_model")  # text_model: Idefics3 / SmolVLM
 
 
 def find_module(model: Any, names: tuple[str, ...]) -> Any | None:

@@ -14,6 +14,8 @@
 # && mv /root/w/.whl/big /root/w/big`).
 #   benchmarks/gpu/chat_vlm.sh                      # from the repository root on the device
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
+#   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
+#   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
 set -uo pipefail
 W=${W:-/root/w}
 OUT=${OUT:-/tmp/chat-vlm-out}
@@ -77,7 +79,8 @@ step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --
 # ARCHS="qwen2.5-vl-3b-instruct smolvlm2-2.2b-instruct" adds issue #26's SmolVLM2 ratios (~3 min more).
 for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
   step chat_vlm_caption-$arch ${CAPTION_LIMIT_S:-140} python3 -m benchmarks.chat_vlm_caption --arch $arch \
-    --model-dir "$MODELS/$arch" --rows ${ROWS:-512} --out "$OUT/chat-vlm-caption-$arch-$card.json" "${tiny_caption[@]}"
+    --model-dir "$MODELS/$arch" --rows ${ROWS:-512} --hf-batch-sizes ${HF_BATCHES:-64,128,256} \
+    --num-workers ${CAPTION_WORKERS:-8} --out "$OUT/chat-vlm-caption-$arch-$card.json" "${tiny_caption[@]}"
   step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
     --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
     --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" "${tiny_train[@]}"

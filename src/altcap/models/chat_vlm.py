@@ -33,6 +33,7 @@ from altcap.models.registry import (
     QuantizedLoading,
     register_family,
 )
+from altcap.models.rope_index import compute_rope_index_on_host
 from altcap.models.text_inputs import IGNORE_INDEX, resolve_prompts
 from altcap.models.vision_attention import with_vision_attention
 
@@ -289,7 +290,7 @@ def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]
     Returns:
         (model, processor).
     """
-    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers import AutoModelForImageTextToText
 
     from altcap.models.loading import resolve_device, resolve_dtype
     from altcap.models.processors import apply_pixel_limits, load_processor
@@ -305,15 +306,13 @@ def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]
         quantization_config=quantization_config,
         trust_remote_code=spec.trust_remote_code,
     )
-    model_type = AutoConfig.from_pretrained(
-        spec.model_id, trust_remote_code=spec.trust_remote_code
-    ).model_type
-    processor = load_processor(spec.model_id, model_type, spec.trust_remote_code)
+    processor = load_processor(spec.model_id, model.config.model_type, spec.trust_remote_code)
     applied = apply_pixel_limits(processor, spec.max_image_pixels, spec.min_image_pixels)
     if spec.max_length is not None:
         processor.tokenizer.model_max_length = spec.max_length
     if applied:
         logger.info("image processor settings for %s: %s", spec.model_id, applied)
+    compute_rope_index_on_host(model)
     return model, processor
 
 
