@@ -31,6 +31,7 @@ HELPERS = (
     "chat_configs",
     "chat_data",
     "chat_hf",
+    "chat_ties",
     "chat_vlm_trl",
     "common",
     "gpu_probe",

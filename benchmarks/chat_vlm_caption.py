@@ -34,6 +34,7 @@ import torch
 from benchmarks.chat_bench import card_slug, ensure_model, pick_device
 from benchmarks.chat_data import PROMPT, write_random_images
 from benchmarks.chat_hf import caption_hf, load_hf_model, load_hf_processor, peak_gb, reset_peak
+from benchmarks.chat_ties import explain_against_hf, first_difference
 from benchmarks.common import RESULTS_DIR, synchronize, write_report
 from benchmarks.phase_timer import PhaseTimer, host_profile
 
@@ -136,10 +137,7 @@ def compare_ids(hf: list[list[int]], altcap: list[list[int]], paths: list[Path])
     differing = []
     for path, a, b in zip(paths, hf, altcap, strict=True):
         if a != b:
-            step = next(
-                (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
-            )
-            differing.append({"image": path.name, "first_differing_step": step})
+            differing.append({"image": path.name, "first_differing_step": first_difference(a, b)})
     return {
         "rows": len(paths),
         "identical_rows": len(paths) - len(differing),
@@ -194,6 +192,8 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
     # Where the tower packs spans: the same run with transformers' per-span loop, so the one-call
     # attention's own share of the ratio shows.
     loop = time_vision_loop(folder, paths, warm, args, scratch) if packed else None
+    runs = {"altcap": altcap["ids"]} | ({"altcap_vision_sdpa_loop": loop["ids"]} if loop else {})
+    ties = explain_against_hf(folder, args.image_px * args.image_px, paths, hf_runs[best]["ids"], runs)
     if loop is not None:
         loop["greedy_ids_vs_hf_best"] = compare_ids(hf_runs[best]["ids"], loop.pop("ids"), paths)
     # The noise floor of "identical ids": HF against itself at its other batch sizes (bf16 kernels
@@ -221,6 +221,8 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
         "hf_identical_share_vs_its_best_batch": hf_self,
         "ratio_altcap_over_hf_best": altcap_rate / hf_runs[best]["captions_per_s"],
         "greedy_ids": compare_ids(hf_runs[best]["ids"], altcap["ids"], paths),
+        # Each differing row's logit gap where it parts from HF's (benchmarks/chat_ties.py).
+        "parting_gaps_vs_hf_best": ties,
     }
 
 
