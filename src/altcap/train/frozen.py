@@ -11,6 +11,7 @@ import torch
 from altcap.models.registry import ModelFamily
 from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, build_model_fingerprint
 from altcap.train.config import TrainConfig
+from altcap.train.phases import PhaseTimer
 from altcap.train.validate import TrainPlan
 
 logger = logging.getLogger(__name__)
@@ -48,15 +49,26 @@ def frozen_tensors(model: Any, family: ModelFamily) -> dict[str, torch.Tensor]:
 
 
 def fill_feature_cache(
-    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any
+    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any, timer: PhaseTimer
 ) -> FeatureCache:
-    """Compute (main process) the frozen features of every train/val image not cached yet."""
+    """Compute (main process) the frozen features of every train/val image not cached yet.
+
+    Args:
+        cfg, plan: the run's config and validated plan.
+        model, processor: the LoRA-wrapped model and its processor.
+        acc: the Accelerator.
+        timer: times the phases `cache_fingerprint` and `cache_encode`.
+
+    Returns:
+        The filled cache.
+    """
     family = plan.family
     assert family is not None and family.feature_cache is not None, "validate_train_config decides the cache"
     encode_images = family.feature_cache.encode_images
-    config = getattr(model.get_base_model(), "config", None)  # a non-transformers model may have none
-    tensors = frozen_tensors(model, family)
-    fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
+    with timer.phase("cache_fingerprint"):
+        config = getattr(model.get_base_model(), "config", None)  # a non-transformers model may have none
+        tensors = frozen_tensors(model, family)
+        fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
     cache = FeatureCache(cfg.feature_cache.dir or DEFAULT_CACHE_DIR, fingerprint)
 
     @torch.no_grad()
@@ -66,12 +78,13 @@ def fill_feature_cache(
         with acc.autocast():
             return encode_images(model, inputs)
 
-    if acc.is_main_process:
-        for module in frozen_submodules(model, family):
-            module.eval()
-        computed = cache.fill(plan.train_examples + plan.val_examples, encode_batch, cfg.batch_size, True)
-        logger.info("feature cache %s: %d entries computed", cache.folder, computed)
-    acc.wait_for_everyone()
+    with timer.phase("cache_encode"):
+        if acc.is_main_process:
+            for module in frozen_submodules(model, family):
+                module.eval()
+            computed = cache.fill(plan.train_examples + plan.val_examples, encode_batch, cfg.batch_size, True)
+            logger.info("feature cache %s: %d entries computed", cache.folder, computed)
+        acc.wait_for_everyone()
     return cache
 
 
