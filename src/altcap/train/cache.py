@@ -5,6 +5,11 @@ image never changes during training: recomputing it every epoch is pure waste. E
 by sha256(model fingerprint + image file hash + prompt + preprocessing), so a changed model,
 image, instruction (InstructBLIP's Q-Former reads it) or processor setting never hits a stale
 entry, and several runs can share one cache folder.
+
+The weights' part of the fingerprint is hashed in fixed chunks on a thread pool
+(`hash_frozen_weights`). It used to be one sequential sha256 over every byte, 1.25 GiB through one
+core for Qwen2.5-VL-3B's vision tower on every run; the chunked digest is a different value, so
+entries cached before the change are not found and are computed once more (then reused as before).
 """
 
 from __future__ import annotations
@@ -49,9 +54,7 @@ def hash_frozen_weights(tensors: dict[str, torch.Tensor]) -> str:
     in fixed `HASH_CHUNK_BYTES` chunks on a thread pool (hashlib releases the GIL on large
     buffers), while the main thread copies the next tensor off the device; the result is one
     sha256 over each tensor's header and its chunk digests in name order, so it depends on the
-    weights only, never on the thread count. (Until session 12 it was one sequential sha256 over
-    every byte, ~1.3 GB through one core for Qwen2.5-VL's tower on each run; cache entries made
-    before then are computed once more.)
+    weights only, never on the thread count (see the module docstring for the one-time change).
     """
     digest = hashlib.sha256()
     pending: deque[tuple[bytes, list[Future], int]] = deque()
