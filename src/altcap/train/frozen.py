@@ -85,8 +85,11 @@ def fill_feature_cache(
             for module in frozen_submodules(model, family):
                 module.eval()
             examples = plan.train_examples + plan.val_examples
+            # Workers pay where the device encodes while the CPU waits; on a CPU device they only
+            # compete with the encode (tiny Qwen2.5-VL, 64 images on 2 cores: 1.5 s -> 2.3 s).
+            workers = cfg.num_workers if acc.device.type != "cpu" else 0
             pin_memory = acc.device.type == "cuda"
-            computed = cache.fill(examples, encoder, cfg.batch_size, True, cfg.num_workers, pin_memory)
+            computed = cache.fill(examples, encoder, cfg.batch_size, True, workers, pin_memory)
             logger.info("feature cache %s: %d entries computed", cache.folder, computed)
         acc.wait_for_everyone()
     return cache
