@@ -1,4 +1,12 @@
-"""Wall time of each phase of `run_train` (validate, load, feature cache, prepare, fit, outputs).
+"""Wall time of each phase of `run_train`, as provenance.json's `phase_seconds` names them:
+
+validate           `validate_train_config` (manifest, image screening, meta-model LoRA check, first batch)
+load               the Accelerator, the weights (`from_pretrained`) and the LoRA wrapping
+cache_fingerprint  hashing the frozen part's weights (feature cache only)
+cache_encode       preparing, encoding and writing the missing cache entries (feature cache only)
+prepare            loss module, loaders, optimizer, `accelerate.prepare`, frozen-part release, resume
+fit                every training step, evaluation and checkpoint
+outputs            adapter, config, curves and any merged model
 
 A run's fixed cost (everything but the optimizer steps) decides whether a short fine-tune beats a
 peer end to end, so each phase is timed, logged in one line and kept in provenance.json as
