@@ -111,6 +111,8 @@ def train_altcap(args: argparse.Namespace, folder: Path, manifest: Path, work: P
         "feature_cache_used": provenance.get("feature_cache_used"),
         "end_to_end_s": round(wall_s, 2),
         "steps_s": round(sum(row["elapsed_s"] for row in rows if "elapsed_s" in row), 2),
+        # run_train's own split of its wall time (validate, load, cache, prepare, fit, outputs).
+        "phase_seconds": provenance.get("phase_seconds"),
         "samples": log_samples(rows),
         **log,
         **read_gpu_peaks(),

@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 from train_fixtures import make_config, read_log, write_manifest
 
-from altcap.train.cache import CollateWithFeatures, FeatureCache, hash_frozen_weights
-from altcap.train.data import Example
+from altcap.train.cache import CollateWithFeatures, FeatureCache, FeatureEncoder, hash_frozen_weights
+from altcap.train.data import Example, load_rgb
 from altcap.train.run import run_train
 
 
@@ -45,13 +45,14 @@ def test_cache_is_filled_once_and_keys_follow_image_and_prompt(tmp_path: Path) -
     cache = FeatureCache(tmp_path / "cache", fingerprint="model-a")
     calls = []
 
-    def encode(images, prompts):
-        calls.append(len(images))
-        return {"feat": torch.arange(len(images) * 3, dtype=torch.float32).reshape(len(images), 3)}
+    def encode(inputs):
+        calls.append(inputs["count"])
+        return {"feat": torch.arange(inputs["count"] * 3, dtype=torch.float32).reshape(inputs["count"], 3)}
 
+    encoder = FeatureEncoder(lambda images, prompts: {"count": len(images)}, encode)
     examples = [Example(image, None, "x"), Example(image, None, "y"), Example(image, "Say.", "z")]
-    assert cache.fill(examples, encode, batch_size=8, show_progress=False) == 2
-    assert cache.fill(examples, encode, batch_size=8, show_progress=False) == 0
+    assert cache.fill(examples, encoder, batch_size=8, show_progress=False) == 2
+    assert cache.fill(examples, encoder, batch_size=8, show_progress=False) == 0
     assert calls == [2]
     assert cache.load_batch(examples[:2])["feat"].shape == (2, 3)
     other_model = FeatureCache(tmp_path / "cache", fingerprint="model-b")
@@ -65,6 +66,86 @@ def test_weight_hash_sees_values_not_just_shapes() -> None:
     weights = {"w": torch.zeros(3, 2)}
     assert hash_frozen_weights(weights) == hash_frozen_weights({"w": torch.zeros(3, 2)})
     assert hash_frozen_weights(weights) != hash_frozen_weights({"w": torch.ones(3, 2)})
+    assert hash_frozen_weights(weights) != hash_frozen_weights({"v": torch.zeros(3, 2)})
+    assert hash_frozen_weights(weights) != hash_frozen_weights({"w": torch.zeros(2, 3)})
+    assert hash_frozen_weights(weights) != hash_frozen_weights({"w": torch.zeros(3, 2, dtype=torch.int32)})
+
+
+def test_weight_hash_is_the_same_for_any_chunking_and_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from altcap.train import cache as cache_module
+
+    generator = torch.Generator().manual_seed(0)
+    weights = {name: torch.randn(37, 11, generator=generator).to(torch.bfloat16) for name in "bac"}
+    weights["empty"], weights["scalar"] = torch.zeros(0), torch.tensor(3.0)
+    reference = hash_frozen_weights(weights)
+    # Chunks of 64 bytes split every tensor into several jobs; a tiny in-flight cap folds them early.
+    monkeypatch.setattr(cache_module, "HASH_CHUNK_BYTES", 64)
+    monkeypatch.setattr(cache_module, "HASH_IN_FLIGHT_BYTES", 100)
+    for threads in (1, 3):
+        monkeypatch.setattr(cache_module, "HASH_THREADS", threads)
+        small_chunks = hash_frozen_weights(weights)
+        assert small_chunks == hash_frozen_weights(dict(reversed(weights.items())))
+    assert small_chunks != reference  # the chunk size is part of the value; fixed by the constant
+    changed = dict(weights, b=weights["b"].clone())
+    changed["b"][36, 10] += 1  # the last byte of a middle chunk's tensor
+    assert hash_frozen_weights(changed) != small_chunks
+
+
+def write_images(folder: Path, count: int) -> list[Path]:
+    """Distinct small PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        paths.append(folder / f"{index}.png")
+        Image.new("RGB", (6, 5), (20 * index, 7, 250 - 9 * index)).save(paths[-1])
+    return paths
+
+
+def mean_pixels(images, prompts) -> dict:
+    """A stand-in `prepare`: the images' pixels as a tensor (module level, so workers may pickle it)."""
+    import numpy as np
+
+    return {"pixels": torch.from_numpy(np.stack([np.asarray(image, dtype=np.float32) for image in images]))}
+
+
+def encode_pixels(inputs: dict) -> dict:
+    return {"feat": inputs["pixels"].mean(dim=(1, 2)), "rows": inputs["pixels"][:, 0, :2]}
+
+
+def test_fill_in_worker_processes_writes_the_same_files_and_resumes(tmp_path: Path) -> None:
+    images = write_images(tmp_path / "images", 7)
+    examples = [Example(path, None, "c") for path in images]
+    encoder = FeatureEncoder(mean_pixels, encode_pixels)
+    inline = FeatureCache(tmp_path / "inline", fingerprint="m")
+    assert inline.fill(examples, encoder, batch_size=3, show_progress=False) == 7
+    workers = FeatureCache(tmp_path / "workers", fingerprint="m")
+    # A partly filled cache (a killed run): only the rest is computed.
+    assert workers.fill(examples[:2], encoder, 3, False, num_workers=2) == 2
+    assert workers.fill(examples, encoder, 3, False, num_workers=2) == 5
+    for example in examples:
+        key = inline.key_for(example)
+        assert workers.path_for(key).read_bytes() == inline.path_for(key).read_bytes()
+    batch = workers.load_batch(examples)
+    assert batch["feat"].shape == (7, 3) and batch["rows"].shape == (7, 2, 3)
+    direct = encode_pixels(mean_pixels([load_rgb(path) for path in images], None))
+    torch.testing.assert_close(batch["feat"], direct["feat"])
+
+
+def test_fill_raises_a_failed_write_and_keeps_the_global_rng(tmp_path: Path, monkeypatch) -> None:
+    examples = [Example(path, None, "c") for path in write_images(tmp_path / "images", 5)]
+    cache = FeatureCache(tmp_path / "cache", fingerprint="m")
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    cache.fill(examples[:4], FeatureEncoder(mean_pixels, encode_pixels), 2, False, num_workers=2)
+    assert torch.equal(torch.rand(1), expected)  # the fill drew nothing from training's RNG
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("altcap.train.cache.save_file", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        cache.fill(examples, FeatureEncoder(mean_pixels, encode_pixels), 2, False)
 
 
 @pytest.mark.slow
@@ -169,7 +250,9 @@ def test_collate_with_features_adds_each_examples_cached_row(tmp_path: Path) -> 
         image = tmp_path / f"{index}.png"
         Image.new("RGB", (4, 4), (index, 2, 3)).save(image)
         examples.append(Example(image, None, f"caption {index}"))
-    cache.fill(examples, lambda images, _: {"feat": torch.rand(len(images), 2)}, 8, False)
+    count_images = lambda images, _: {"n": len(images)}  # noqa: E731
+    random_rows = FeatureEncoder(count_images, lambda inputs: {"feat": torch.rand(inputs["n"], 2)})
+    cache.fill(examples, random_rows, 8, False)
     collate = CollateWithFeatures(lambda batch: {"examples": batch}, cache)
     batch = collate([examples[2], examples[0]])
     assert batch["examples"] == [examples[2], examples[0]]

@@ -32,6 +32,16 @@ def test_every_family_trains_two_steps(family: str, variant: str | None, tiny_mo
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["family"] == family and provenance["final_step"] == 2
     assert provenance["device"] == "1 x cpu" and provenance["wall_time_s"] > 0
+    check_phase_seconds(provenance)
+
+
+def check_phase_seconds(provenance: dict) -> None:
+    """Every phase timed once, none negative, all within the run's wall time (rounding aside)."""
+    phases = provenance["phase_seconds"]
+    cached = {"cache_fingerprint", "cache_encode"} if provenance["feature_cache_used"] else set()
+    assert set(phases) == {"validate", "load", "prepare", "fit", "outputs"} | cached
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["fit"] > 0
+    assert sum(phases.values()) <= provenance["wall_time_s"] + 0.01
 
 
 @pytest.mark.slow

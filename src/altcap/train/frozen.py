@@ -4,13 +4,15 @@ freeing it from the accelerator afterwards."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import torch
 
 from altcap.models.registry import ModelFamily
-from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, build_model_fingerprint
+from altcap.train.cache import DEFAULT_CACHE_DIR, FeatureCache, FeatureEncoder, build_model_fingerprint
 from altcap.train.config import TrainConfig
+from altcap.train.phases import PhaseTimer
 from altcap.train.validate import TrainPlan
 
 logger = logging.getLogger(__name__)
@@ -48,31 +50,56 @@ def frozen_tensors(model: Any, family: ModelFamily) -> dict[str, torch.Tensor]:
 
 
 def fill_feature_cache(
-    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any
+    cfg: TrainConfig, plan: TrainPlan, model: Any, processor: Any, acc: Any, timer: PhaseTimer
 ) -> FeatureCache:
-    """Compute (main process) the frozen features of every train/val image not cached yet."""
+    """Compute (main process) the frozen features of every train/val image not cached yet.
+
+    Args:
+        cfg, plan: the run's config and validated plan.
+        model, processor: the LoRA-wrapped model and its processor.
+        acc: the Accelerator.
+        timer: times the phases `cache_fingerprint` and `cache_encode`.
+
+    Returns:
+        The filled cache.
+    """
     family = plan.family
     assert family is not None and family.feature_cache is not None, "validate_train_config decides the cache"
-    encode_images = family.feature_cache.encode_images
-    config = getattr(model.get_base_model(), "config", None)  # a non-transformers model may have none
-    tensors = frozen_tensors(model, family)
-    fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
+    encode_images, device = family.feature_cache.encode_images, acc.device
+    with timer.phase("cache_fingerprint"):
+        config = getattr(model.get_base_model(), "config", None)  # a non-transformers model may have none
+        tensors = frozen_tensors(model, family)
+        fingerprint = build_model_fingerprint(cfg.model.model_id, config, tensors, processor, plan.precision)
     cache = FeatureCache(cfg.feature_cache.dir or DEFAULT_CACHE_DIR, fingerprint)
 
     @torch.no_grad()
-    def encode_batch(images: list[Any], prompts: list[str | None]) -> dict[str, torch.Tensor]:
-        inputs = family.build_inputs(processor, images, prompts, None)
-        inputs = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    def encode(inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        # non_blocking: inputs come pinned on CUDA, so the copy overlaps; on the CPU it is a no-op.
+        moved = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in inputs.items()}
         with acc.autocast():
-            return encode_images(model, inputs)
+            return encode_images(model, moved)
 
-    if acc.is_main_process:
-        for module in frozen_submodules(model, family):
-            module.eval()
-        computed = cache.fill(plan.train_examples + plan.val_examples, encode_batch, cfg.batch_size, True)
-        logger.info("feature cache %s: %d entries computed", cache.folder, computed)
-    acc.wait_for_everyone()
+    encoder = FeatureEncoder(partial(prepare_frozen_inputs, family, processor), encode)
+    with timer.phase("cache_encode"):
+        if acc.is_main_process:
+            for module in frozen_submodules(model, family):
+                module.eval()
+            examples = plan.train_examples + plan.val_examples
+            # Workers pay where the device encodes while the CPU waits; on a CPU device they only
+            # compete with the encode (tiny Qwen2.5-VL, 64 images on 2 cores: 1.5 s -> 2.3 s).
+            workers = cfg.num_workers if acc.device.type != "cpu" else 0
+            pin_memory = acc.device.type == "cuda"
+            computed = cache.fill(examples, encoder, cfg.batch_size, True, workers, pin_memory)
+            logger.info("feature cache %s: %d entries computed", cache.folder, computed)
+        acc.wait_for_everyone()
     return cache
+
+
+def prepare_frozen_inputs(
+    family: ModelFamily, processor: Any, images: list[Any], prompts: list[str | None]
+) -> dict[str, Any]:
+    """The frozen part's CPU inputs for a batch of images (no captions: the cache needs none)."""
+    return dict(family.build_inputs(processor, images, prompts, None))
 
 
 def free_cached_part(model: Any, family: ModelFamily) -> None:

@@ -21,6 +21,7 @@ import torch
 from altcap.config import ConfigError, dump_config
 from altcap.models.loading import ModelLoadError, apply_lora, load_model
 from altcap.provenance import build_provenance
+from altcap.train.cache import FeatureCache
 from altcap.train.checkpoint import TrainState, describe_training_data, load_checkpoint, read_rng_state
 from altcap.train.compile import compile_for_training
 from altcap.train.config import TrainConfig
@@ -29,6 +30,7 @@ from altcap.train.data import build_loader, caption_lengths
 from altcap.train.frozen import fill_feature_cache, frozen_names, frozen_submodules, release_frozen_modules
 from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
 from altcap.train.loop import TrainRun, fit
+from altcap.train.phases import PhaseTimer
 from altcap.train.validate import TrainPlan, lora_targets, validate_train_config
 
 logger = logging.getLogger(__name__)
@@ -162,9 +164,10 @@ def restore_or_start(cfg: TrainConfig, plan: TrainPlan, run: TrainRun) -> None:
     )
 
 
-def build_train_run(cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, processor: Any) -> TrainRun:
-    """Cache, loaders, optimizer and scheduler, prepared by accelerate, bundled for `fit`."""
-    cache = fill_feature_cache(cfg, plan, model, processor, acc) if plan.use_cache else None
+def build_train_run(
+    cfg: TrainConfig, plan: TrainPlan, acc: Any, model: Any, processor: Any, cache: FeatureCache | None
+) -> TrainRun:
+    """Loaders (reading `cache` where filled), optimizer and scheduler, prepared by accelerate, for `fit`."""
     loss_module, train_loader, sampler, val_loader = build_loss_and_loaders(
         cfg, plan, model, processor, acc, cache
     )
@@ -257,20 +260,37 @@ def unwrap_peft(run: TrainRun) -> Any:
 
 
 def write_outputs(
-    cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: Any, wall_time_s: float
+    cfg: TrainConfig, plan: TrainPlan, run: TrainRun, processor: Any, timer: PhaseTimer, started: float
 ) -> None:
-    """adapter/, config.yaml, provenance.json, loss_curves.png and optionally merged/ (main process)."""
-    state, out = run.state, cfg.output_dir
-    model = unwrap_peft(run)
-    save_adapter(model, out / "adapter")
-    dump_config(cfg, out / "config.yaml")
-    plan.objective.plot_curves(state, out)
-    provenance = build_provenance(
+    """adapter/, config.yaml, loss_curves.png, optionally merged/, and provenance.json last, with the
+    phase times and the wall time up to its writing (main process)."""
+    out = cfg.output_dir
+    with timer.phase("outputs"):
+        model = unwrap_peft(run)
+        save_adapter(model, out / "adapter")
+        dump_config(cfg, out / "config.yaml")
+        plan.objective.plot_curves(run.state, out)
+        provenance = describe_run(cfg, plan, run, model)
+        if cfg.merge:
+            # Merging folds LoRA into the base weights in place, so it runs after the adapter is saved.
+            merged = model.merge_and_unload()
+            merged.save_pretrained(out / "merged")
+            processor.save_pretrained(out / "merged")
+    provenance["phase_seconds"] = timer.rounded()
+    provenance["wall_time_s"] = round(time.perf_counter() - started, 2)
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2), encoding="utf-8")
+
+
+def describe_run(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, model: Any) -> dict[str, Any]:
+    """provenance.json's fields but the times (read before a merge folds the adapter away)."""
+    state = run.state
+    targets = model.peft_config["default"].target_modules
+    return build_provenance(
         cfg,
         cfg.model.model_id,
         cfg.data.manifest,
         family=plan.family.name,
-        adapter=str(out / "adapter"),
+        adapter=str(cfg.output_dir / "adapter"),
         precision_used=plan.precision,
         feature_cache_used=plan.use_cache,
         total_steps=run.total_steps,
@@ -278,21 +298,12 @@ def write_outputs(
         epochs_completed=state.epoch,
         best_val_loss=state.best_val_loss,
         stopped_early=state.stopped_early,
-        wall_time_s=round(wall_time_s, 1),
         device=describe_device(run.accelerator),
         train_examples=len(plan.train_examples),
         val_examples=len(plan.val_examples),
         unreadable_images_skipped=[image.to_dict() for image in plan.unreadable_images],
-        lora_targets=sorted(model.peft_config["default"].target_modules)
-        if isinstance(model.peft_config["default"].target_modules, set)
-        else model.peft_config["default"].target_modules,
+        lora_targets=sorted(targets) if isinstance(targets, set) else targets,
     )
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=2), encoding="utf-8")
-    if cfg.merge:
-        # Merging folds LoRA into the base weights in place, so it runs last.
-        merged = model.merge_and_unload()
-        merged.save_pretrained(out / "merged")
-        processor.save_pretrained(out / "merged")
 
 
 def describe_device(accelerator: Any) -> str:
@@ -322,18 +333,25 @@ def run_train(cfg: TrainConfig) -> Path:
     from accelerate.utils import set_seed
 
     started = time.perf_counter()
-    plan = validate_train_config(cfg)
+    timer = PhaseTimer()
+    with timer.phase("validate"):
+        plan = validate_train_config(cfg)
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    acc = build_accelerator(cfg, plan)
-    for note in plan.notes:
-        logger.warning(note)
-    set_seed(cfg.seed)
-    model, processor = load_train_model(cfg, plan, str(acc.device))
-    run = build_train_run(cfg, plan, acc, model, processor)
+    with timer.phase("load"):
+        acc = build_accelerator(cfg, plan)
+        for note in plan.notes:
+            logger.warning(note)
+        set_seed(cfg.seed)
+        model, processor = load_train_model(cfg, plan, str(acc.device))
+    cache = fill_feature_cache(cfg, plan, model, processor, acc, timer) if plan.use_cache else None
+    with timer.phase("prepare"):
+        run = build_train_run(cfg, plan, acc, model, processor, cache)
     try:
-        fit(run)
+        with timer.phase("fit"):
+            fit(run)
         if acc.is_main_process:
-            write_outputs(cfg, plan, run, processor, time.perf_counter() - started)
+            write_outputs(cfg, plan, run, processor, timer, started)
+            logger.info(timer.describe())
         acc.wait_for_everyone()
     finally:
         # Last: accelerate's end_training also tears down the process group of a multi-process run.
