@@ -19,7 +19,8 @@ def tiny(tiny_altcap_mini_dir: Path) -> tuple[mini.AltcapMini, mini.AltcapMiniPr
     return mini.load(str(tiny_altcap_mini_dir))
 
 
-def build_prompts(model: mini.AltcapMini, processor: mini.AltcapMiniProcessor) -> tuple[torch.Tensor, torch.Tensor]:
+def build_prompts(model: mini.AltcapMini, processor: mini.AltcapMiniProcessor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of two left-padded prompts of different lengths, and their attention mask."""
     images = [Image.new("RGB", (40, 30), (200, 30, 30)), Image.new("RGB", (32, 32), (20, 180, 40))]
     inputs = mini.build_inputs(processor, images, ["Describe it.", "Say in a few more words what is here."])
