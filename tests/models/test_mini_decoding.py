@@ -99,3 +99,20 @@ def test_beam_search_with_the_shared_prompt_writes_what_generate_writes(tiny, se
 ])
 def test_only_deterministic_beam_search_on_the_dynamic_cache_shares_the_prompt(settings, shared) -> None:
     assert decoding.shares_prompt_prefill(settings) is shared
+
+
+def test_few_rows_generate_on_one_thread_and_the_count_comes_back() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cpu = torch.zeros(1)
+        with decoding.few_row_threads(cpu, decoding.FEW_THREAD_ROWS):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with decoding.few_row_threads(cpu, decoding.FEW_THREAD_ROWS + 1):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), decoding.few_row_threads(cpu, 3):
+            raise RuntimeError("generate failed")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,4 +1,4 @@
-"""altcap-mini's caption decoding: transformers' `generate` (beam search and all), with two costs
+"""altcap-mini's caption decoding: transformers' `generate` (beam search and all), with three costs
 of a one-image caption on the CPU taken out. Split from families/altcap_mini.py, which keeps the
 model, loading and the family record.
 
@@ -12,6 +12,7 @@ Measured on the 2-core dev box, one image at beam 3 (docs/benchmarks.md, start-u
   step, four times a single row's 8.7 ms: MKL's kernel for a transposed weight and very few rows
   streams the weight poorly. `weight @ hidden.T` reads it once for all rows (12 ms). Only for
   few rows on the CPU, only while generating (training's logits keep `F.linear`).
+- A few rows decode faster on one thread than on two (FEW_THREAD_ROWS).
 Both change float rounding only (the pinned captions stay as they were, tests/models/test_altcap_mini.py).
 """
 
@@ -30,6 +31,11 @@ from altcap.models.mini_tokens import stop_token_ids
 # Up to this many rows (images x beams) a step's LM head goes through `weight @ hidden.T`: measured
 # faster or equal than F.linear there with 1 and 2 threads; above, F.linear is as fast or faster.
 FEW_HEAD_ROWS = 8
+# Up to this many rows a CPU generate call runs on one thread: each decoding step is ~200 small
+# matrix products that stream the weights from memory, which a second OpenMP thread does not speed
+# up but wakes and waits for at each one. One image at beam 3 on the shared 2-core box (load ~2):
+# 2.5 s on 1 thread against 3.0 s on 2; 2 images: 3.0 against 4.2 CPU s.
+FEW_THREAD_ROWS = 8
 
 
 def generate_ids(language_model: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -52,7 +58,7 @@ def generate_ids(language_model: nn.Module, embeds: torch.Tensor, attention_mask
         extra[_cache_keyword(language_model)] = prefill_prompt_cache(
             language_model, embeds[:, :-1], attention_mask[:, :-1], beams
         )
-    with few_row_lm_head(language_model):
+    with few_row_lm_head(language_model), few_row_threads(embeds, embeds.shape[0] * beams):
         return language_model.generate(
             inputs_embeds=embeds, attention_mask=attention_mask, pad_token_id=tokenizer.pad_token_id,
             eos_token_id=stop_token_ids(tokenizer), **extra, **settings,
@@ -115,6 +121,28 @@ def few_row_lm_head(language_model: nn.Module) -> Iterator[None]:
         yield
     finally:
         del head.forward
+
+
+@contextmanager
+def few_row_threads(embeds: torch.Tensor, rows: int) -> Iterator[None]:
+    """One torch thread while generating `rows` rows on the CPU, when they are few.
+
+    Args:
+        embeds: the prompt embeddings (their device decides).
+        rows: images x beams.
+
+    Yields:
+        Nothing; the thread count is restored on exit.
+    """
+    threads = torch.get_num_threads()
+    if embeds.device.type != "cpu" or rows > FEW_THREAD_ROWS or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def few_row_linear(linear: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
