@@ -96,6 +96,7 @@ def test_beam_search_with_the_shared_prompt_writes_what_generate_writes(tiny, se
     ({}, False),
     ({"num_beams": 3, "do_sample": True}, False),
     ({"num_beams": 3, "cache_implementation": "static"}, False),
+    ({"num_beams": 3, "use_cache": False}, False),
 ])
 def test_only_deterministic_beam_search_on_the_dynamic_cache_shares_the_prompt(settings, shared) -> None:
     assert decoding.shares_prompt_prefill(settings) is shared

@@ -69,7 +69,8 @@ def shares_prompt_prefill(settings: Mapping[str, Any]) -> bool:
     """Whether the prompt's cache is built once an image and copied per beam: deterministic beam
     search on transformers' dynamic cache (a static cache is allocated by `generate` itself)."""
     beams = int(settings.get("num_beams") or 1)
-    return beams > 1 and not settings.get("do_sample") and settings.get("cache_implementation") is None
+    dynamic_cache = settings.get("cache_implementation") is None and settings.get("use_cache", True)
+    return beams > 1 and not settings.get("do_sample") and bool(dynamic_cache)
 
 
 def prefill_prompt_cache(language_model: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor,
@@ -120,7 +121,7 @@ def few_row_lm_head(language_model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        del head.forward
+        vars(head).pop("forward", None)  # not `del`: two overlapping generate calls both restore
 
 
 @contextmanager
