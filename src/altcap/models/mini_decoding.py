@@ -13,7 +13,8 @@ Measured on the 2-core dev box, one image at beam 3 (docs/benchmarks.md, start-u
   streams the weight poorly. `weight @ hidden.T` reads it once for all rows (12 ms). Only for
   few rows on the CPU, only while generating (training's logits keep `F.linear`).
 - A few rows decode faster on one thread than on two (FEW_THREAD_ROWS).
-Both change float rounding only (the pinned captions stay as they were, tests/models/test_altcap_mini.py).
+None changes more than float rounding: the pinned captions stay as they were
+(tests/models/test_altcap_mini.py).
 """
 
 from __future__ import annotations
