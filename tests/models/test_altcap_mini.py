@@ -329,6 +329,36 @@ def test_packaged_altcap_mini_writes_the_pinned_captions(real) -> None:
     assert written == PINNED_CAPTIONS
 
 
+# All 60 sample images, as the packaged model captioned them before the start-up work of #27 item 17
+# (default settings, 16 images per generate call as `altcap caption` batches them; one image per call
+# gave the same 60 then).
+SAMPLE_CAPTIONS = Path(__file__).parent / "data" / "altcap_mini_sample_captions.json"
+
+
+@pytest.mark.slow
+@needs_lite0
+@needs_smollm2
+def test_packaged_altcap_mini_writes_the_pinned_captions_of_every_sample_image(real) -> None:
+    import json
+
+    from altcap.data.images import load_image_rgb
+    from altcap.data.sample import sample_dir
+    from altcap.infer.config import GenerationConfig
+
+    model, processor = real
+    pinned = json.loads(SAMPLE_CAPTIONS.read_text(encoding="utf-8"))
+    names, settings, written = sorted(pinned), GenerationConfig().generate_kwargs(), {}
+    assert len(names) == 60
+    for start in range(0, len(names), 16):
+        batch = names[start:start + 16]
+        images = [load_image_rgb(sample_dir() / "Images" / name) for name in batch]
+        inputs = mini.build_inputs(processor, images, [None] * len(batch))
+        with torch.inference_mode():
+            captions = mini.generate(model, processor, inputs, settings)
+        written.update(zip(batch, captions, strict=True))
+    assert written == pinned
+
+
 @pytest.mark.slow
 @needs_lite0
 @needs_smollm2
