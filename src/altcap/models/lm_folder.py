@@ -87,8 +87,10 @@ def load_causal_lm(folder: Path) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(folder)
 
 
-def _no_init_weights() -> Any:
-    # transformers' own switch (what from_pretrained uses); older releases lack it and just init.
+def skip_weight_init() -> Any:
+    """transformers' own switch that makes torch's and PEFT's init functions no-ops (what
+    from_pretrained uses), for models whose weights are meta or about to be replaced; a plain context
+    where the installed transformers has none (building is then only slower)."""
     try:
         from transformers.initialization import no_init_weights
     except ImportError:
@@ -117,7 +119,7 @@ def assign_safetensors(folder: Path) -> Any | None:
     # Parameters on meta, buffers (RoPE frequencies) computed on the CPU as in any construction. Without
     # no_init_weights transformers still "initialises" every meta weight through torch's Python
     # reference kernels (~0.25 s of a warm start); the loaded tensors replace them all anyway.
-    with init_empty_weights(include_buffers=False), _no_init_weights():
+    with init_empty_weights(include_buffers=False), skip_weight_init():
         model = AutoModelForCausalLM.from_config(config)  # in config.dtype, as from_pretrained
     state = load_file(weights)
     expected = dict(model.named_parameters(remove_duplicate=False))  # tied ones under both names

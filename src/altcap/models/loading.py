@@ -265,12 +265,15 @@ def build_weightless_model(family: ModelFamily, hf_config: Any) -> Any | None:
     import torch
     import transformers
 
+    from altcap.models.lm_folder import skip_weight_init
+
     model_class = getattr(transformers, family.hf_class, None)
     if family.native is not None or model_class is None:
         return None
     # Concrete classes build through `_from_config`, Auto classes (a generic family) through `from_config`.
     build = getattr(model_class, "_from_config", None) or model_class.from_config
-    with torch.device("meta"):
+    # Meta tensors hold no values, yet initialisers would still run on them (0.65 -> 0.41 s, Qwen2.5-VL-3B).
+    with skip_weight_init(), torch.device("meta"):
         return build(hf_config)
 
 

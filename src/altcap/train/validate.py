@@ -9,7 +9,6 @@ of its problems, instead of after the weights (or an epoch) have loaded.
 from __future__ import annotations
 
 import importlib.util
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from altcap.data.image_screen import UnreadableImage, describe_unreadable, scree
 from altcap.data.images import ImageLoadError
 from altcap.data.manifest import ManifestError, read_manifest
 from altcap.models.chat_lora import add_part_targets
+from altcap.models.lm_folder import skip_weight_init
 from altcap.models.loading import (
     ModelLoadError,
     apply_lora,
@@ -162,29 +162,17 @@ def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, pr
             f"Families with it: {', '.join(families_with('part_lora'))}"
         )
         return
-    # Meta tensors hold no values, yet torch's and PEFT's initialisers still ran on them through
-    # the meta decompositions: a third of this check on Qwen2.5-VL-3B's config (0.65 -> 0.41 s, CPU).
-    with skip_weight_init():
-        meta_model = build_weightless_model(family, hf_config)
+    meta_model = build_weightless_model(family, hf_config)
     if meta_model is None:
         return  # its model exists only with its weights: the real apply_lora checks it later
     lora = cfg.lora
     try:
+        # PEFT's LoRA initialisers would run on meta tensors too (skip_weight_init makes them no-ops).
         with skip_weight_init(), torch.device("meta"):
             targets, scope = lora_targets(cfg, family, meta_model)
             apply_lora(meta_model, family, targets, lora.r, lora.alpha, lora.dropout, scope=scope)
     except ModelLoadError as err:
         problems.append(str(err))
-
-
-def skip_weight_init() -> AbstractContextManager:
-    """transformers' context that makes torch's init functions no-ops (a plain context where this
-    transformers release has none: the check is then only slower)."""
-    try:
-        from transformers.initialization import no_init_weights
-    except ImportError:
-        return nullcontext()
-    return no_init_weights()
 
 
 # Examples the processor check runs on: two exercise padding and the processor's settings; every
