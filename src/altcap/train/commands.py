@@ -39,6 +39,7 @@ TRAIN_FLAGS = [
     Flag("merge"),
     Flag("qlora"),
     Flag("gradient_checkpointing"),
+    Flag("lean_activations"),
     Flag("num_workers"),
     Flag("launch.num_processes", name="gpus"),
     Flag("launch.accelerate_config"),

@@ -224,6 +224,12 @@ class TrainConfig(StageConfig):
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in backward to save memory (slower)."
     )
+    lean_activations: bool = Field(
+        default=True,
+        description="Recompute gated-MLP activations and fp32-upcasting norms in backward instead of "
+        "keeping them (same gradients bit for bit; ~5 GB less for Qwen2.5-VL-3B at batch 16). "
+        "Off under gradient_checkpointing or compile, which recompute or fuse them already.",
+    )
     qlora: bool = Field(
         default=False, description="Load the base model in 4-bit NF4 (needs CUDA + bitsandbytes)."
     )

@@ -28,6 +28,7 @@ from altcap.train.config import TrainConfig
 from altcap.train.cross_entropy import CaptionLoss  # noqa: F401 (benchmarks/profile_gpu.py imports it here)
 from altcap.train.data import build_loader, caption_lengths
 from altcap.train.frozen import fill_feature_cache, frozen_names, frozen_submodules, release_frozen_modules
+from altcap.train.lean_activations import make_activations_lean
 from altcap.train.logs import TENSORBOARD_DIR, TRAIN_LOG, TrainLogger, truncate_log
 from altcap.train.loop import TrainRun, fit
 from altcap.train.phases import PhaseTimer
@@ -92,6 +93,8 @@ def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[An
         )
     except ModelLoadError as err:
         raise ConfigError([str(err)]) from err
+    if cfg.lean_activations and not (cfg.gradient_checkpointing or cfg.compile):
+        make_activations_lean(model)
     return model, processor
 
 
