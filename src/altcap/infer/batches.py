@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from altcap.data.context import apply_context
 from altcap.data.images import load_image_rgb
+from altcap.data.prepared_batches import iter_prepared
 
 
 # Defined here, not in caption.py, so batching (which caption.py imports) needs nothing from above it.
@@ -112,19 +114,6 @@ def _iter_thread_batches(
             yield batch, [inputs]
 
 
-class _PreparedBatches:
-    """Map-style dataset of whole prepared batches (one DataLoader item = one generate call)."""
-
-    def __init__(self, family: Any, processor: Any, batches: list[list[CaptionItem]], prompt: str | None):
-        self.family, self.processor, self.batches, self.prompt = family, processor, batches, prompt
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> dict:
-        return _prepare_batch(self.family, self.processor, self.batches[index], self.prompt)
-
-
 def _iter_worker_batches(
     family: Any,
     processor: Any,
@@ -133,27 +122,22 @@ def _iter_worker_batches(
     num_workers: int,
     pin_memory: bool,
 ) -> Iterator[tuple[list[CaptionItem], dict]]:
-    from torch.utils.data import DataLoader
-
     # Processes, not threads: the image processor's numpy code holds the GIL, and a thread running it
     # slows the Python-heavy generate loop; DataLoader hands tensors back through shared memory.
     # Each batch is split into one chunk per worker, so it is ready in 1/num_workers of the time
     # one process needs: the first batch, which no prefetching can hide, most of all. Not where
     # image sizes shape the inputs: chunks would pad differently, and the batch be prepared twice.
+    # One chunk in all (e.g. `altcap caption` on one image) is prepared here, with no worker.
     parts_per_batch = 1 if family.inputs_shaped_by_image_size else num_workers
     chunked = [split_evenly(batch, parts_per_batch) for batch in batches]
-    if sum(len(chunks) for chunks in chunked) == 1:
-        # One chunk in all (e.g. `altcap caption` on one image): nothing to prepare alongside it, and
-        # starting a worker process would only delay the first caption.
-        yield batches[0], [_prepare_batch(family, processor, batches[0], prompt)]
-        return
-    loader = DataLoader(
-        _PreparedBatches(family, processor, [chunk for chunks in chunked for chunk in chunks], prompt),
-        batch_size=None,
-        num_workers=min(num_workers, sum(len(chunks) for chunks in chunked)),
-        pin_memory=pin_memory,
+    prepared = iter_prepared(
+        [chunk for chunks in chunked for chunk in chunks],
+        partial(_prepare_batch, family, processor, default_prompt=prompt),
+        num_workers,
+        pin_memory,
+        # No generator: the worker seed is drawn from the global torch RNG, as it always was, so
+        # seeded sampling draws the same numbers and writes the same captions.
     )
-    prepared = iter(loader)
     for batch, chunks in zip(batches, chunked, strict=True):
         parts = [next(prepared) for _ in chunks]
         # Chunks padded to different lengths (per-image prompts, LLaVA tiles) cannot be stacked.

@@ -21,14 +21,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader, Dataset
 
 from altcap.cli_output import progress_bar, show_note
+from altcap.data.prepared_batches import iter_prepared
 from altcap.models.features import stack_feature_rows
 from altcap.provenance import sha256_file
 from altcap.train.data import Example, load_rgb
@@ -200,8 +201,16 @@ class FeatureCache:
         if items and show_progress:
             show_note(f"feature cache: encoding {len(items)} image(s) once (later runs reuse them)")
         batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
-        prepared = iter_prepared_inputs(
-            [[example for _, example in batch] for batch in batches], encoder.prepare, num_workers, pin_memory
+        # Preparing is the CPU share of a fill (decoding, resizing and patching a 448 px image takes a
+        # core 10-20 ms): in one process it left the GPU idle most of the fill.
+        prepared = iter_prepared(
+            [[example for _, example in batch] for batch in batches],
+            partial(prepare_cache_batch, encoder.prepare),
+            num_workers,
+            pin_memory,
+            # A private generator: DataLoader would otherwise draw its worker seed from the global torch
+            # RNG, which training's dropout draws from and checkpoints, so a fill would shift it.
+            generator=torch.Generator(),
         )
         # A phase before training's own bar: its bar shows under -v only (one bar per stage).
         with progress_bar(len(items), "feature cache", "img", shown=show_progress, detail=True) as bar:
@@ -236,42 +245,17 @@ class FeatureEncoder:
     encode: Callable[[dict[str, Any]], dict[str, torch.Tensor]]
 
 
-class PreparedCacheBatches(Dataset):
-    """Map-style dataset whose item i is batch i's prepared inputs (images decoded in the worker)."""
+def prepare_cache_batch(prepare: Callable, batch: list[Example]) -> dict[str, Any]:
+    """A batch's frozen-part inputs, its images decoded here (in a loader worker during a fill).
 
-    def __init__(self, batches: list[list[Example]], prepare: Callable):
-        self.batches, self.prepare = batches, prepare
+    Args:
+        prepare: `FeatureEncoder.prepare`.
+        batch: the examples of one encode call.
 
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        batch = self.batches[index]
-        return self.prepare([load_rgb(e.image) for e in batch], [e.prompt for e in batch])
-
-
-def iter_prepared_inputs(
-    batches: list[list[Example]], prepare: Callable, num_workers: int, pin_memory: bool
-) -> Iterator[dict[str, Any]]:
-    """Each batch's prepared inputs in order: from `num_workers` loader processes, or made here.
-
-    Preparing is the CPU share of a fill (decoding, resizing and patching a 448 px image takes a
-    core 10-20 ms): in one process it left the GPU idle most of the fill.
+    Returns:
+        The inputs `FeatureEncoder.encode` takes.
     """
-    dataset = PreparedCacheBatches(batches, prepare)
-    if num_workers == 0 or len(batches) < 2:
-        # One batch has nothing to overlap with; a worker would only add its start-up.
-        yield from (dataset[index] for index in range(len(dataset)))
-        return
-    yield from DataLoader(
-        dataset,
-        batch_size=None,
-        num_workers=min(num_workers, len(batches)),
-        pin_memory=pin_memory,
-        # A private generator: DataLoader would otherwise draw its worker seed from the global torch
-        # RNG, which training's dropout draws from and checkpoints, so a fill would shift it.
-        generator=torch.Generator(),
-    )
+    return prepare([load_rgb(e.image) for e in batch], [e.prompt for e in batch])
 
 
 @dataclass
