@@ -49,7 +49,9 @@ def ensure_model(name: str, folder: Path, tiny: bool) -> tuple[Path, float]:
     return folder, time.perf_counter() - began
 
 
-def write_train_data(root: Path, count: int, image_size: tuple[int, int], seed: int = 0) -> Path:
+def write_train_data(
+    root: Path, count: int, image_size: tuple[int, int], seed: int = 0, lengths: str = "20-30"
+) -> Path:
     """Random images + captions of realistic length as an altcap manifest (all train split).
 
     Args:
@@ -57,14 +59,14 @@ def write_train_data(root: Path, count: int, image_size: tuple[int, int], seed: 
         count: examples.
         image_size: (width, height) of every image.
         seed: image and caption seed.
+        lengths: the caption length mix (`chat_data.make_captions`).
 
     Returns:
         The manifest path.
     """
     images = write_random_images(root / "images", count, image_size, seed)
-    return write_manifest(
-        root / f"manifest-{count}-{image_size[0]}x{image_size[1]}.jsonl", images, make_captions(count, seed)
-    )
+    name = f"manifest-{count}-{image_size[0]}x{image_size[1]}-{lengths}.jsonl"
+    return write_manifest(root / name, images, make_captions(count, seed, lengths=lengths))
 
 
 def read_gpu_peaks() -> dict[str, Any]:

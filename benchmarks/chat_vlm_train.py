@@ -11,6 +11,10 @@ vision frozen, bf16, the same batch size, no gradient checkpointing, on both sid
           epochs and data overridden; `--altcap-cache auto|on|off` sets feature_cache.enabled
           (auto: the family decides; a cache, where a family has one, is built once and counted).
 
+`--caption-lengths flickr8k` draws caption word counts from Flickr8k's length histogram (mean 11
+words) instead of 20-30, the length mix where padding costs; `--altcap-set KEY=VALUE` adds an altcap
+override (e.g. `group_by_length=true`, or `lean_activations=false` with `--sides altcap` for an A/B).
+
 Each side runs in its own process and its time is end to end: loading the model, everything built
 once, and every epoch. The ratio is TRL's wall time over altcap's (>1: altcap is faster).
 
@@ -37,6 +41,7 @@ from benchmarks.chat_bench import (
     write_json,
     write_train_data,
 )
+from benchmarks.chat_data import CAPTION_LENGTHS
 from benchmarks.common import RESULTS_DIR, write_report
 from benchmarks.phase_timer import host_profile
 from benchmarks.recipe_memory import find_recipe
@@ -66,7 +71,8 @@ def build_altcap_sets(args: argparse.Namespace, folder: Path, manifest: Path, ou
         "report_to=none",
         f"num_workers={args.num_workers}",
     ]
-    return sets if not args.tiny else [*sets, "precision=fp32"]
+    # --altcap-set last: an A/B of one option (e.g. lean_activations=false) overrides the above.
+    return [*sets, *(["precision=fp32"] if args.tiny else []), *args.altcap_set]
 
 
 def train_altcap(args: argparse.Namespace, folder: Path, manifest: Path, work: Path) -> dict[str, Any]:
@@ -179,6 +185,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="altcap's feature_cache.enabled.",
     )
+    add("--caption-lengths", choices=CAPTION_LENGTHS, default="20-30", help="Caption length mix, in words.")
+    add("--altcap-set", action="append", default=[], help="Extra altcap `--set KEY=VALUE` (repeatable).")
     add("--no-liger", dest="liger", action="store_false", help="TRL without liger-kernel.")
     add("--sides", default="altcap,trl", help="Which sides to run, in order.")
     add("--timeout-s", type=float, default=280, help="Per-side process limit.")
@@ -209,6 +217,7 @@ def child_argv(args: argparse.Namespace, side: str, folder: Path, work: Path) ->
         str(args.lora_alpha),
     ]
     argv += ["--num-workers", str(args.num_workers), "--altcap-cache", args.altcap_cache]
+    argv += ["--caption-lengths", args.caption_lengths, *(f"--altcap-set={item}" for item in args.altcap_set)]
     return argv + (["--tiny"] if args.tiny else []) + ([] if args.liger else ["--no-liger"])
 
 
@@ -216,7 +225,8 @@ def main(argv: list[str] | None = None) -> Path:
     """Run the requested sides (one process each) and write the report; returns its path."""
     args = parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="chat-vlm-train-"))
-    manifest = write_train_data(work / "data", args.samples, (args.image_px, args.image_px))
+    image_size = (args.image_px, args.image_px)
+    manifest = write_train_data(work / "data", args.samples, image_size, lengths=args.caption_lengths)
     if args.side:
         write_json(args.result, run_side(args, args.model_dir, manifest, work / args.side))
         return args.result
@@ -243,6 +253,8 @@ def main(argv: list[str] | None = None) -> Path:
         f"batch {args.batch_size}, LoRA r{args.lora_r}/alpha{args.lora_alpha} on the LM linears, "
         "vision frozen, no gradient checkpointing; end_to_end_s = load + everything built once + "
         "all epochs, one process per side",
+        "caption_lengths_words": args.caption_lengths,
+        "altcap_sets": args.altcap_set,
         "arch": args.arch,
         "tiny": args.tiny,
         "model_build_s": round(build_s, 1),

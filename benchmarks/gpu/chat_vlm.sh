@@ -14,6 +14,8 @@
 # && mv /root/w/.whl/big /root/w/big`).
 #   benchmarks/gpu/chat_vlm.sh                      # from the repository root on the device
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
+#   LEAN_AB=1 MIX=1 FILL_AB=64: altcap without lean activations, Qwen2.5-VL's length-mix row, and
+#   altcap with a 64-image cache fill batch (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
 set -uo pipefail
@@ -85,6 +87,21 @@ for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
     --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
     --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" "${tiny_train[@]}"
 done
+train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} \
+  --timeout-s ${SIDE_S:-90} "${tiny_train[@]}")
+# LEAN_AB=1: altcap alone without lean_activations, the same call, for what the swaps save.
+[ -n "${LEAN_AB:-}" ] && step chat_vlm_train_lean_off ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
+  --sides altcap --altcap-set lean_activations=false "${train_args[@]}" \
+  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-lean-off.json"
+# MIX=1: issue #26's length-mix row: Qwen2.5-VL on Flickr8k's caption lengths (mean 11 words), altcap
+# batching by length as its users would for such data (group_by_length), TRL as configured above.
+[ -n "${MIX:-}" ] && step chat_vlm_train_mix ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train \
+  --caption-lengths flickr8k --altcap-set group_by_length=true "${train_args[@]}" \
+  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-flickr8k-lengths.json"
+# FILL_AB=N: altcap alone with the feature-cache fill encoding N images a call (phase_seconds split).
+[ -n "${FILL_AB:-}" ] && step chat_vlm_train_fill ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
+  --sides altcap --altcap-set feature_cache.batch_size=$FILL_AB "${train_args[@]}" \
+  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-fill$FILL_AB.json"
 # At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"

@@ -7,6 +7,7 @@ from train_fixtures import make_config, read_log, write_manifest
 
 from altcap.train.cache import CollateWithFeatures, FeatureCache, FeatureEncoder, hash_frozen_weights
 from altcap.train.data import Example, load_rgb
+from altcap.train.phases import PhaseTimer
 from altcap.train.run import run_train
 
 
@@ -117,7 +118,9 @@ def test_fill_in_worker_processes_writes_the_same_files_and_resumes(tmp_path: Pa
     examples = [Example(path, None, "c") for path in images]
     encoder = FeatureEncoder(mean_pixels, encode_pixels)
     inline = FeatureCache(tmp_path / "inline", fingerprint="m")
-    assert inline.fill(examples, encoder, batch_size=3, show_progress=False) == 7
+    timer = PhaseTimer()
+    assert inline.fill(examples, encoder, batch_size=3, show_progress=False, timer=timer) == 7
+    assert set(timer.seconds) == {"cache_encode.keys", "cache_encode.first_batch"}
     workers = FeatureCache(tmp_path / "workers", fingerprint="m")
     # A partly filled cache (a killed run): only the rest is computed.
     assert workers.fill(examples[:2], encoder, 3, False, num_workers=2) == 2

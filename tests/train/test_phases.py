@@ -21,3 +21,14 @@ def test_phases_add_up_in_run_order_and_read_as_one_line() -> None:
     total = sum(timer.seconds.values())
     expected = rf"time: validate \d+\.\d s, fit \d+\.\d s \(phases total {total:.1f} s\)"
     assert re.fullmatch(expected, timer.describe())
+
+
+def test_parts_of_a_phase_are_kept_but_counted_once_in_the_total() -> None:
+    timer = PhaseTimer()
+    with timer.phase("cache_encode"):
+        with timer.phase("cache_encode.first_batch"):
+            time.sleep(0.02)
+        time.sleep(0.01)
+    assert list(timer.rounded()) == ["cache_encode.first_batch", "cache_encode"]
+    assert timer.seconds["cache_encode"] >= timer.seconds["cache_encode.first_batch"] >= 0.02
+    assert timer.describe().endswith(f"(phases total {timer.seconds['cache_encode']:.1f} s)")

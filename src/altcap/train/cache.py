@@ -20,8 +20,10 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from altcap.data.prepared_batches import iter_prepared
 from altcap.models.features import stack_feature_rows
 from altcap.provenance import sha256_file
 from altcap.train.data import Example, load_rgb
+from altcap.train.phases import PhaseTimer
 
 DEFAULT_CACHE_DIR = Path("~/.cache/altcap/features")
 
@@ -178,6 +181,7 @@ class FeatureCache:
         show_progress: bool,
         num_workers: int = 0,
         pin_memory: bool = False,
+        timer: PhaseTimer | None = None,
     ) -> int:
         """Compute and store features for every (image, prompt) not cached yet (a partly filled
         cache, e.g. of a killed run, is completed).
@@ -193,11 +197,14 @@ class FeatureCache:
             show_progress: draw a progress bar (main process only).
             num_workers: loader processes preparing batches (0: in this process, one at a time).
             pin_memory: page-lock prepared inputs (when encoding on CUDA).
+            timer: times `cache_encode.keys` and `cache_encode.first_batch` within the fill.
 
         Returns:
             How many entries were computed (0 when everything was cached).
         """
-        items = self.find_missing(examples)
+        timed = timer.phase if timer is not None else lambda name: nullcontext()
+        with timed("cache_encode.keys"):
+            items = self.find_missing(examples)
         if items and show_progress:
             show_note(f"feature cache: encoding {len(items)} image(s) once (later runs reuse them)")
         batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
@@ -212,6 +219,9 @@ class FeatureCache:
             # RNG, which training's dropout draws from and checkpoints, so a fill would shift it.
             generator=torch.Generator(),
         )
+        with timed("cache_encode.first_batch"):
+            first = next(prepared, None)
+        prepared = chain([first], prepared) if first is not None else prepared
         # A phase before training's own bar: its bar shows under -v only (one bar per stage).
         with progress_bar(len(items), "feature cache", "img", shown=show_progress, detail=True) as bar:
             self.encode_and_write(zip(batches, prepared, strict=True), encoder.encode, bar.update)

@@ -132,6 +132,12 @@ class FeatureCacheConfig(StageConfig):
     dir: Path | None = Field(
         default=None, description="Cache folder (shared across runs); None = ~/.cache/altcap/features."
     )
+    batch_size: int | None = Field(
+        default=None,
+        gt=0,
+        description="Images per encode call while the cache fills; None = the training batch size. "
+        "The frozen part runs without gradients, so a larger batch fits where training's does.",
+    )
 
 
 class LaunchConfig(StageConfig):

@@ -89,7 +89,8 @@ def fill_feature_cache(
             # compete with the encode (tiny Qwen2.5-VL, 64 images on 2 cores: 1.5 s -> 2.3 s).
             workers = cfg.num_workers if acc.device.type != "cpu" else 0
             pin_memory = acc.device.type == "cuda"
-            computed = cache.fill(examples, encoder, cfg.batch_size, True, workers, pin_memory)
+            batch_size = cfg.feature_cache.batch_size or cfg.batch_size
+            computed = cache.fill(examples, encoder, batch_size, True, workers, pin_memory, timer)
             logger.info("feature cache %s: %d entries computed", cache.folder, computed)
         acc.wait_for_everyone()
     return cache

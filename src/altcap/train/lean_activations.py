@@ -9,11 +9,12 @@ that lower LoRA training's activation memory with gradients bit-identical to the
   copy for backward (4 bytes a value for a bf16 model). Rerunning the norm from its bf16 input in
   backward keeps 2 bytes a value.
 
-For Qwen2.5-VL-3B at batch 16 x 306 tokens that is 36 layers x (11,008 x 2 B + 2 x 2,050 x 2 B) a
-token, about 5.3 GB (tests/train/test_lean_activations.py counts it on a small model), the gap between transformers' layers and liger-kernel's fused ones (what TRL's
-`use_liger_kernel` swaps in). Written here because liger's kernels need Triton on CUDA and patch
-model classes one architecture at a time (0.8.5 does not import on transformers 5.25); these swaps
-are plain torch, find their modules by shape, and are checked on a probe before they are kept.
+For Qwen2.5-VL-3B at batch 16 x 306 tokens that is 36 layers x (11,008 x 2 B + 2 x 2,050 x 2 B)
+a token, about 5.3 GB (tests/train/test_lean_activations.py counts it on a small model): the gap
+between transformers' layers and liger-kernel's fused ones, which TRL's `use_liger_kernel` swaps
+in. Written here because liger's kernels need Triton on CUDA and patch model classes one
+architecture at a time (0.8.5 does not import on transformers 5.25); these swaps are plain torch,
+find their modules by shape, and are checked on a probe before they are kept.
 Backward reruns exactly the ops of the original forward, so every gradient is bitwise the same.
 `torch.utils.checkpoint` would do the recompute too, at ~2.5x the host time a call (a Function
 here: 73 norms a step in Qwen2.5-VL-3B).

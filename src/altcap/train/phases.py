@@ -3,7 +3,10 @@
 validate           `validate_train_config` (manifest, image screening, meta-model LoRA check, first batch)
 load               the Accelerator, the weights (`from_pretrained`) and the LoRA wrapping
 cache_fingerprint  hashing the frozen part's weights (feature cache only)
-cache_encode       preparing, encoding and writing the missing cache entries (feature cache only)
+cache_encode       preparing, encoding and writing the missing cache entries (feature cache only);
+                   within it, `cache_encode.keys` (hashing the image files to find the missing
+                   entries) and `cache_encode.first_batch` (until the loader workers hand over the
+                   first prepared batch: nothing to encode before it)
 prepare            loss module, loaders, optimizer, `accelerate.prepare`, frozen-part release, resume
 fit                every training step, evaluation and checkpoint
 outputs            adapter, config, curves and any merged model
@@ -63,4 +66,6 @@ class PhaseTimer:
     def describe(self) -> str:
         """One log line, e.g. 'time: validate 0.4 s, load 2.0 s, ..., fit 11.5 s (total 19.1 s)'."""
         parts = [f"{PHASE_LABELS.get(name, name)} {seconds:.1f} s" for name, seconds in self.seconds.items()]
-        return f"time: {', '.join(parts)} (phases total {sum(self.seconds.values()):.1f} s)"
+        # "phase.part" names time a part of a phase: counted once, in the phase.
+        total = sum(seconds for name, seconds in self.seconds.items() if "." not in name)
+        return f"time: {', '.join(parts)} (phases total {total:.1f} s)"
