@@ -1,23 +1,23 @@
 """Hold for the backward pass what it needs, not what autograd happens to keep: two module swaps
-that lower LoRA training's activation memory with gradients bit-identical to the model's own.
+that lower LoRA training's activation memory without changing what is computed.
 
 - Gated MLPs, `down(act(gate(x)) * up(x))` (Llama, Qwen, Gemma, SmolLM ... language models and
   Qwen-VL's vision blocks): autograd keeps gate's output for the activation's backward and both
   factors of the product for its own, i.e. `act(gate(x))` as well. Recomputing the activation from
-  gate's output in backward drops that copy: intermediate_size values per token per layer.
-- Norms that hold more than their input: transformers' RMSNorms upcast the input and keep the fp32
-  copy for backward (4 bytes a value for a bf16 model). Rerunning the norm from its bf16 input in
-  backward keeps 2 bytes a value.
+  gate's output in backward drops that copy (intermediate_size values per token per layer); the
+  backward then runs the same kernels as autograd's, so gradients are bitwise the same.
+- RMSNorms: transformers' upcast the input and keep the fp32 copy for backward (4 bytes a value
+  for a bf16 model). Keeping the bf16 input and one fp32 scale a row (2 bytes a value) and writing
+  the norm's gradient out in fp32 gives autograd's gradient to fp32 rounding.
 
 For Qwen2.5-VL-3B at batch 16 x 306 tokens that is 36 layers x (11,008 x 2 B + 2 x 2,050 x 2 B)
 a token, about 5.3 GB (tests/train/test_lean_activations.py counts it on a small model): the gap
 between transformers' layers and liger-kernel's fused ones, which TRL's `use_liger_kernel` swaps
 in. Written here because liger's kernels need Triton on CUDA and patch model classes one
-architecture at a time (0.8.5 does not import on transformers 5.25); these swaps are plain torch,
-find their modules by shape, and are checked on a probe before they are kept.
-Backward reruns exactly the ops of the original forward, so every gradient is bitwise the same.
-`torch.utils.checkpoint` would do the recompute too, at ~2.5x the host time a call (a Function
-here: 73 norms a step in Qwen2.5-VL-3B).
+architecture at a time (0.8.5 does not import on transformers 5.25); these are plain torch, find
+their modules by shape, and are checked on a probe before they are kept. Each is one
+autograd.Function with its backward written out: recomputing through a nested autograd call (or
+torch.utils.checkpoint) cost 14 % of Qwen2.5-VL-3B's step time on an H200 in host overhead.
 """
 
 from __future__ import annotations
@@ -28,69 +28,108 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from types import MethodType
+from typing import Any
 
 import torch
 
 logger = logging.getLogger(__name__)
 
-# A norm is swapped when autograd keeps more than this many bytes besides its input and weights,
-# per byte of input: transformers' fp32-upcasting RMSNorm keeps 2 (+ a value a row); nn.LayerNorm
-# keeps only its per-row statistics, which are not worth a recompute.
+# An RMSNorm is swapped when autograd keeps more than this many bytes besides its input and
+# weight, per byte of input: 2 for a bf16 model's fp32 copy; in fp32 the "copy" is the input itself.
 EXTRA_BYTES_PER_INPUT_BYTE = 0.5
 
 
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation and the aten kernel autograd runs for its backward."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (grad, input) -> input's grad
+
+
+ACTIVATIONS = (
+    Activation(torch.nn.functional.silu, torch.ops.aten.silu_backward),
+    Activation(partial(torch.nn.functional.gelu, approximate="tanh"),
+               partial(torch.ops.aten.gelu_backward, approximate="tanh")),
+    Activation(torch.nn.functional.gelu, partial(torch.ops.aten.gelu_backward, approximate="none")),
+)  # fmt: skip
+
+
 class _RecomputedActivationProduct(torch.autograd.Function):
-    """`act(gate) * up`, keeping gate and up only: act(gate) is rebuilt in backward."""
+    """`act(gate) * up`, keeping gate and up only: act(gate) is rebuilt in backward.
+
+    Backward runs the kernels autograd runs for the original (the product's two grads, then the
+    activation's own backward kernel), so its gradients are bitwise those of the original.
+    """
 
     @staticmethod
-    def forward(ctx, gate: torch.Tensor, up: torch.Tensor, act: Callable) -> torch.Tensor:
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor, act: Activation) -> torch.Tensor:
         ctx.act = act
         ctx.save_for_backward(gate, up)
-        return act(gate) * up
+        return act.forward(gate) * up
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple:
         gate, up = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = gate.detach().requires_grad_(True)
-            activated = ctx.act(leaf)
-        # The same ops autograd runs for `act(gate) * up`: mul's two grads, then act's backward.
-        grad_up = grad * activated.detach() if ctx.needs_input_grad[1] else None
-        grad_gate = None
-        if ctx.needs_input_grad[0]:
-            (grad_gate,) = torch.autograd.grad(activated, leaf, grad * up)
+        grad_up = grad * ctx.act.forward(gate) if ctx.needs_input_grad[1] else None
+        grad_gate = ctx.act.backward(grad * up, gate) if ctx.needs_input_grad[0] else None
         return grad_gate, grad_up, None
 
 
-class _RecomputedFromInput(torch.autograd.Function):
-    """`forward(x)` keeping only x (and the weights): forward is rerun in backward."""
+@dataclass(frozen=True)
+class RmsNormVariant:
+    """Where an RMSNorm's weight enters: its output from the normalised fp32 input, and the fp32
+    gradient reaching the normalised input from the output's."""
+
+    output: Callable[[torch.Tensor, torch.Tensor, torch.dtype], torch.Tensor]
+    grad_normalized: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+RMS_NORM_VARIANTS = (
+    # Llama, Qwen, SmolLM, Qwen-VL's vision tower: weight times the normalised input cast back.
+    RmsNormVariant(lambda normed, w, dtype: w * normed.to(dtype), lambda grad, w: (grad * w).float()),
+    # Gemma: (1 + weight) in fp32, cast at the end.
+    RmsNormVariant(
+        lambda normed, w, dtype: (normed * (1.0 + w.float())).to(dtype),
+        lambda grad, w: grad.float() * (1.0 + w.float()),
+    ),
+)
+
+
+class _LeanRmsNorm(torch.autograd.Function):
+    """An RMSNorm (frozen weight) keeping its input and one fp32 scale a row, not an fp32 copy.
+
+    Forward runs the module's own ops (checked bitwise on a probe); backward is the norm's
+    gradient written out in fp32, equal to autograd's to fp32 rounding.
+    """
 
     @staticmethod
-    def forward(ctx, forward: Callable, x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
-        ctx.forward_fn = forward
-        ctx.save_for_backward(x, *weights)
-        return forward(x)
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float, variant: RmsNormVariant) -> Any:
+        x32 = x.float()
+        scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+        ctx.variant, ctx.weight = variant, weight
+        ctx.save_for_backward(x, scale)
+        return variant.output(x32 * scale, weight, x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple:
-        x, *weights = ctx.saved_tensors
-        with torch.enable_grad():
-            leaf = x.detach().requires_grad_(ctx.needs_input_grad[1])
-            out = ctx.forward_fn(leaf)
-        wanted = [t for t, need in zip([leaf, *weights], ctx.needs_input_grad[1:], strict=True) if need]
-        grads = iter(torch.autograd.grad(out, wanted, grad, allow_unused=True))
-        return (None, *(next(grads) if need else None for need in ctx.needs_input_grad[1:]))
+        x, scale = ctx.saved_tensors
+        normed = x.float() * scale
+        grad_normed = ctx.variant.grad_normalized(grad, ctx.weight)
+        # d/dx of x * rsqrt(mean(x^2) + eps): scale * (g - normed * mean(g * normed)).
+        grad_x = scale * (grad_normed - normed * (grad_normed * normed).mean(-1, keepdim=True))
+        return grad_x.to(x.dtype), None, None, None
 
 
 def lean_gated_mlp_forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A gated MLP's forward through `_RecomputedActivationProduct` (gate before up, as the original)."""
     gate = self.gate_proj(x)
-    return self.down_proj(_RecomputedActivationProduct.apply(gate, self.up_proj(x), self.act_fn))
+    return self.down_proj(_RecomputedActivationProduct.apply(gate, self.up_proj(x), self.lean_activation))
 
 
-def recomputed_norm_forward(original: Callable, weights: tuple, x: torch.Tensor) -> torch.Tensor:
-    """A norm's forward through `_RecomputedFromInput` (weights passed so their grads flow)."""
-    return _RecomputedFromInput.apply(original, x, *weights)
+def lean_rms_norm_forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An RMSNorm's forward through `_LeanRmsNorm` with the variant its probe matched."""
+    return _LeanRmsNorm.apply(x, self.weight, self.lean_eps, self.lean_variant)
 
 
 @dataclass(frozen=True)
@@ -116,14 +155,20 @@ def make_activations_lean(model: torch.nn.Module) -> LeanCounts:
     """
     mlps = norms = 0
     for module in model.modules():
-        if is_gated_mlp(module) and probe_matches(module, partial(lean_gated_mlp_forward, module)):
-            module.forward = MethodType(lean_gated_mlp_forward, module)
-            mlps += 1
-        elif is_norm(module) and keeps_more_than_input(module):
-            weights = tuple(module.parameters(recurse=False))
-            module.forward = partial(recomputed_norm_forward, module.forward, weights)
-            norms += 1
-    logger.info("lean activations: %d gated MLPs and %d norms recompute in backward", mlps, norms)
+        if is_gated_mlp(module) and (activation := match_activation(module)) is not None:
+            module.lean_activation = activation
+            if probe_matches(module, partial(lean_gated_mlp_forward, module)):
+                module.forward = MethodType(lean_gated_mlp_forward, module)
+                mlps += 1
+        elif is_rms_norm(module) and keeps_more_than_input(module):
+            module.lean_eps = rms_norm_eps(module)
+            for variant in RMS_NORM_VARIANTS:
+                module.lean_variant = variant
+                if probe_matches(module, partial(lean_rms_norm_forward, module), module.weight.shape[0]):
+                    module.forward = MethodType(lean_rms_norm_forward, module)
+                    norms += 1
+                    break
+    logger.info("lean activations: %d gated MLPs and %d norms keep less for backward", mlps, norms)
     return LeanCounts(mlps, norms)
 
 
@@ -137,16 +182,32 @@ def is_gated_mlp(module: torch.nn.Module) -> bool:
     )
 
 
-def is_norm(module: torch.nn.Module) -> bool:
-    """A leaf module named like a norm with a weight vector (RMSNorm, T5LayerNorm, LayerNorm ...)."""
+def is_rms_norm(module: torch.nn.Module) -> bool:
+    """A leaf RMSNorm with a frozen weight vector and an epsilon (trainable norms keep autograd's)."""
     weight = getattr(module, "weight", None)
     return (
-        "norm" in type(module).__name__.lower()
+        "rmsnorm" in type(module).__name__.lower()
         and not any(True for _ in module.children())
         and isinstance(weight, torch.Tensor)
         and weight.dim() == 1
+        and not weight.requires_grad
+        and rms_norm_eps(module) is not None
         and takes_one_input(module)
     )
+
+
+def rms_norm_eps(module: torch.nn.Module) -> float | None:
+    """The norm's epsilon, under either name transformers' RMSNorms use."""
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    return eps if isinstance(eps, float) else None
+
+
+def match_activation(mlp: torch.nn.Module) -> Activation | None:
+    """The known activation `mlp.act_fn` computes bitwise on a probe, or None."""
+    x = probe_input(mlp, 64)
+    with torch.no_grad():
+        out = mlp.act_fn(x)
+        return next((act for act in ACTIVATIONS if torch.equal(act.forward(x), out)), None)
 
 
 def takes_one_input(module: torch.nn.Module) -> bool:
@@ -172,10 +233,11 @@ def in_eval_mode(module: torch.nn.Module, run: Callable) -> object:
             m.training = mode
 
 
-def probe_matches(module: torch.nn.Module, swapped: Callable) -> bool:
-    """Whether `swapped` gives exactly `module`'s own output on a probe (an MLP whose forward is
-    not `down(act(gate(x)) * up(x))`, e.g. with a dropout or a bias term between, is left alone)."""
-    width = getattr(module.gate_proj, "in_features", None)
+def probe_matches(module: torch.nn.Module, swapped: Callable, width: int | None = None) -> bool:
+    """Whether `swapped` gives exactly `module`'s own output on a probe of `width` features (an MLP's
+    input width by default): an MLP whose forward is not `down(act(gate(x)) * up(x))`, or a norm
+    computed otherwise than the variant tried, is left alone."""
+    width = width or getattr(module.gate_proj, "in_features", None)
     if not isinstance(width, int):
         return False
     x = probe_input(module, width)
