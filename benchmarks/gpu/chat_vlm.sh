@@ -15,7 +15,7 @@
 #   benchmarks/gpu/chat_vlm.sh                      # from the repository root on the device
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
 #   LEAN_AB=1 MIX=1 FILL_AB=64: altcap without lean activations, Qwen2.5-VL's length-mix row, and
-#   altcap with a 64-image cache fill batch (below).
+#   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
 set -uo pipefail
@@ -93,6 +93,15 @@ train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-25
 [ -n "${LEAN_AB:-}" ] && step chat_vlm_train_lean_off ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
   --sides altcap --altcap-set lean_activations=false "${train_args[@]}" \
   --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-lean-off.json"
+# AB=N: N pairs of altcap-alone runs, lean activations on then off, alternating (a run's place in the
+# call shifts its time, so an A/B of one option alternates rather than runs once each).
+for pair in $(seq 1 ${AB:-0}); do
+  for lean in true false; do
+    step chat_vlm_train_ab ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train --sides altcap \
+      --altcap-set lean_activations=$lean "${train_args[@]}" \
+      --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-ab$pair-lean-$lean.json"
+  done
+done
 # MIX=1: issue #26's length-mix row: Qwen2.5-VL on Flickr8k's caption lengths (mean 11 words), altcap
 # batching by length as its users would for such data (group_by_length), TRL as configured above.
 [ -n "${MIX:-}" ] && step chat_vlm_train_mix ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train \
