@@ -93,10 +93,10 @@ train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-25
 [ -n "${LEAN_AB:-}" ] && step chat_vlm_train_lean_off ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
   --sides altcap --altcap-set lean_activations=false "${train_args[@]}" \
   --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-lean-off.json"
-# AB=N: N pairs of altcap-alone runs, lean activations on then off, alternating (a run's place in the
+# AB=N: N pairs of altcap-alone runs, lean activations off then on, alternating (a run's place in the
 # call shifts its time, so an A/B of one option alternates rather than runs once each).
 for pair in $(seq 1 ${AB:-0}); do
-  for lean in true false; do
+  for lean in false true; do
     step chat_vlm_train_ab ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train --sides altcap \
       --altcap-set lean_activations=$lean "${train_args[@]}" \
       --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-ab$pair-lean-$lean.json"
