@@ -13,7 +13,7 @@ vision frozen, bf16, the same batch size, no gradient checkpointing, on both sid
 
 `--caption-lengths flickr8k` draws caption word counts from Flickr8k's length histogram (mean 11
 words) instead of 20-30, the length mix where padding costs; `--altcap-set KEY=VALUE` adds an altcap
-override (e.g. `group_by_length=true`, or `lean_activations=false` with `--sides altcap` for an A/B).
+override (e.g. `group_by_length=true`, or `lean_activations=true` with `--sides altcap` for an A/B).
 
 Each side runs in its own process and its time is end to end: loading the model, everything built
 once, and every epoch. The ratio is TRL's wall time over altcap's (>1: altcap is faster).
@@ -71,7 +71,7 @@ def build_altcap_sets(args: argparse.Namespace, folder: Path, manifest: Path, ou
         "report_to=none",
         f"num_workers={args.num_workers}",
     ]
-    # --altcap-set last: an A/B of one option (e.g. lean_activations=false) overrides the above.
+    # --altcap-set last: an A/B of one option (e.g. lean_activations=true) overrides the above.
     return [*sets, *(["precision=fp32"] if args.tiny else []), *args.altcap_set]
 
 

@@ -14,7 +14,7 @@
 # && mv /root/w/.whl/big /root/w/big`).
 #   benchmarks/gpu/chat_vlm.sh                      # from the repository root on the device
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
-#   LEAN_AB=1 MIX=1 FILL_AB=64: altcap without lean activations, Qwen2.5-VL's length-mix row, and
+#   LEAN_AB=1 MIX=1 FILL_AB=64: altcap with lean activations, Qwen2.5-VL's length-mix row, and
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
@@ -89,10 +89,10 @@ for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
 done
 train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} \
   --timeout-s ${SIDE_S:-90} "${tiny_train[@]}")
-# LEAN_AB=1: altcap alone without lean_activations, the same call, for what the swaps save.
-[ -n "${LEAN_AB:-}" ] && step chat_vlm_train_lean_off ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
-  --sides altcap --altcap-set lean_activations=false "${train_args[@]}" \
-  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-lean-off.json"
+# LEAN_AB=1: altcap alone with lean activations (off by default), the same call, for what they save.
+[ -n "${LEAN_AB:-}" ] && step chat_vlm_train_lean_on ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
+  --sides altcap --altcap-set lean_activations=true "${train_args[@]}" \
+  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-lean-on.json"
 # AB=N: N pairs of altcap-alone runs, lean activations off then on, alternating (a run's place in the
 # call shifts its time, so an A/B of one option alternates rather than runs once each).
 for pair in $(seq 1 ${AB:-0}); do
@@ -103,9 +103,11 @@ for pair in $(seq 1 ${AB:-0}); do
   done
 done
 # MIX=1: issue #26's length-mix row: Qwen2.5-VL on Flickr8k's caption lengths (mean 11 words), altcap
-# batching by length as its users would for such data (group_by_length), TRL as configured above.
+# batching by length as its users would for such data (group_by_length) and with lean activations
+# (session 13's row), TRL as configured above.
 [ -n "${MIX:-}" ] && step chat_vlm_train_mix ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train \
-  --caption-lengths flickr8k --altcap-set group_by_length=true "${train_args[@]}" \
+  --caption-lengths flickr8k --altcap-set group_by_length=true --altcap-set lean_activations=true \
+  "${train_args[@]}" \
   --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-flickr8k-lengths.json"
 # FILL_AB=N: altcap alone with the feature-cache fill encoding N images a call (phase_seconds split).
 [ -n "${FILL_AB:-}" ] && step chat_vlm_train_fill ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \

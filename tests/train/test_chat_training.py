@@ -138,3 +138,23 @@ def test_a_transformers_without_the_seam_turns_the_default_cache_off_and_refuses
         validate_train_config(make_config(qwen, manifest, tmp_path / "b", "feature_cache.enabled=true"))
     plan = validate_train_config(make_config(qwen, manifest, tmp_path / "c", "feature_cache.enabled=false"))
     assert not [note for note in plan.notes if "too old" in note]
+
+
+def test_lean_activations_train_the_same_loss_curve_in_a_run(
+    qwen: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import altcap.train.run as train_run
+
+    swapped = []
+    make_lean = train_run.make_activations_lean
+    monkeypatch.setattr(train_run, "make_activations_lean", lambda model: swapped.append(make_lean(model)))
+    manifest = write_manifest(tmp_path / "data", n_train=4, n_val=0)
+    runs = {}
+    for lean in ("true", "false"):
+        out = tmp_path / f"lean-{lean}"
+        run_train(make_config(qwen, manifest, out, f"lean_activations={lean}", "optim.lr=5e-3"))
+        runs[lean] = read_log(out)
+    # Only the lean run swapped: the MLPs of the 2 text layers and the 1 vision block (fp32 on the
+    # CPU, so no norm: each keeps nothing beyond its input there).
+    assert [(counts.gated_mlps, counts.norms) for counts in swapped] == [(3, 0)]
+    assert [row["loss"] for row in runs["true"]] == [row["loss"] for row in runs["false"]]

@@ -231,10 +231,11 @@ class TrainConfig(StageConfig):
         default=False, description="Recompute activations in backward to save memory (slower)."
     )
     lean_activations: bool = Field(
-        default=True,
-        description="Recompute gated-MLP activations and fp32-upcasting norms in backward instead of "
-        "keeping them (same gradients bit for bit; ~5 GB less for Qwen2.5-VL-3B at batch 16). "
-        "Off under gradient_checkpointing or compile, which recompute or fuse them already.",
+        default=False,
+        description="Recompute gated-MLP activations and keep RMSNorm inputs in bf16 for backward "
+        "instead of autograd's copies (same maths): Qwen2.5-VL-3B LoRA at batch 16 peaked at 32.2 "
+        "instead of 37.5 GB on an H100, at 40 instead of 49 samples/s in the same call "
+        "(docs/benchmarks.md, session 13). Ignored under gradient_checkpointing or compile.",
     )
     qlora: bool = Field(
         default=False, description="Load the base model in 4-bit NF4 (needs CUDA + bitsandbytes)."

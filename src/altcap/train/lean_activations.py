@@ -10,14 +10,16 @@ that lower LoRA training's activation memory without changing what is computed.
   for a bf16 model). Keeping the bf16 input and one fp32 scale a row (2 bytes a value) and writing
   the norm's gradient out in fp32 gives autograd's gradient to fp32 rounding.
 
-For Qwen2.5-VL-3B at batch 16 x 306 tokens that is 36 layers x (11,008 x 2 B + 2 x 2,050 x 2 B)
-a token, about 5.3 GB (tests/train/test_lean_activations.py counts it on a small model): the gap
+For Qwen2.5-VL-3B at batch 16 x 306 tokens that is 36 layers x (11,008 x 2 B + 2 x 2,048 x 2 B)
+a token, about 5.3 GB (tests/train/test_lean_activations.py counts it on a small model), the gap
 between transformers' layers and liger-kernel's fused ones, which TRL's `use_liger_kernel` swaps
 in. Written here because liger's kernels need Triton on CUDA and patch model classes one
 architecture at a time (0.8.5 does not import on transformers 5.25); these are plain torch, find
-their modules by shape, and are checked on a probe before they are kept. Each is one
-autograd.Function with its backward written out: recomputing through a nested autograd call (or
-torch.utils.checkpoint) cost 14 % of Qwen2.5-VL-3B's step time on an H200 in host overhead.
+their modules by shape, and are checked on a probe before they are kept.
+
+Measured on one H100 (docs/benchmarks.md, session 13): peak 37.5 -> 32.2 GB, but 49.4 -> 40.2
+samples/s in the same call, far more than the recompute's arithmetic (~2 % of a step's GPU time);
+not yet profiled, so `lean_activations` is off by default.
 """
 
 from __future__ import annotations
