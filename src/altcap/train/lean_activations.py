@@ -158,20 +158,29 @@ def make_activations_lean(model: torch.nn.Module) -> LeanCounts:
     mlps = norms = 0
     for module in model.modules():
         if is_gated_mlp(module) and (activation := match_activation(module)) is not None:
-            module.lean_activation = activation
-            if probe_matches(module, partial(lean_gated_mlp_forward, module)):
-                module.forward = MethodType(lean_gated_mlp_forward, module)
-                mlps += 1
+            mlps += swap_if_exact(module, lean_gated_mlp_forward, {"lean_activation": activation})
         elif is_rms_norm(module) and keeps_more_than_input(module):
-            module.lean_eps = rms_norm_eps(module)
-            for variant in RMS_NORM_VARIANTS:
-                module.lean_variant = variant
-                if probe_matches(module, partial(lean_rms_norm_forward, module), module.weight.shape[0]):
-                    module.forward = MethodType(lean_rms_norm_forward, module)
-                    norms += 1
-                    break
+            eps, width = rms_norm_eps(module), module.weight.shape[0]
+            settings = ({"lean_eps": eps, "lean_variant": variant} for variant in RMS_NORM_VARIANTS)
+            # any() stops at the first variant that matches.
+            norms += any(swap_if_exact(module, lean_rms_norm_forward, s, width) for s in settings)
     logger.info("lean activations: %d gated MLPs and %d norms keep less for backward", mlps, norms)
     return LeanCounts(mlps, norms)
+
+
+def swap_if_exact(
+    module: torch.nn.Module, forward: Callable, settings: dict, width: int | None = None
+) -> int:
+    """Give `module` the lean `forward` (reading `settings`, set as attributes) if it returns exactly
+    the module's own output on a probe (1), else leave the module as it was (0)."""
+    for name, value in settings.items():
+        setattr(module, name, value)
+    if probe_matches(module, partial(forward, module), width):
+        module.forward = MethodType(forward, module)
+        return 1
+    for name in settings:
+        delattr(module, name)
+    return 0
 
 
 def is_gated_mlp(module: torch.nn.Module) -> bool:
