@@ -89,30 +89,30 @@ for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
 done
 train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} \
   --timeout-s ${SIDE_S:-90} "${tiny_train[@]}")
+qwen_train() {  # qwen_train NAME TAG LIMIT_S ARGS...: a Qwen2.5-VL training step, result ...-$card-TAG.json
+  local name=$1 tag=$2 limit=$3; shift 3
+  step $name $limit python3 -m benchmarks.chat_vlm_train "$@" "${train_args[@]}" \
+    --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-$tag.json"
+}
 # LEAN_AB=1: altcap alone with lean activations (off by default), the same call, for what they save.
-[ -n "${LEAN_AB:-}" ] && step chat_vlm_train_lean_on ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
-  --sides altcap --altcap-set lean_activations=true "${train_args[@]}" \
-  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-lean-on.json"
+[ -n "${LEAN_AB:-}" ] && qwen_train chat_vlm_train_lean_on lean-on ${LEAN_LIMIT_S:-100} \
+  --sides altcap --altcap-set lean_activations=true
 # AB=N: N pairs of altcap-alone runs, lean activations off then on, alternating (a run's place in the
 # call shifts its time, so an A/B of one option alternates rather than runs once each).
 for pair in $(seq 1 ${AB:-0}); do
   for lean in false true; do
-    step chat_vlm_train_ab ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train --sides altcap \
-      --altcap-set lean_activations=$lean "${train_args[@]}" \
-      --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-ab$pair-lean-$lean.json"
+    qwen_train chat_vlm_train_ab ab$pair-lean-$lean ${LEAN_LIMIT_S:-100} \
+      --sides altcap --altcap-set lean_activations=$lean
   done
 done
 # MIX=1: issue #26's length-mix row: Qwen2.5-VL on Flickr8k's caption lengths (mean 11 words), altcap
 # batching by length as its users would for such data (group_by_length) and with lean activations
 # (session 13's row), TRL as configured above.
-[ -n "${MIX:-}" ] && step chat_vlm_train_mix ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train \
-  --caption-lengths flickr8k --altcap-set group_by_length=true --altcap-set lean_activations=true \
-  "${train_args[@]}" \
-  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-flickr8k-lengths.json"
+[ -n "${MIX:-}" ] && qwen_train chat_vlm_train_mix flickr8k-lengths ${TRAIN_LIMIT_S:-190} \
+  --caption-lengths flickr8k --altcap-set group_by_length=true --altcap-set lean_activations=true
 # FILL_AB=N: altcap alone with the feature-cache fill encoding N images a call (phase_seconds split).
-[ -n "${FILL_AB:-}" ] && step chat_vlm_train_fill ${LEAN_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train \
-  --sides altcap --altcap-set feature_cache.batch_size=$FILL_AB "${train_args[@]}" \
-  --out "$OUT/chat-vlm-train-qwen2.5-vl-3b-instruct-$card-fill$FILL_AB.json"
+[ -n "${FILL_AB:-}" ] && qwen_train chat_vlm_train_fill fill$FILL_AB ${LEAN_LIMIT_S:-100} \
+  --sides altcap --altcap-set feature_cache.batch_size=$FILL_AB
 # At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"

@@ -110,7 +110,7 @@ def test_an_mlp_computing_something_else_is_left_alone():
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # the probe drew from its own generator
 
 
-def test_layer_norm_keeps_only_row_statistics_and_is_not_swapped():
+def test_a_layer_norm_is_not_swapped():
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.LayerNorm(32)).to(torch.bfloat16)
     model[1].requires_grad_(False)
     assert make_activations_lean(model).norms == 0

@@ -136,7 +136,8 @@ class FeatureCacheConfig(StageConfig):
         default=None,
         gt=0,
         description="Images per encode call while the cache fills; None = the training batch size. "
-        "The frozen part runs without gradients, so a larger batch fits where training's does.",
+        "Each loader worker prepares a whole call's images, so larger calls wait longer for the first: "
+        "64 waited 2.4 s against 0.5-0.6 s at 16 with 4 workers (docs/benchmarks.md, session 13).",
     )
 
 
