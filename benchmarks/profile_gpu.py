@@ -3,7 +3,9 @@
 `train` loads the model as `altcap train` does (`load_train_model`, LoRA r = alpha = --lora-r),
 caches one batch's features (`encode_images`), frees the cached frozen modules, and profiles what
 `fit` does per step: batch to device, `forward_from_features` under autocast, backward, loss sync,
-clip, fused AdamW, schedule, zero_grad. `caption` profiles `family.generate` on one batch. Per step:
+clip, fused AdamW, schedule, zero_grad. `caption` profiles `family.generate` on one batch; `encode`
+only the part a feature cache replaces (e.g. a chat VLM's vision tower), the first phase of a
+caption. Per step:
 wall time, CUDA kernel time, GPU-busy fraction, kernel launches, top ops/kernels by self CUDA and
 self CPU time; peak memory and its breakdown. CUDA fields are null on CPU.
 
@@ -34,7 +36,7 @@ from benchmarks.train_manifests import prepare_model_id
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (model options as in `benchmarks.train_throughput`)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("mode", choices=("train", "caption"))
+    parser.add_argument("mode", choices=("train", "caption", "encode"))
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--tiny", action="store_true", help="tiny random BLIP-2 OPT (CPU smoke run)")
     source.add_argument("--model-id", help="hub id or folder of a full-size model")
@@ -49,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="torch.compile as `altcap train` does")
     parser.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead"))
     parser.add_argument("--compile-scope", default="blocks", choices=("blocks", "model"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="train config override"
+    )
     parser.add_argument("--num-beams", type=int, default=3, help="caption mode")
     parser.add_argument("--max-new-tokens", type=int, default=30, help="caption mode; = min_new_tokens")
     parser.add_argument("--cuda-graphs", action="store_true", help="caption mode: generation.cuda_graphs")
@@ -65,7 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_profile(args: argparse.Namespace, scratch: Path) -> tuple[dict[str, Any], Any]:
     """Set up the mode, profile it, and build the report (the profiler is returned for --trace)."""
     model_id, train = prepare_model_id(args, scratch), args.mode == "train"
-    state = setup_train(args, model_id, scratch) if train else setup_caption(args, model_id, scratch)
+    state = (
+        setup_train(args, model_id, scratch) if train else setup_caption(args, model_id, scratch, args.mode)
+    )
     prof, walls_s, outputs = profile_steps(
         make_train_step(state) if train else state["step"], args.warmup_steps, args.steps
     )

@@ -56,6 +56,7 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     sets += [f"compile_scope={args.compile_scope}"]
     sets += [f"gradient_checkpointing={args.gradient_checkpointing}", f"compile={args.compile}"]
     sets += [f"model.family={args.family}"] if args.family else []
+    sets += args.set
     cfg = load_config(TrainConfig, None, {}, sets)
     plan, device = validate_train_config(cfg), "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
@@ -111,8 +112,11 @@ def make_train_step(state: dict[str, Any]) -> Callable[[], float]:
     return step
 
 
-def setup_caption(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[str, Any]:
-    """Inference model (as `altcap caption` loads it), one batch, and its `generate` step."""
+def setup_caption(
+    args: argparse.Namespace, model_id: str, scratch: Path, mode: str = "caption"
+) -> dict[str, Any]:
+    """Inference model (as `altcap caption` loads it), one batch, and its step: `generate`, or for
+    mode "encode" the family's feature-cache encoder (the frozen part, e.g. the vision tower)."""
     from altcap.infer.config import GenerationConfig
     from altcap.models.loading import ModelConfig, load_model
 
@@ -130,4 +134,11 @@ def setup_caption(args: argparse.Namespace, model_id: str, scratch: Path) -> dic
     def step() -> str:
         return family.generate(model, processor, inputs, kwargs)[0]
 
-    return {"model": model, "generation": kwargs, "step": step}
+    @torch.inference_mode()
+    def encode() -> str:
+        features = family.feature_cache.encode_images(model, inputs)
+        return ", ".join(f"{k} {tuple(v.shape)}" for k, v in features.items())
+
+    if mode == "encode" and family.feature_cache is None:
+        raise SystemExit(f"encode: family {family.name} has no feature cache (no frozen part to time alone)")
+    return {"model": model, "generation": kwargs, "step": encode if mode == "encode" else step}

@@ -16,6 +16,7 @@
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
 #   LEAN_AB=1 MIX=1 FILL_AB=64: altcap with lean activations, Qwen2.5-VL's length-mix row, and
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
+#   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's tower, generate and lean/plain train steps (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
 set -uo pipefail
@@ -113,6 +114,26 @@ done
 # FILL_AB=N: altcap alone with the feature-cache fill encoding N images a call (phase_seconds split).
 [ -n "${FILL_AB:-}" ] && qwen_train chat_vlm_train_fill fill$FILL_AB ${LEAN_LIMIT_S:-100} \
   --sides altcap --altcap-set feature_cache.batch_size=$FILL_AB
+# PROFILE_CHAT=1: torch-profiler tables (benchmarks.profile_gpu, into logs/) for Qwen2.5-VL: the frozen
+# tower alone (encode) and one `generate` at the caption batch, and a training step from cached
+# features with lean activations off and on.
+if [ -n "${PROFILE_CHAT:-}" ]; then
+  qwen=$MODELS/qwen2.5-vl-3b-instruct pimgs=$MODELS/profile-images pbatch=${PROFILE_BATCH:-256}
+  python3 -c "import sys; from pathlib import Path; from benchmarks.chat_bench import ensure_model
+from benchmarks.chat_data import write_random_images
+ensure_model('qwen2.5-vl-3b-instruct', Path(sys.argv[1]), tiny=bool(sys.argv[3]))
+write_random_images(Path(sys.argv[2]), 256, (448, 448))" "$qwen" "$pimgs" "${TINY:-}"
+  for mode in encode caption; do
+    step profile_$mode ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu $mode --model-id "$qwen" \
+      --images "$pimgs" --batch-size $pbatch --num-beams 1 --steps 1 --warmup-steps 1 $([ $mode = encode ] && echo --trace) \
+      --out "$OUT/logs/profile-$mode-qwen2.5-vl-3b-instruct-$card.json"
+  done
+  for lean in false true; do
+    step profile_train_lean_$lean ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu train \
+      --model-id "$qwen" --images "$pimgs" --batch-size ${PROFILE_TRAIN_BATCH:-16} --steps 5 --warmup-steps 3 \
+      --set lean_activations=$lean --out "$OUT/logs/profile-train-lean-$lean-qwen2.5-vl-3b-instruct-$card.json"
+  done
+fi
 # At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.
 tar czf "$OUT/logs.tgz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"
