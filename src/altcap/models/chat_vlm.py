@@ -25,6 +25,7 @@ import torch
 from altcap.models.caption_loss import caption_loss
 from altcap.models.chat_features import build_chat_feature_cache, without_pixels
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
+from altcap.models.patch_linear import linear_patch_embeds
 from altcap.models.quantization import build_quantization_config
 from altcap.models.registry import (
     DEFAULT_INSTRUCTION,
@@ -313,6 +314,7 @@ def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]
     if applied:
         logger.info("image processor settings for %s: %s", spec.model_id, applied)
     compute_rope_index_on_host(model)
+    linear_patch_embeds(model)
     return model, processor
 
 
