@@ -14,6 +14,7 @@ ENTRY_POINTS = (
     "data_check",
     "decode_attention",
     "evaluate_speed",
+    "patch_embed_speed",
     "plot_train_throughput",
     "profile_gpu",
     "random_archs",

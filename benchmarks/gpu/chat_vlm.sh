@@ -123,6 +123,8 @@ if [ -n "${PROFILE_CHAT:-}" ]; then
 from benchmarks.chat_data import write_random_images
 ensure_model('qwen2.5-vl-3b-instruct', Path(sys.argv[1]), tiny=bool(sys.argv[3]))
 write_random_images(Path(sys.argv[2]), 256, (448, 448))" "$qwen" "$pimgs" "${TINY:-}"
+  step patch_embed_speed 60 python3 -m benchmarks.patch_embed_speed $([ -n "${TINY:-}" ] && echo --patches 256) \
+    --out "$OUT/logs/patch-embed-speed-$card.json"
   for mode in encode caption; do
     step profile_$mode ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu $mode --model-id "$qwen" \
       --images "$pimgs" --batch-size $pbatch --num-beams 1 --steps 1 --warmup-steps 1 $([ $mode = encode ] && echo --trace) \
