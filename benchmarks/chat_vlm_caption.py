@@ -191,7 +191,9 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
     gc.collect()
     # Where the tower packs spans: the same run with transformers' per-span loop, so the one-call
     # attention's own share of the ratio shows.
-    loop = time_vision_loop(folder, paths, warm, args, scratch) if packed else None
+    loop = (
+        time_vision_loop(folder, paths, warm, args, scratch) if packed and not args.skip_vision_loop else None
+    )
     runs = {"altcap": altcap["ids"]} | ({"altcap_vision_sdpa_loop": loop["ids"]} if loop else {})
     ties = explain_against_hf(folder, args.image_px * args.image_px, paths, hf_runs[best]["ids"], runs)
     if loop is not None:
@@ -244,6 +246,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--hf-batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 128, 256]
     )
     parser.add_argument("--altcap-batch-size", type=int, default=256)
+    parser.add_argument(
+        "--skip-vision-loop",
+        action="store_true",
+        help="Skip the diagnostic pass with transformers' vision loop.",
+    )
     parser.add_argument("--num-workers", type=int, default=4, help="altcap's image-preparing workers.")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)

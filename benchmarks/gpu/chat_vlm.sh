@@ -16,6 +16,7 @@
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
 #   LEAN_AB=1 MIX=1 FILL_AB=64: altcap with lean activations, Qwen2.5-VL's length-mix row, and
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
+#   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options.
 #   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's tower, generate and lean/plain train steps (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
@@ -83,7 +84,7 @@ step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --
 for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
   step chat_vlm_caption-$arch ${CAPTION_LIMIT_S:-140} python3 -m benchmarks.chat_vlm_caption --arch $arch \
     --model-dir "$MODELS/$arch" --rows ${ROWS:-512} --hf-batch-sizes ${HF_BATCHES:-64,128,256} \
-    --num-workers ${CAPTION_WORKERS:-8} --out "$OUT/chat-vlm-caption-$arch-$card.json" "${tiny_caption[@]}"
+    --num-workers ${CAPTION_WORKERS:-8} --out "$OUT/chat-vlm-caption-$arch-$card.json" ${CAPTION_ARGS:-} "${tiny_caption[@]}"
   step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
     --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
     --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" "${tiny_train[@]}"

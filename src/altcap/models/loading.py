@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from altcap.config import StageConfig
+from altcap.models.aligned_mlp import align_gated_mlps
 from altcap.models.hub_errors import explain_hub_error
 from altcap.models.registry import (
     ModelFamily,
@@ -161,9 +162,8 @@ def resolve_family(cfg: ModelConfig, model_type: str) -> ModelFamily:
     try:
         family = get_family(cfg.family)
     except KeyError as err:
-        raise ModelLoadError(
-            f"family={cfg.family!r} is not supported; supported families: {supported}"
-        ) from err
+        message = f"family={cfg.family!r} is not supported; supported families: {supported}"
+        raise ModelLoadError(message) from err
     if model_type not in family.model_types:
         raise ModelLoadError(
             f"family={cfg.family!r} expects model_type {', '.join(family.model_types)}, but model_id="
@@ -177,9 +177,7 @@ def check_adapter_folder(adapter: str) -> dict[str, Any]:
     folder = Path(adapter).expanduser()
     config_path = folder / "adapter_config.json"
     if not folder.is_dir():
-        raise ModelLoadError(
-            f"adapter={adapter!r}: folder not found; pass the adapter folder `altcap train` wrote"
-        )
+        raise ModelLoadError(f"adapter={adapter!r}: folder not found; pass the folder `altcap train` wrote")
     if not config_path.is_file():
         raise ModelLoadError(f"adapter={adapter!r}: {config_path} missing; this is not a PEFT adapter folder")
     try:
@@ -220,6 +218,7 @@ def load_model(cfg: ModelConfig, *, four_bit: bool = False) -> tuple[Any, Any, M
         raise
     if adapter_config is not None:
         model = attach_adapter(model, cfg.adapter)
+    align_gated_mlps(model)  # last: the padded copies are of the final weights
     model.eval()
     return model, processor, family
 
