@@ -78,3 +78,16 @@ def test_dropout_runs_on_the_bf16_input_and_every_adapter_still_learns():
     assert all(
         grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0 for grad in grads.values()
     )
+
+
+def test_outside_autocast_peft_still_casts_so_probes_and_lean_swaps_run():
+    from altcap.train.lean_activations import make_activations_lean
+
+    model = build_bf16_lora_lm(dropout=0.1)
+    keep_lora_inputs_in_compute_dtype(model)
+    ids = torch.arange(24).remainder(97).reshape(2, 12)
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=ids).logits).all()  # no autocast: PEFT's own cast
+    make_activations_lean(model)  # its probes run outside autocast (the H100 failure this guards)
+    loss, grads = autocast_step(model)
+    assert torch.isfinite(loss) and all(grad is not None for grad in grads.values())

@@ -100,21 +100,30 @@ def load_train_model(cfg: TrainConfig, plan: TrainPlan, device: str) -> tuple[An
     return model, processor
 
 
-def keep_lora_inputs_in_compute_dtype(model: torch.nn.Module) -> int:
-    """Stop PEFT casting each LoRA layer's input to its fp32 adapter weights; returns the layers.
+class _UnlessAutocast:
+    """Truthy (PEFT casts) except while autocast runs, which casts the weights itself."""
 
-    Why: PEFT keeps adapter weights in fp32 under mixed precision and casts every LoRA layer's
-    bf16 input to fp32 before its dropout, which autocast then casts back to bf16 for the matrix
-    product: on one H200 those casts and the fp32 dropout were 28 % of a Qwen2.5-VL-3B step's GPU
-    time. Every LoRA forward in training runs under autocast (steps, validation, SCST's sampling),
-    which casts the weights instead; the product is the same bf16 one, so with dropout 0 the
-    gradients are bitwise equal (tests/train/test_lora_input_dtype.py).
+    def __bool__(self) -> bool:
+        return not (torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled("cpu"))
+
+
+def keep_lora_inputs_in_compute_dtype(model: torch.nn.Module) -> int:
+    """Under autocast, stop PEFT casting each LoRA layer's input to its fp32 adapter weights;
+    returns the number of LoRA layers.
+
+    Why: PEFT keeps adapter weights in fp32 under mixed precision and casts every LoRA layer's bf16
+    input to fp32 before its dropout, and autocast casts it back to bf16 for the matrix product:
+    on one H200 those casts and the fp32 dropout were most of the 28 % of a Qwen2.5-VL-3B step's
+    GPU time that went to copies and dropout. Autocast casts the small weights instead; the product
+    is the same bf16 one, so with dropout 0 the gradients are bitwise equal
+    (tests/train/test_lora_input_dtype.py). Outside autocast (a probe, an fp32 forward) PEFT's own
+    cast still runs: its switch reads this flag's truth at every call.
     """
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = [module for module in model.modules() if isinstance(module, BaseTunerLayer)]
-    for layer in layers:
-        layer.cast_input_dtype_enabled = False  # PEFT's own switch (peft.helpers.disable_input_dtype_casting)
+    for layer in layers:  # PEFT's own switch, as peft.helpers.disable_input_dtype_casting sets it
+        layer.cast_input_dtype_enabled = _UnlessAutocast()
     return len(layers)
 
 
