@@ -47,7 +47,7 @@ def test_padded_mlps_give_the_same_output_and_keep_their_parameters(bias):
     tower, x = build(bias=bias), torch.randn(5, 16, dtype=torch.float64)
     expected, state = tower(x), {k: v.clone() for k, v in tower.state_dict().items()}
     assert align_gated_mlps(tower) == ["blocks.0", "blocks.1"]
-    assert tower.blocks[0]._altcap_padded.width == 24
+    assert tower.blocks[0]._altcap_padded_width == 24
     torch.testing.assert_close(tower(x), expected, rtol=1e-12, atol=1e-12)
     assert tower.state_dict().keys() == state.keys()
     assert all(torch.equal(tower.state_dict()[k], v) for k, v in state.items())
@@ -119,3 +119,11 @@ def test_qwen2_5_vl_tower_with_its_unaligned_width_gives_the_same_features():
         torch.testing.assert_close(
             tower(pixels, grid_thw=grid).last_hidden_state, expected, rtol=1e-5, atol=1e-5
         )
+
+
+def test_the_copies_move_with_the_module_so_training_can_free_them():
+    tower = build()
+    align_gated_mlps(tower)
+    tower.to("meta")  # what training does to the frozen tower once its features are cached
+    assert all(buffer.is_meta for buffer in tower.buffers())
+    assert len(list(tower.buffers())) == 2 * 3  # gate-up weight and bias, down weight, per MLP

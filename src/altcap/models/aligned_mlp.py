@@ -21,7 +21,6 @@ last forward.
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,15 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 ALIGN = 8  # bf16/fp16 elements per 16 bytes
-
-
-@dataclass
-class _PaddedWeights:
-    width: int  # padded hidden width
-    gate_up_weight: torch.Tensor
-    gate_up_bias: torch.Tensor | None
-    down_weight: torch.Tensor
-    source: tuple  # (data_ptr, version) of the three original weights the copies were made from
 
 
 def _layers(module: nn.Module) -> tuple[Any, Any, Any]:
@@ -58,7 +48,9 @@ def _is_unaligned_gated_mlp(module: nn.Module) -> bool:
     return shapes_fit and width % ALIGN != 0 and (gate.bias is None) == (up.bias is None)
 
 
-def _pad(module: nn.Module) -> _PaddedWeights:
+def _pad(module: nn.Module) -> None:
+    """(Re)make the padded copies, as non-persistent buffers: `.to()` moves them with the module
+    (training's `.to("meta")` frees them) and no state dict or weight hash sees them."""
     gate, up, down = _layers(module)
     width = -(-gate.out_features // ALIGN) * ALIGN
     extra = width - gate.out_features
@@ -68,7 +60,11 @@ def _pad(module: nn.Module) -> _PaddedWeights:
         biases = (gate.bias, up.bias)
         bias = None if gate.bias is None else torch.cat([F.pad(b, (0, extra)) for b in biases])
         down_weight = F.pad(down.weight, (0, extra))
-    return _PaddedWeights(width, gate_up, bias, down_weight, _source(module))
+    module.register_buffer("_altcap_gate_up_weight", gate_up, persistent=False)
+    module.register_buffer("_altcap_gate_up_bias", bias, persistent=False)
+    module.register_buffer("_altcap_down_weight", down_weight, persistent=False)
+    module._altcap_padded_width = width
+    module._altcap_padded_from = _source(module)
 
 
 def _padded_forward(self: nn.Module, hidden_state: torch.Tensor) -> torch.Tensor:
@@ -77,12 +73,11 @@ def _padded_forward(self: nn.Module, hidden_state: torch.Tensor) -> torch.Tensor
     trains = torch.is_grad_enabled() and any(layer.weight.requires_grad for layer in layers)
     if not plain or trains:  # a LoRA wrapper, or weights this forward trains: the module's own path
         return type(self).forward(self, hidden_state)
-    padded = self._altcap_padded
-    if padded.source != _source(self):  # moved or reloaded since: copy again
-        padded = self._altcap_padded = _pad(self)
-    gate_up = F.linear(hidden_state, padded.gate_up_weight, padded.gate_up_bias)
-    gate_out, up_out = gate_up.split(padded.width, dim=-1)
-    return F.linear(self.act_fn(gate_out) * up_out, padded.down_weight, self.down_proj.bias)
+    if self._altcap_padded_from != _source(self):  # moved or changed since: copy again
+        _pad(self)
+    gate_up = F.linear(hidden_state, self._altcap_gate_up_weight, self._altcap_gate_up_bias)
+    gate_out, up_out = gate_up.split(self._altcap_padded_width, dim=-1)
+    return F.linear(self.act_fn(gate_out) * up_out, self._altcap_down_weight, self.down_proj.bias)
 
 
 def align_gated_mlps(model: nn.Module) -> list[str]:
@@ -96,9 +91,9 @@ def align_gated_mlps(model: nn.Module) -> list[str]:
     """
     names = []
     for name, module in model.named_modules():
-        if "_altcap_padded" in module.__dict__ or not _is_unaligned_gated_mlp(module):
+        if "_altcap_down_weight" in module._buffers or not _is_unaligned_gated_mlp(module):
             continue
-        module._altcap_padded = _pad(module)
+        _pad(module)
         # A bound method, so a deep copy of the module (PEFT's modules_to_save) runs on its own layers.
         module.forward = types.MethodType(_padded_forward, module)
         names.append(name)
