@@ -48,7 +48,11 @@ def caption_altcap(loaded: tuple, paths: list[Path], args: argparse.Namespace, s
     out = scratch / f"altcap-{time.perf_counter_ns()}.jsonl"
     # Plain greedy like the HF side: altcap's default no_repeat_ngram_size=3 would change the ids.
     generation = GenerationConfig(
-        num_beams=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, no_repeat_ngram_size=0
+        num_beams=1,
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        no_repeat_ngram_size=0,
+        cuda_graphs=args.cuda_graphs,
     )
     cfg = CaptionConfig(
         model=model_cfg,
@@ -246,6 +250,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--hf-batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 128, 256]
     )
     parser.add_argument("--altcap-batch-size", type=int, default=256)
+    parser.add_argument(
+        "--cuda-graphs", action="store_true", help="altcap: generation.cuda_graphs (decode steps)."
+    )
     parser.add_argument(
         "--skip-vision-loop",
         action="store_true",

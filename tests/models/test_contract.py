@@ -225,6 +225,44 @@ def test_contract_batched_generation_equals_per_image(
     assert batched == one_by_one
 
 
+def _graphed_chat_cases() -> list[Any]:
+    return [
+        case
+        for case in _case_params()
+        if _param_case(case) in TINY_SPECS and _has_chat_graphs(_param_case(case))
+    ]
+
+
+def _param_case(case: Any) -> str:
+    return case if isinstance(case, str) else case.values[0]
+
+
+def _has_chat_graphs(case: str) -> bool:
+    from altcap.models.registry import family_for_model_type
+
+    return family_for_model_type(case).graphed_decoding is not None
+
+
+@pytest.mark.slow  # 30 training steps per case (once per session)
+@pytest.mark.parametrize("case", _graphed_chat_cases())
+def test_contract_graphed_chat_decoding_gives_the_same_ids(
+    case: str, trained_case: Callable[[str], Trained]
+) -> None:
+    """Every chat family with graphed decoding: the static cache, the fixed step inputs and the
+    replayed decoder call (eagerly here; the capture itself runs on the GPU machine) give
+    `generate`'s own ids, through the LoRA wrapper."""
+    from altcap.models.graphed_chat_decoding import generate_with_chat_graphs
+
+    trained = trained_case(case)
+    inputs = trained.family.build_inputs(trained.processor, make_images(), PROMPTS)
+    model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
+    with torch.no_grad():
+        expected = trained.model.generate(**model_inputs, **GENERATION)
+        graphed = generate_with_chat_graphs(trained.model, model_inputs, GENERATION, use_cuda_graphs=False)
+    assert torch.equal(graphed, expected)
+    assert trained.model.get_base_model()._altcap_graphed_chat_decoder.captured == 1  # one step graph
+
+
 @pytest.mark.parametrize("case", _case_params())
 def test_contract_feature_cache_equals_full_forward(
     case: str, contract_folder: Callable[[str], Path]

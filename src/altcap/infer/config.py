@@ -48,10 +48,11 @@ class GenerationConfig(StageConfig):
 
     cuda_graphs: bool = Field(
         default=False,
-        description="Replay each decoder step as a CUDA graph (BLIP-2 / InstructBLIP with a Flan-T5 LM, "
-        "on CUDA): the same kernels as eager decoding launched in one call, so the same ids, with "
-        "transformers' own beam search around them. Batches are padded to batch_size. H100, BLIP-2 "
-        "Flan-T5-XL: 1.46x batched generate greedy, 1.20x with 3 beams, for 23-35% more GPU memory.",
+        description="Replay each decoder step as a CUDA graph (on CUDA; BLIP-2 / InstructBLIP with a "
+        "Flan-T5 LM, and chat VLMs' greedy and sampled steps on a static cache): the same kernels as "
+        "eager decoding launched in one call, with transformers' own search around them. Batches are "
+        "padded to batch_size. H100, BLIP-2 Flan-T5-XL: 1.46x batched generate greedy, 1.20x with 3 "
+        "beams, for 23-35% more GPU memory; chat VLMs: not yet measured on a GPU.",
     )
 
     @model_validator(mode="after")

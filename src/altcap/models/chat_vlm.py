@@ -24,17 +24,17 @@ import torch
 
 from altcap.models.caption_loss import caption_loss
 from altcap.models.chat_features import build_chat_feature_cache, without_pixels
+from altcap.models.chat_loading import load_chat_processor, load_chat_vlm, load_chat_vlm_4bit
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
-from altcap.models.patch_linear import linear_patch_embeds
-from altcap.models.quantization import build_quantization_config
+from altcap.models.graphed_chat_decoding import chat_graphs_problem, generate_with_chat_graphs
 from altcap.models.registry import (
     DEFAULT_INSTRUCTION,
+    GraphedDecoding,
     ModelFamily,
     PackedVisionAttention,
     QuantizedLoading,
     register_family,
 )
-from altcap.models.rope_index import compute_rope_index_on_host
 from altcap.models.text_inputs import IGNORE_INDEX, resolve_prompts
 from altcap.models.vision_attention import with_vision_attention
 
@@ -258,64 +258,14 @@ def generate_captions(
         **generation,
     }
     model_inputs = {key: value for key, value in inputs.items() if key != "labels"}
-    sequences = model.generate(**model_inputs, **settings)
+    if settings.pop("cuda_graphs", False):  # decode steps replayed as CUDA graphs
+        sequences = generate_with_chat_graphs(model, model_inputs, settings)
+    else:
+        sequences = model.generate(**model_inputs, **settings)
     new_tokens = sequences[:, text_format.prompt_length(inputs) :]
     texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     markers = tuple(t for t in ("<|im_start|>", "<start_of_turn>", "\nUser:", "<|user|>") if t)
     return [clean_caption(text, markers) for text in texts]
-
-
-def load_chat_vlm_4bit(spec: Any) -> tuple[Any, Any]:
-    """QLoRA: the same loader with NF4 weights and bf16 compute (CUDA + bitsandbytes)."""
-    return load_chat_vlm(spec, quantization_config=build_quantization_config())
-
-
-def load_chat_processor(spec: Any) -> Any:
-    """The processor alone (train's first-batch check), built without torchvision where needed."""
-    from altcap.models.loading import read_model_config
-    from altcap.models.processors import load_processor
-
-    model_type = read_model_config(spec).model_type
-    return load_processor(spec.model_id, model_type, spec.trust_remote_code)
-
-
-def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]:
-    """Model + processor for a `ModelConfig`, with its image-size limits applied.
-
-    Args:
-        spec: an `altcap.models.loading.ModelConfig` (model_id, dtype, device, max/min_image_pixels,
-            max_length; `load_in_4bit` when present).
-        quantization_config: a transformers quantization config (QLoRA); None = the spec's
-            `load_in_4bit` (NF4 when true), else full weights.
-
-    Returns:
-        (model, processor).
-    """
-    from transformers import AutoModelForImageTextToText
-
-    from altcap.models.loading import resolve_device, resolve_dtype
-    from altcap.models.processors import apply_pixel_limits, load_processor
-
-    device = resolve_device(spec.device)
-    if quantization_config is None and getattr(spec, "load_in_4bit", False):
-        quantization_config = build_quantization_config()
-    dtype = torch.bfloat16 if quantization_config is not None else resolve_dtype(spec.dtype, device)
-    model = AutoModelForImageTextToText.from_pretrained(
-        spec.model_id,
-        dtype=dtype,
-        device_map={"": device},
-        quantization_config=quantization_config,
-        trust_remote_code=spec.trust_remote_code,
-    )
-    processor = load_processor(spec.model_id, model.config.model_type, spec.trust_remote_code)
-    applied = apply_pixel_limits(processor, spec.max_image_pixels, spec.min_image_pixels)
-    if spec.max_length is not None:
-        processor.tokenizer.model_max_length = spec.max_length
-    if applied:
-        logger.info("image processor settings for %s: %s", spec.model_id, applied)
-    compute_rope_index_on_host(model)
-    linear_patch_embeds(model)
-    return model, processor
 
 
 def make_build_inputs(text_format: TextFormat) -> Callable[..., dict[str, Any]]:
@@ -354,6 +304,7 @@ def build_chat_vlm_family(
     lora_scope: str = LANGUAGE_SCOPE,
     vision_parts: tuple[str, ...] | None = ("model.vision_tower", "model.multi_modal_projector"),
     packed_vision_attention: PackedVisionAttention | None = None,
+    graphed_decoding: bool = True,
 ) -> ModelFamily:
     """The family record of a chat VLM (the one place a generic `ModelFamily` is constructed).
 
@@ -366,6 +317,8 @@ def build_chat_vlm_family(
         vision_parts: dotted paths of the frozen vision tower and projector (the LLaVA layout by
             default); None = no feature cache (the model's forward takes no precomputed features).
         packed_vision_attention: set where the tower loops over packed spans on sdpa (Qwen-VL).
+        graphed_decoding: `generation.cuda_graphs` replays decode steps as CUDA graphs
+            (`graphed_chat_decoding.py`); False where transformers' generate fails on a static cache.
 
     Returns:
         A `ModelFamily` (not yet registered).
@@ -387,6 +340,7 @@ def build_chat_vlm_family(
         feature_cache=build_chat_feature_cache(vision_parts) if vision_parts else None,
         part_lora=CHAT_PART_LORA,
         packed_vision_attention=packed_vision_attention,
+        graphed_decoding=GraphedDecoding(check=chat_graphs_problem) if graphed_decoding else None,
     )
 
 

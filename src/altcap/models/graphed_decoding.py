@@ -169,31 +169,31 @@ class PreallocatedEncoderDecoderCache(EncoderDecoderCache):
         return sum(layer.reallocations for layer in layers)
 
 
-def _tensor_leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor]]:
+def tensor_leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor]]:
     if isinstance(value, torch.Tensor):
         yield path, value
     elif isinstance(value, dict):  # also transformers' ModelOutput (encoder_outputs)
         for key, item in value.items():
-            yield from _tensor_leaves(item, (*path, key))
+            yield from tensor_leaves(item, (*path, key))
     elif isinstance(value, tuple | list):
         for index, item in enumerate(value):
-            yield from _tensor_leaves(item, (*path, index))
+            yield from tensor_leaves(item, (*path, index))
 
 
-def _with_leaves(value: Any, leaves: dict[tuple, torch.Tensor], path: tuple = ()) -> Any:
+def with_leaves(value: Any, leaves: dict[tuple, torch.Tensor], path: tuple = ()) -> Any:
     """`value` with each tensor replaced by `leaves[its path]` (containers rebuilt, others kept)."""
     if isinstance(value, torch.Tensor):
         return leaves[path]
     if isinstance(value, dict):
-        rebuilt = {key: _with_leaves(item, leaves, (*path, key)) for key, item in value.items()}
+        rebuilt = {key: with_leaves(item, leaves, (*path, key)) for key, item in value.items()}
         return type(value)(**rebuilt) if type(value) is not dict else rebuilt
     if isinstance(value, tuple | list):
-        return type(value)(_with_leaves(item, leaves, (*path, i)) for i, item in enumerate(value))
+        return type(value)(with_leaves(item, leaves, (*path, i)) for i, item in enumerate(value))
     return value
 
 
 @dataclass
-class _StepGraph:
+class StepGraph:
     """One decode step: the captured graph, or None off CUDA, where a replay re-runs the step on the
     fixed tensors (what lets the CPU tests check the bookkeeping); `outputs` is what it returns."""
 
@@ -226,7 +226,7 @@ class GraphedDecoder:
         self.use_cuda_graphs = use_cuda_graphs
         self.num_layers = lm.config.num_decoder_layers or lm.config.num_layers
         self.cache: PreallocatedEncoderDecoderCache | None = None
-        self.graphs: dict[tuple, _StepGraph] = {}
+        self.graphs: dict[tuple, StepGraph] = {}
         # Shared by every step's graph: inputs (encoder output, masks: copied once per batch) and
         # the logits buffer, which transformers copies out before the next step.
         self.static: dict[tuple, torch.Tensor] = {}
@@ -257,12 +257,12 @@ class GraphedDecoder:
             self._version = self.cache.buffers_version()
         past = self.cache.get_seq_length()
         rest = {k: v for k, v in kwargs.items() if k != keyword}
-        inputs = dict(_tensor_leaves(rest))
+        inputs = dict(tensor_leaves(rest))
         key = (
             past,
             self.cache.buffers_in_use(),
             tuple((path, tuple(t.shape), t.dtype) for path, t in inputs.items()),
-            tuple(sorted((k, repr(v)) for k, v in rest.items() if not list(_tensor_leaves(v)))),
+            tuple(sorted((k, repr(v)) for k, v in rest.items() if not list(tensor_leaves(v)))),
         )
         static = {path: self._static_like(path, value) for path, value in inputs.items()}
         for path, value in inputs.items():
@@ -286,8 +286,8 @@ class GraphedDecoder:
 
     def _capture(
         self, keyword: str, rest: dict[str, Any], static: dict[tuple, torch.Tensor], past: int
-    ) -> _StepGraph:
-        static_kwargs = {**_with_leaves(rest, static), keyword: self.cache}
+    ) -> StepGraph:
+        static_kwargs = {**with_leaves(rest, static), keyword: self.cache}
         # Runs eagerly once first: lazy initialisation (cuBLAS workspaces, ...) must not happen
         # during capture, and the outputs object it returns is the template replays hand back.
         outputs = self._eager_forward(**static_kwargs)
@@ -310,7 +310,7 @@ class GraphedDecoder:
             with torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
                 run()
         self.captured += 1
-        return _StepGraph(run, outputs, graph)
+        return StepGraph(run, outputs, graph)
 
     @contextlib.contextmanager
     def active(self, max_new_tokens: int) -> Iterator[dict[str, Any]]:
@@ -341,39 +341,43 @@ class GraphedDecoder:
         forward.__signature__ = inspect.signature(self.lm.forward)
         self.lm.forward = forward
         try:
-            with self._deferred_stop_checks():
+            with deferred_stop_checks(self.use_cuda_graphs):
                 yield {keyword: self.cache}
         finally:
             del self.lm.forward  # back to the class's own forward
 
-    @contextlib.contextmanager
-    def _deferred_stop_checks(self) -> Iterator[None]:
-        """Let greedy search read its stop flag one step late on CUDA too.
 
-        transformers' greedy loop waits for every step to learn whether to stop, so the GPU idles
-        while the host launches the next step's graph (~3 ms for T5-XL's ~1,800 nodes). Its
-        `DeferredStopCheck` reads the flag a step late and undoes the extra step; transformers
-        enables it only on Apple's mps for now ("we should enable it for cuda if we observe perf
-        gains"). The extra step writes one more cache position, which `active` allocates.
-        """
-        try:
-            from transformers.generation.utils import DeferredStopCheck
-        except ImportError:  # a release without it: the plain per-step check
-            yield
-            return
-        if not self.use_cuda_graphs:  # torch events, which the deferred check records, need CUDA
-            yield
-            return
+@contextlib.contextmanager
+def deferred_stop_checks(enabled: bool = True) -> Iterator[None]:
+    """Let greedy search read its stop flag one step late on CUDA too.
 
-        def is_supported(device: Any, cache: Any, cache_is_returned: bool, is_assistant: bool) -> bool:
-            return device.type == "cuda" and not cache_is_returned and not is_assistant
+    transformers' greedy loop waits for every step to learn whether to stop, so the GPU idles
+    while the host launches the next step's graph (~3 ms for T5-XL's ~1,800 nodes). Its
+    `DeferredStopCheck` reads the flag a step late and undoes the extra step; transformers
+    enables it only on Apple's mps for now ("we should enable it for cuda if we observe perf
+    gains"). The extra step writes one more cache position, which the caller allocates.
 
-        original = DeferredStopCheck.__dict__["is_supported"]
-        DeferredStopCheck.is_supported = staticmethod(is_supported)
-        try:
-            yield
-        finally:
-            DeferredStopCheck.is_supported = original
+    Args:
+        enabled: False leaves the check as it is (torch events, which it records, need CUDA).
+    """
+    try:
+        from transformers.generation.utils import DeferredStopCheck
+    except ImportError:  # a release without it: the plain per-step check
+        yield
+        return
+    if not enabled:
+        yield
+        return
+
+    def is_supported(device: Any, cache: Any, cache_is_returned: bool, is_assistant: bool) -> bool:
+        return device.type == "cuda" and not cache_is_returned and not is_assistant
+
+    original = DeferredStopCheck.__dict__["is_supported"]
+    DeferredStopCheck.is_supported = staticmethod(is_supported)
+    try:
+        yield
+    finally:
+        DeferredStopCheck.is_supported = original
 
 
 def graphed_decoder_for(lm: Any) -> GraphedDecoder:

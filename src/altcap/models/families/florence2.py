@@ -38,4 +38,5 @@ FAMILY = register_chat_vlm(
     "florence2",
     text_format=TextFormat(build_inputs, _no_prompt, default_instruction="<MORE_DETAILED_CAPTION>"),
     vision_parts=None,
+    graphed_decoding=False,  # an encoder-decoder LM: graphed_chat_decoding replays decoder-only steps
 )
