@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
-from altcap.models.graphed_decoding import StepGraph, deferred_stop_checks, tensor_leaves, with_leaves
+from altcap.models.graphed_decoding import (
+    StepGraph,
+    capture_graph,
+    deferred_stop_checks,
+    tensor_leaves,
+    with_leaves,
+)
 from altcap.models.graphed_generate import cuda_device_problem
 
 CAPACITY_STEP = 64  # cache lengths are rounded up to this, so nearby prompt lengths share graphs
@@ -111,14 +117,8 @@ class GraphedChatDecoder:
         def run() -> None:
             hidden.copy_(self._eager(**static_kwargs).last_hidden_state)
 
-        graph = None
-        if self.use_cuda_graphs:
-            graph = torch.cuda.CUDAGraph()
-            self.pool = self.pool or torch.cuda.graph_pool_handle()
-            # One capture stream for all graphs: the allocator caches blocks per stream.
-            self.capture_stream = self.capture_stream or torch.cuda.Stream()
-            with torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
-                run()  # recorded, not run: the cache and its counter are untouched
+        # Recorded, not run: the cache and its position counter are untouched by the capture.
+        graph = capture_graph(self, run) if self.use_cuda_graphs else None
         self.captured += 1
         return StepGraph(run, outputs, graph)
 

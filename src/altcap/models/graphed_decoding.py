@@ -209,6 +209,17 @@ class StepGraph:
         return self.outputs
 
 
+def capture_graph(owner: Any, run: Callable[[], None]) -> Any:
+    """Record `run` as a CUDA graph in `owner.pool` on `owner.capture_stream` (made on first use): one
+    stream for all of an owner's graphs, since the allocator caches blocks per stream."""
+    graph = torch.cuda.CUDAGraph()
+    owner.pool = owner.pool or torch.cuda.graph_pool_handle()
+    owner.capture_stream = owner.capture_stream or torch.cuda.Stream()
+    with torch.cuda.graph(graph, pool=owner.pool, stream=owner.capture_stream):
+        run()
+    return graph
+
+
 class GraphedDecoder:
     """Replays an encoder-decoder LM's decode steps as CUDA graphs inside transformers' `generate`.
 
@@ -300,15 +311,7 @@ class GraphedDecoder:
             logits.copy_(self._eager_forward(**static_kwargs).logits)
             self.cache.set_decoder_length(past)
 
-        graph = None
-        if self.use_cuda_graphs:
-            graph = torch.cuda.CUDAGraph()
-            self.pool = self.pool or torch.cuda.graph_pool_handle()
-            # One capture stream for all graphs: the allocator caches blocks per stream, so only then
-            # can a step's graph reuse the memory the previous step's capture freed.
-            self.capture_stream = self.capture_stream or torch.cuda.Stream()
-            with torch.cuda.graph(graph, pool=self.pool, stream=self.capture_stream):
-                run()
+        graph = capture_graph(self, run) if self.use_cuda_graphs else None
         self.captured += 1
         return StepGraph(run, outputs, graph)
 
