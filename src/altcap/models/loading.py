@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from altcap.config import StageConfig
-from altcap.models.aligned_mlp import align_gated_mlps
 from altcap.models.hub_errors import explain_hub_error
 from altcap.models.registry import (
     ModelFamily,
@@ -218,6 +217,8 @@ def load_model(cfg: ModelConfig, *, four_bit: bool = False) -> tuple[Any, Any, M
         raise
     if adapter_config is not None:
         model = attach_adapter(model, cfg.adapter)
+    from altcap.models.aligned_mlp import align_gated_mlps  # here: torch stays out of `--help`
+
     align_gated_mlps(model)  # last: the padded copies are of the final weights
     model.eval()
     return model, processor, family
