@@ -8,11 +8,17 @@ runs wherever a GPU is present (the GPU machine). Every chat family's ids: the c
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import _family_checks as checks
 import pytest
 import torch
 
-from altcap.models.graphed_chat_decoding import cache_capacity, generate_with_chat_graphs
+from altcap.models.graphed_chat_decoding import (
+    cache_capacity,
+    generate_with_chat_graphs,
+    static_steps_problem,
+)
 from altcap.models.loading import ModelConfig, load_model
 
 GREEDY = {"num_beams": 1, "max_new_tokens": 6, "min_new_tokens": 6, "do_sample": False}
@@ -27,6 +33,18 @@ def test_cache_capacity_holds_prompt_new_tokens_and_the_deferred_step_in_steps_o
     assert cache_capacity(274, 30) == 320
     assert cache_capacity(289, 30) == 320
     assert cache_capacity(290, 30) == 384
+
+
+def _config(layer_types, sliding_window=None):
+    text = SimpleNamespace(layer_types=layer_types, sliding_window=sliding_window)
+    return SimpleNamespace(get_text_config=lambda decoder=True: text)
+
+
+def test_layers_with_host_side_state_decode_without_graphs():
+    assert static_steps_problem(_config(None), 320) is None
+    assert static_steps_problem(_config(["sliding_attention", "full_attention"], 1024), 320) is None
+    assert "sliding window" in static_steps_problem(_config(["sliding_attention"], 256), 320)
+    assert "linear_attention" in static_steps_problem(_config(["linear_attention", "full_attention"]), 320)
 
 
 def test_one_graph_serves_every_step_and_batch_of_a_shape(chat_dir):

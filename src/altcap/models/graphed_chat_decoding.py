@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ from altcap.models.graphed_decoding import (
 )
 from altcap.models.graphed_generate import cuda_device_problem
 
+logger = logging.getLogger(__name__)
 CAPACITY_STEP = 64  # cache lengths are rounded up to this, so nearby prompt lengths share graphs
 
 
@@ -150,6 +152,23 @@ def graphed_chat_decoder_for(model: Any, use_cuda_graphs: bool = True) -> Graphe
     return decoder
 
 
+def static_steps_problem(config: Any, capacity: int) -> str | None:
+    """Why one graph cannot replay every step of this language model (None: it can).
+
+    A static cache's sliding-window layers keep a Python counter that a replay does not advance; it
+    only picks their branch, which stays the same while the window never fills (capacity <= window).
+    Linear-attention layers (Qwen3.5) keep host-side state too: those models decode without graphs.
+    """
+    text = config.get_text_config(decoder=True)
+    types = set(getattr(text, "layer_types", None) or ("full_attention",))
+    if other := types - {"full_attention", "sliding_attention"}:
+        return f"its {', '.join(sorted(other))} layers keep host-side state"
+    window = getattr(text, "sliding_window", None)
+    if "sliding_attention" in types and window is not None and capacity > window:
+        return f"{capacity} cache positions exceed its {window}-token sliding window"
+    return None
+
+
 def chat_graphs_problem(model: Any, processor: Any) -> str | None:
     """Why `generation.cuda_graphs` cannot run on this chat VLM (with the fix), or None."""
     return cuda_device_problem(model)
@@ -182,7 +201,11 @@ def generate_with_chat_graphs(
     ids = model_inputs["input_ids"]
     max_new_tokens = generation.get("max_new_tokens") or base.generation_config.max_new_tokens
     rows = ids.shape[0] * (generation.get("num_return_sequences") or 1)
-    cache = decoder.cache_for(base, rows, cache_capacity(ids.shape[1], max_new_tokens))
+    capacity = cache_capacity(ids.shape[1], max_new_tokens)
+    if problem := static_steps_problem(base.config, capacity):
+        logger.info("decoding without CUDA graphs: %s", problem)
+        return model.generate(**model_inputs, **generation)
+    cache = decoder.cache_for(base, rows, capacity)
     from transformers.generation import utils as generation_utils
 
     keyword = "cache" if "cache" in getattr(generation_utils, "ALL_CACHE_NAMES", ()) else "past_key_values"

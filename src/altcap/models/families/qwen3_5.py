@@ -6,6 +6,10 @@ from altcap.models.registry import PackedVisionAttention
 
 # Tower and merger (the projector) are both inside `visual`.
 # The tower attends within packed images (`cu_seqlens`): one call per layer, not one per span.
+# No CUDA-graph decoding: its linear-attention layers keep host-side cache state a replay skips.
 FAMILY = register_chat_vlm(
-    "qwen3_5", vision_parts=("model.visual",), packed_vision_attention=PackedVisionAttention()
+    "qwen3_5",
+    vision_parts=("model.visual",),
+    packed_vision_attention=PackedVisionAttention(),
+    graphed_decoding=False,
 )
