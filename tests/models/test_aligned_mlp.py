@@ -71,6 +71,19 @@ def test_lora_wrapped_layers_run_the_modules_own_forward():
     torch.testing.assert_close(wrapped(x), reference(x))  # the adapter is not bypassed
 
 
+def test_a_lora_merged_in_place_after_a_wrapped_forward_is_seen():
+    tower, x = build(), torch.randn(5, 16, dtype=torch.float64)
+    align_gated_mlps(tower)
+    lora = LoraConfig(
+        r=2, lora_alpha=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False
+    )
+    wrapped = get_peft_model(tower, lora)
+    with torch.no_grad():
+        adapted = wrapped(x)  # the wrapped forward
+        merged = wrapped.merge_and_unload()  # edits the base weights through `.data`
+        torch.testing.assert_close(merged(x), adapted, rtol=1e-10, atol=1e-10)
+
+
 def test_weights_that_train_get_gradients_and_changed_weights_are_copied_again():
     tower, x = build(), torch.randn(5, 16, dtype=torch.float64)
     align_gated_mlps(tower)

@@ -1,4 +1,4 @@
-"""Frozen gated MLPs whose hidden width is not a multiple of 8 run on zero-padded weight copies.
+"""Gated MLPs whose hidden width is not a multiple of 8 run on zero-padded weight copies.
 
 Why: Hopper's fast cuBLAS kernels need 16-byte aligned rows. Qwen2.5-VL's vision MLP is 3,420
 wide, so its activations' rows are 6,840 bytes and all three products fall back to SM80 CUTLASS
@@ -13,9 +13,9 @@ The copies (one more set of these weights, ~0.8 GB for Qwen2.5-VL's tower) are m
 weights are final (`load_model` calls this last) and used while the module's three layers are
 plain `nn.Linear`s that the forward does not train: a LoRA wrapper or a forward with gradients for
 these weights runs the module's own code, and copies whose source weights moved or changed (their
-storage or version: an optimizer step, `.to()`) are made again. Weights edited in place through
-`.data` after loading are not seen; nothing in altcap does that to a frozen module before its
-last forward.
+storage or version: an optimizer step, `.to()`), or that ran wrapped since (a LoRA merged in
+place), are made again. Weights edited in place through `.data` with no forward in between are
+not seen; nothing in altcap edits a frozen module's weights that way and then runs it.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def _padded_forward(self: nn.Module, hidden_state: torch.Tensor) -> torch.Tensor
     plain = all(type(layer) is nn.Linear for layer in layers)
     trains = torch.is_grad_enabled() and any(layer.weight.requires_grad for layer in layers)
     if not plain or trains:  # a LoRA wrapper, or weights this forward trains: the module's own path
+        # A wrapper may later be merged into these weights in place (PEFT's merge edits `.data`,
+        # which no version counter sees): copy again at the next plain forward.
+        self._altcap_padded_from = None
         return type(self).forward(self, hidden_state)
     if self._altcap_padded_from != _source(self):  # moved or changed since: copy again
         _pad(self)
