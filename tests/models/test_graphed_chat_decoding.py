@@ -65,6 +65,19 @@ def test_one_graph_serves_every_step_and_batch_of_a_shape(chat_dir):
     assert decoder.captured == 2 and len(decoder.caches) == 2  # another batch size: its own
 
 
+def test_sampling_several_answers_a_row_draws_generates_own_ids(chat_dir):
+    model, processor, family = load_model(ModelConfig(model_id=str(chat_dir("smolvlm")), device="cpu"))
+    batch = _inputs(family, processor, checks.make_images()[:2])
+    sampling = {**GREEDY, "do_sample": True, "top_k": 0, "temperature": 1.5, "num_return_sequences": 2}
+    with torch.no_grad():
+        torch.manual_seed(3)
+        expected = model.generate(**batch, **sampling)
+        torch.manual_seed(3)
+        graphed = generate_with_chat_graphs(model, batch, sampling, use_cuda_graphs=False)
+    assert graphed.shape[0] == 4 and torch.equal(graphed, expected)
+    assert model._altcap_graphed_chat_decoder.captured == 1
+
+
 def test_beam_search_runs_without_graphs(chat_dir):
     model, processor, family = load_model(ModelConfig(model_id=str(chat_dir("smolvlm")), device="cpu"))
     batch = _inputs(family, processor, checks.make_images()[:2])
