@@ -59,25 +59,27 @@ def test_aligned_widths_and_other_modules_are_left_alone():
     assert align_gated_mlps(nn.Sequential(nn.Linear(4, 4))) == []
 
 
-def test_lora_wrapped_layers_run_the_modules_own_forward():
-    tower, x = build(), torch.randn(5, 16, dtype=torch.float64)
+LORA = LoraConfig(
+    r=2, lora_alpha=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False
+)
+
+
+def aligned_tower_with_lora() -> tuple[nn.Module, torch.Tensor]:
+    """A tower whose MLPs run padded, then wrapped with LoRA (random, non-zero adapters)."""
+    tower = build()
     align_gated_mlps(tower)
-    lora = LoraConfig(
-        r=2, lora_alpha=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False
-    )
-    wrapped = get_peft_model(tower, lora)
-    reference = get_peft_model(build(), lora)
+    return get_peft_model(tower, LORA), torch.randn(5, 16, dtype=torch.float64)
+
+
+def test_lora_wrapped_layers_run_the_modules_own_forward():
+    wrapped, x = aligned_tower_with_lora()
+    reference = get_peft_model(build(), LORA)
     reference.load_state_dict(wrapped.state_dict())
     torch.testing.assert_close(wrapped(x), reference(x))  # the adapter is not bypassed
 
 
 def test_a_lora_merged_in_place_after_a_wrapped_forward_is_seen():
-    tower, x = build(), torch.randn(5, 16, dtype=torch.float64)
-    align_gated_mlps(tower)
-    lora = LoraConfig(
-        r=2, lora_alpha=4, target_modules=["gate_proj", "up_proj", "down_proj"], init_lora_weights=False
-    )
-    wrapped = get_peft_model(tower, lora)
+    wrapped, x = aligned_tower_with_lora()
     with torch.no_grad():
         adapted = wrapped(x)  # the wrapped forward
         merged = wrapped.merge_and_unload()  # edits the base weights through `.data`
