@@ -26,11 +26,14 @@ from typing import Any
 
 import torch
 
-from altcap.models.graphed_decoding import (
+from altcap.models.graph_steps import (
     StepGraph,
+    cache_argument,
     capture_graph,
     deferred_stop_checks,
-    tensor_leaves,
+    generate_cache_keyword,
+    static_like,
+    step_inputs,
     with_leaves,
 )
 from altcap.models.graphed_generate import cuda_device_problem
@@ -83,18 +86,14 @@ class GraphedChatDecoder:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Stands in for the decoder's forward while active: one-token steps on the active cache
         replay a graph, everything else (the prefill) runs eagerly."""
-        keyword = next((k for k in ("cache", "past_key_values") if kwargs.get(k) is self.cache), None)
+        keyword = cache_argument(kwargs, self.cache)
         embeds = kwargs.get("inputs_embeds")
         if args or keyword is None or embeds is None or embeds.shape[1] != 1:
             return self._eager(*args, **kwargs)
         rest = {k: v for k, v in kwargs.items() if k != keyword}
-        inputs = dict(tensor_leaves(rest))
-        key = (
-            id(self.cache),
-            tuple((path, tuple(t.shape), t.dtype) for path, t in inputs.items()),
-            tuple(sorted((k, repr(v)) for k, v in rest.items() if not list(tensor_leaves(v)))),
-        )
-        static = {path: self._static_like(path, value) for path, value in inputs.items()}
+        inputs, signature = step_inputs(rest)
+        key = (id(self.cache), signature)
+        static = {path: static_like(self.static, path, value) for path, value in inputs.items()}
         for path, value in inputs.items():
             static[path].copy_(value)
         step = self.graphs.get(key)
@@ -102,12 +101,6 @@ class GraphedChatDecoder:
             step = self.graphs[key] = self._capture(keyword, rest, static)
             return step.outputs  # the capture's eager run was this step
         return step.replay()
-
-    def _static_like(self, path: tuple, value: torch.Tensor) -> torch.Tensor:
-        key = (path, tuple(value.shape), value.dtype)
-        if key not in self.static:
-            self.static[key] = torch.empty_like(value)
-        return self.static[key]
 
     def _capture(self, keyword: str, rest: dict[str, Any], static: dict[tuple, torch.Tensor]) -> StepGraph:
         static_kwargs = {**with_leaves(rest, static), keyword: self.cache}
@@ -206,9 +199,7 @@ def generate_with_chat_graphs(
         logger.info("decoding without CUDA graphs: %s", problem)
         return model.generate(**model_inputs, **generation)
     cache = decoder.cache_for(base, rows, capacity)
-    from transformers.generation import utils as generation_utils
-
-    keyword = "cache" if "cache" in getattr(generation_utils, "ALL_CACHE_NAMES", ()) else "past_key_values"
+    keyword = generate_cache_keyword()
     with decoder.active(cache):
         # disable_compile: generate would otherwise compile the forward for a static cache.
         return model.generate(**model_inputs, **generation, **{keyword: cache}, disable_compile=True)

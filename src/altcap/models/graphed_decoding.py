@@ -18,12 +18,22 @@ from __future__ import annotations
 import contextlib
 import gc
 import inspect
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
+
+from altcap.models.graph_steps import (
+    StepGraph,
+    cache_argument,
+    capture_graph,
+    deferred_stop_checks,
+    generate_cache_keyword,
+    static_like,
+    step_inputs,
+    with_leaves,
+)
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -169,57 +179,6 @@ class PreallocatedEncoderDecoderCache(EncoderDecoderCache):
         return sum(layer.reallocations for layer in layers)
 
 
-def tensor_leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor]]:
-    if isinstance(value, torch.Tensor):
-        yield path, value
-    elif isinstance(value, dict):  # also transformers' ModelOutput (encoder_outputs)
-        for key, item in value.items():
-            yield from tensor_leaves(item, (*path, key))
-    elif isinstance(value, tuple | list):
-        for index, item in enumerate(value):
-            yield from tensor_leaves(item, (*path, index))
-
-
-def with_leaves(value: Any, leaves: dict[tuple, torch.Tensor], path: tuple = ()) -> Any:
-    """`value` with each tensor replaced by `leaves[its path]` (containers rebuilt, others kept)."""
-    if isinstance(value, torch.Tensor):
-        return leaves[path]
-    if isinstance(value, dict):
-        rebuilt = {key: with_leaves(item, leaves, (*path, key)) for key, item in value.items()}
-        return type(value)(**rebuilt) if type(value) is not dict else rebuilt
-    if isinstance(value, tuple | list):
-        return type(value)(with_leaves(item, leaves, (*path, i)) for i, item in enumerate(value))
-    return value
-
-
-@dataclass
-class StepGraph:
-    """One decode step: the captured graph, or None off CUDA, where a replay re-runs the step on the
-    fixed tensors (what lets the CPU tests check the bookkeeping); `outputs` is what it returns."""
-
-    run: Callable[[], Any]
-    outputs: Any
-    graph: Any = None
-
-    def replay(self) -> Any:
-        if self.graph is None:
-            self.run()
-        else:
-            self.graph.replay()
-        return self.outputs
-
-
-def capture_graph(owner: Any, run: Callable[[], None]) -> Any:
-    """Record `run` as a CUDA graph in `owner.pool` on `owner.capture_stream` (made on first use): one
-    stream for all of an owner's graphs, since the allocator caches blocks per stream."""
-    graph = torch.cuda.CUDAGraph()
-    owner.pool = owner.pool or torch.cuda.graph_pool_handle()
-    owner.capture_stream = owner.capture_stream or torch.cuda.Stream()
-    with torch.cuda.graph(graph, pool=owner.pool, stream=owner.capture_stream):
-        run()
-    return graph
-
-
 class GraphedDecoder:
     """Replays an encoder-decoder LM's decode steps as CUDA graphs inside transformers' `generate`.
 
@@ -255,12 +214,9 @@ class GraphedDecoder:
     def _eager_forward(self, **kwargs: Any) -> Any:
         return type(self.lm).forward(self.lm, **kwargs)
 
-    def _cache_keyword(self, kwargs: dict[str, Any]) -> str | None:
-        return next((k for k in ("cache", "past_key_values") if kwargs.get(k) is self.cache), None)
-
     def forward(self, **kwargs: Any) -> Any:
         """Stands in for `lm.forward` while active: decode steps replay a graph, the rest run eagerly."""
-        keyword = self._cache_keyword(kwargs)
+        keyword = cache_argument(kwargs, self.cache)
         if keyword is None or self.cache.get_seq_length() == 0:
             return self._eager_forward(**kwargs)
         if self.cache.buffers_version() != self._version:
@@ -268,14 +224,9 @@ class GraphedDecoder:
             self._version = self.cache.buffers_version()
         past = self.cache.get_seq_length()
         rest = {k: v for k, v in kwargs.items() if k != keyword}
-        inputs = dict(tensor_leaves(rest))
-        key = (
-            past,
-            self.cache.buffers_in_use(),
-            tuple((path, tuple(t.shape), t.dtype) for path, t in inputs.items()),
-            tuple(sorted((k, repr(v)) for k, v in rest.items() if not list(tensor_leaves(v)))),
-        )
-        static = {path: self._static_like(path, value) for path, value in inputs.items()}
+        inputs, signature = step_inputs(rest)
+        key = (past, self.cache.buffers_in_use(), signature)
+        static = {path: static_like(self.static, path, value) for path, value in inputs.items()}
         for path, value in inputs.items():
             # Encoder outputs and masks are the same tensors at every step of a batch: copied once.
             if self._fresh_batch or self.sources.get(path) != value.data_ptr():
@@ -289,12 +240,6 @@ class GraphedDecoder:
         self.cache.set_decoder_length(past + 1)
         return outputs
 
-    def _static_like(self, path: tuple, value: torch.Tensor) -> torch.Tensor:
-        key = (path, tuple(value.shape), value.dtype)
-        if key not in self.static:
-            self.static[key] = torch.empty_like(value)
-        return self.static[key]
-
     def _capture(
         self, keyword: str, rest: dict[str, Any], static: dict[tuple, torch.Tensor], past: int
     ) -> StepGraph:
@@ -302,7 +247,7 @@ class GraphedDecoder:
         # Runs eagerly once first: lazy initialisation (cuBLAS workspaces, ...) must not happen
         # during capture, and the outputs object it returns is the template replays hand back.
         outputs = self._eager_forward(**static_kwargs)
-        logits = self._static_like(("logits",), outputs.logits)
+        logits = static_like(self.static, ("logits",), outputs.logits)
         logits.copy_(outputs.logits)
         outputs.logits = logits
         self.cache.set_decoder_length(past)
@@ -325,8 +270,6 @@ class GraphedDecoder:
         Yields:
             The cache keyword argument to pass to `generate`.
         """
-        from transformers.generation import utils as generation_utils
-
         # +1 for the decoder start token, +1 for the step a deferred stop check runs past the end.
         capacity = max_new_tokens + 2
         if self.cache is None or self.cache.self_attention_cache.layers[0].capacity < capacity:
@@ -334,8 +277,7 @@ class GraphedDecoder:
             self._drop_graphs()
         self.cache.start()
         self._fresh_batch = True
-        names = getattr(generation_utils, "ALL_CACHE_NAMES", ())
-        keyword = "cache" if "cache" in names else "past_key_values"
+        keyword = generate_cache_keyword()
 
         def forward(*args: Any, **kwargs: Any) -> Any:
             return self.forward(**kwargs) if not args else self._eager_forward(*args, **kwargs)
@@ -348,39 +290,6 @@ class GraphedDecoder:
                 yield {keyword: self.cache}
         finally:
             del self.lm.forward  # back to the class's own forward
-
-
-@contextlib.contextmanager
-def deferred_stop_checks(enabled: bool = True) -> Iterator[None]:
-    """Let greedy search read its stop flag one step late on CUDA too.
-
-    transformers' greedy loop waits for every step to learn whether to stop, so the GPU idles
-    while the host launches the next step's graph (~3 ms for T5-XL's ~1,800 nodes). Its
-    `DeferredStopCheck` reads the flag a step late and undoes the extra step; transformers
-    enables it only on Apple's mps for now ("we should enable it for cuda if we observe perf
-    gains"). The extra step writes one more cache position, which the caller allocates.
-
-    Args:
-        enabled: False leaves the check as it is (torch events, which it records, need CUDA).
-    """
-    try:
-        from transformers.generation.utils import DeferredStopCheck
-    except ImportError:  # a release without it: the plain per-step check
-        yield
-        return
-    if not enabled:
-        yield
-        return
-
-    def is_supported(device: Any, cache: Any, cache_is_returned: bool, is_assistant: bool) -> bool:
-        return device.type == "cuda" and not cache_is_returned and not is_assistant
-
-    original = DeferredStopCheck.__dict__["is_supported"]
-    DeferredStopCheck.is_supported = staticmethod(is_supported)
-    try:
-        yield
-    finally:
-        DeferredStopCheck.is_supported = original
 
 
 def graphed_decoder_for(lm: Any) -> GraphedDecoder:
