@@ -1,5 +1,7 @@
 """models/patch_linear.py: a stride == kernel Conv3d patch embedding as one matrix product."""
 
+import copy
+
 import torch
 from torch import nn
 
@@ -43,3 +45,14 @@ def test_gradients_reach_the_conv_weight_through_the_view():
     linear_patch_embeds(embed)
     embed(torch.randn(4, 96)).sum().backward()
     assert embed.proj.weight.grad is not None and embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_a_deep_copy_runs_on_its_own_weight():
+    embed = _PatchEmbed()
+    linear_patch_embeds(embed)
+    twin = copy.deepcopy(embed)
+    with torch.no_grad():
+        twin.proj.weight.zero_()
+    patches = torch.randn(4, 96)
+    assert torch.equal(twin(patches), torch.zeros(4, 8))
+    assert not torch.equal(embed(patches), torch.zeros(4, 8))

@@ -13,6 +13,7 @@ module, its parameter and its name, and reads the conv weight through a view (no
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 import torch
@@ -31,21 +32,16 @@ def _is_patch_conv(conv: Any) -> bool:
     )
 
 
-def _linear_forward(conv: nn.Conv3d) -> Any:
-    volume = conv.in_channels * math.prod(conv.kernel_size)
-    one_patch = (conv.in_channels, *conv.kernel_size)
-    conv_forward = type(conv).forward
-
-    def forward(hidden_states: torch.Tensor) -> torch.Tensor:
-        if tuple(hidden_states.shape[1:]) != one_patch:  # several patches per input: a real convolution
-            return conv_forward(conv, hidden_states)
-        # Each input is one patch [channels, t, h, w], flattened in the kernel's own order, so the
-        # weight's row view matches it.
-        flat = hidden_states.reshape(-1, volume).to(conv.weight.dtype)
-        out = F.linear(flat, conv.weight.view(conv.out_channels, volume), conv.bias)
-        return out.view(-1, conv.out_channels, 1, 1, 1)
-
-    return forward
+def _linear_forward(self: nn.Conv3d, hidden_states: torch.Tensor) -> torch.Tensor:
+    one_patch = (self.in_channels, *self.kernel_size)
+    if tuple(hidden_states.shape[1:]) != one_patch:  # several patches per input: a real convolution
+        return type(self).forward(self, hidden_states)
+    # Each input is one patch [channels, t, h, w], flattened in the kernel's own order, so the
+    # weight's row view matches it.
+    volume = math.prod(one_patch)
+    flat = hidden_states.reshape(-1, volume).to(self.weight.dtype)
+    out = F.linear(flat, self.weight.view(self.out_channels, volume), self.bias)
+    return out.view(-1, self.out_channels, 1, 1, 1)
 
 
 def linear_patch_embeds(model: nn.Module) -> list[str]:
@@ -63,6 +59,7 @@ def linear_patch_embeds(model: nn.Module) -> list[str]:
     swapped = []
     for name, module in model.named_modules():
         if _is_patch_conv(module) and "forward" not in module.__dict__:
-            module.forward = _linear_forward(module)
+            # A bound method, so a deep copy of the module runs on its own weight.
+            module.forward = types.MethodType(_linear_forward, module)
             swapped.append(name)
     return swapped
