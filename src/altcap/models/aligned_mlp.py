@@ -2,7 +2,7 @@
 
 Why: Hopper's fast cuBLAS kernels need 16-byte aligned rows. Qwen2.5-VL's vision MLP is 3,420
 wide, so its activations' rows are 6,840 bytes and all three products fall back to SM80 CUTLASS
-kernels: on one H200 they ran at ~240 TFLOP/s against ~750 for the tower's aligned attention
+kernels: on one H200 they ran at 230-260 TFLOP/s against ~750 for the tower's aligned attention
 products, 887 of the tower's 1,892 ms per 256 images (`docs/benchmarks.md`, session 14). Padding
 the width to 3,424 with zero rows (gate, up) and zero columns (down) changes nothing in exact
 arithmetic (the pad units compute act(0) * 0 = 0 and meet zero weights), and lets cuBLAS pick its

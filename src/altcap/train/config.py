@@ -235,8 +235,9 @@ class TrainConfig(StageConfig):
         default=False,
         description="Recompute gated-MLP activations and keep RMSNorm inputs in bf16 for backward "
         "instead of autograd's copies (same maths): Qwen2.5-VL-3B LoRA at batch 16 peaked at 32.2 "
-        "instead of 37.5 GB on an H100, at 40 instead of 49 samples/s in the same call "
-        "(docs/benchmarks.md, session 13). Ignored under gradient_checkpointing or compile.",
+        "instead of 37.5 GB; as fast on an H200 (session 14), 40 instead of 49 samples/s in one H100 "
+        "call where it ran first (session 13; docs/benchmarks.md). Ignored under "
+        "gradient_checkpointing or compile.",
     )
     qlora: bool = Field(
         default=False, description="Load the base model in 4-bit NF4 (needs CUDA + bitsandbytes)."

@@ -17,9 +17,10 @@ in. Written here because liger's kernels need Triton on CUDA and patch model cla
 architecture at a time (0.8.5 does not import on transformers 5.25); these are plain torch, find
 their modules by shape, and are checked on a probe before they are kept.
 
-Measured on one H100 (docs/benchmarks.md, session 13): peak 37.5 -> 32.2 GB, but 49.4 -> 40.2
-samples/s in the same call, far more than the recompute's arithmetic (~2 % of a step's GPU time);
-not yet profiled, so `lean_activations` is off by default.
+Measured (docs/benchmarks.md): peak 37.5 -> 32.2 GB. One H100 call (session 13) showed 49.4 -> 40.2
+samples/s, with the lean run first in its call; on one H200 (session 14) runs alternating off and
+on took 26.4 / 21.9 / 23.2 / 21.5 s and the profiled step's kernels +0.7 %, so the first run of a
+call is what was slow. `lean_activations` stays off by default until an H100 A/B agrees.
 """
 
 from __future__ import annotations
