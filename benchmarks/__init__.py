@@ -22,6 +22,7 @@ ENTRY_POINTS = (
     "startup",
     "study_load",
     "train_collate",
+    "tower_ops_speed",
     "train_throughput",
 )
 # Parts the entry points share: `common` for every benchmark, the rest for one or two of them.

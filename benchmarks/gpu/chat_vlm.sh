@@ -17,7 +17,7 @@
 #   LEAN_AB=1 MIX=1 FILL_AB=64: altcap with lean activations, Qwen2.5-VL's length-mix row, and
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
 #   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options.
-#   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's tower, generate and lean/plain train steps (below).
+#   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's (PROFILE_ARCH's) tower, generate and train steps (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
 set -uo pipefail
@@ -115,26 +115,28 @@ done
 # FILL_AB=N: altcap alone with the feature-cache fill encoding N images a call (phase_seconds split).
 [ -n "${FILL_AB:-}" ] && qwen_train chat_vlm_train_fill fill$FILL_AB ${LEAN_LIMIT_S:-100} \
   --sides altcap --altcap-set feature_cache.batch_size=$FILL_AB
-# PROFILE_CHAT=1: torch-profiler tables (benchmarks.profile_gpu, into logs/) for Qwen2.5-VL: the frozen
-# tower alone (encode) and one `generate` at the caption batch, and a training step from cached
-# features with lean activations off and on.
+# PROFILE_CHAT=1: torch-profiler tables (benchmarks.profile_gpu, into logs/) for PROFILE_ARCH
+# (Qwen2.5-VL unless set): the frozen tower alone (encode) and one `generate` at the caption batch,
+# and a training step from cached features with lean activations off and on. PROFILE_MODES picks
+# some of "encode caption train" (all three unless set).
 if [ -n "${PROFILE_CHAT:-}" ]; then
-  qwen=$MODELS/qwen2.5-vl-3b-instruct pimgs=$MODELS/profile-images pbatch=${PROFILE_BATCH:-256}
+  parch=${PROFILE_ARCH:-qwen2.5-vl-3b-instruct}
+  pmodel=$MODELS/$parch pimgs=$MODELS/profile-images pbatch=${PROFILE_BATCH:-256}
   python3 -c "import sys; from pathlib import Path; from benchmarks.chat_bench import ensure_model
 from benchmarks.chat_data import write_random_images
-ensure_model('qwen2.5-vl-3b-instruct', Path(sys.argv[1]), tiny=bool(sys.argv[3]))
-write_random_images(Path(sys.argv[2]), 256, (448, 448))" "$qwen" "$pimgs" "${TINY:-}"
-  step patch_embed_speed 60 python3 -m benchmarks.patch_embed_speed $([ -n "${TINY:-}" ] && echo --patches 256) \
-    --out "$OUT/logs/patch-embed-speed-$card.json"
-  for mode in encode caption; do
-    step profile_$mode ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu $mode --model-id "$qwen" \
-      --images "$pimgs" --batch-size $pbatch --num-beams 1 --steps 1 --warmup-steps 1 $([ $mode = encode ] && echo --trace) \
-      --out "$OUT/logs/profile-$mode-qwen2.5-vl-3b-instruct-$card.json"
-  done
-  for lean in false true; do
-    step profile_train_lean_$lean ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu train \
-      --model-id "$qwen" --images "$pimgs" --batch-size ${PROFILE_TRAIN_BATCH:-16} --steps 5 --warmup-steps 3 \
-      --set lean_activations=$lean --out "$OUT/logs/profile-train-lean-$lean-qwen2.5-vl-3b-instruct-$card.json"
+ensure_model(sys.argv[4], Path(sys.argv[1]), tiny=bool(sys.argv[3]))
+write_random_images(Path(sys.argv[2]), 256, (448, 448))" "$pmodel" "$pimgs" "${TINY:-}" "$parch"
+  for mode in ${PROFILE_MODES:-encode caption train}; do
+    [ $mode = encode ] && step patch_embed_speed 60 python3 -m benchmarks.patch_embed_speed \
+      $([ -n "${TINY:-}" ] && echo --patches 256) --out "$OUT/logs/patch-embed-speed-$card.json"
+    [ $mode != train ] && step profile_$mode ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu $mode \
+      --model-id "$pmodel" --images "$pimgs" --batch-size $pbatch --num-beams 1 --steps 1 --warmup-steps 1 \
+      $([ $mode = encode ] && echo --trace) --out "$OUT/logs/profile-$mode-$parch-$card.json"
+    [ $mode = train ] && for lean in false true; do
+      step profile_train_lean_$lean ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu train \
+        --model-id "$pmodel" --images "$pimgs" --batch-size ${PROFILE_TRAIN_BATCH:-16} --steps 5 --warmup-steps 3 \
+        --set lean_activations=$lean --out "$OUT/logs/profile-train-lean-$lean-$parch-$card.json"
+    done
   done
 fi
 # At most 8 files come back per call: the JSONs, gpu.txt and one archive of the logs.

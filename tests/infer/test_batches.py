@@ -104,6 +104,24 @@ def test_a_single_chunk_is_prepared_without_starting_a_worker(tiny_blip2, manife
     assert all(torch.equal(parts[0][key], whole[key]) for key in whole)
 
 
+def test_workers_cast_pixels_to_the_model_dtype(tiny_blip2, manifest) -> None:
+    """Pixels arrive in the model's dtype, equal to the processor's float32 ones cast, ids untouched."""
+    import torch
+
+    _, processor, family = load_model(ModelConfig(model_id=str(tiny_blip2), device="cpu"))
+    cfg = make_config(tiny_blip2, manifest, manifest.parent / "unused.jsonl", split=None)
+    items = [item for item in collect_items(cfg) if item.prompt is None] * 4
+    prepared = batches_module.iter_prepared_batches(
+        family, processor, [items], None, num_workers=2, float_dtype=torch.bfloat16
+    )
+    ((_, parts),) = list(prepared)
+    whole = batches_module._prepare_batch(family, processor, items, None)
+    joined = batches_module.concat_inputs(parts)
+    assert whole["pixel_values"].dtype == torch.float32 and joined["pixel_values"].dtype == torch.bfloat16
+    assert torch.equal(joined["pixel_values"], whole["pixel_values"].bfloat16())
+    assert torch.equal(joined["input_ids"], whole["input_ids"])
+
+
 def _with_context(manifest: Path, image: str, context: str) -> None:
     import json
 
@@ -123,8 +141,8 @@ def test_caption_puts_context_into_instruction_prompts(tiny_blip2, manifest, tmp
     seen: list[tuple[list[str | None], str]] = []
     prepare = batches_module._prepare_batch
 
-    def spy(family, processor, batch, default_prompt):
-        inputs = prepare(family, processor, batch, default_prompt)
+    def spy(family, processor, batch, default_prompt, float_dtype=None):
+        inputs = prepare(family, processor, batch, default_prompt, float_dtype)
         texts = processor.tokenizer.batch_decode(inputs["input_ids"]) if family.uses_chat_template else [""]
         seen.append(([item.prompt for item in batch], " ".join(texts)))
         return inputs

@@ -53,8 +53,8 @@ def caption_with_prompts(manifest: Path, out: Path, monkeypatch: pytest.MonkeyPa
     seen: list[str] = []
     prepare = batches_module._prepare_batch
 
-    def spy(family, processor, batch, default_prompt):
-        inputs = prepare(family, processor, batch, default_prompt)
+    def spy(family, processor, batch, default_prompt, float_dtype=None):
+        inputs = prepare(family, processor, batch, default_prompt, float_dtype)
         seen.extend(processor.tokenizer.batch_decode(inputs["input_ids"]))
         return inputs
 

@@ -75,7 +75,7 @@ def caption_items(
     settings, generate_kwargs = cfg.record_settings(), cfg.generation.generate_kwargs()
     pin_memory = torch.device(model.device).type == "cuda"
     prepared = iter_prepared_batches(
-        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory
+        family, processor, batches, cfg.prompt, prefetch, cfg.num_workers, pin_memory, model.dtype
     )
     written = 0
     pending = None
