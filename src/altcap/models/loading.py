@@ -190,8 +190,7 @@ def load_model(cfg: ModelConfig, *, four_bit: bool = False) -> tuple[Any, Any, M
 
     Args:
         cfg: which checkpoint, family, dtype, device and adapter.
-        four_bit: load the base weights in 4-bit NF4 for QLoRA, through the family's own
-            `QuantizedLoading` (CUDA and bitsandbytes).
+        four_bit: 4-bit NF4 base weights (QLoRA), by the family's `QuantizedLoading` (CUDA).
 
     Returns:
         (model in eval mode on its device, processor, family).
@@ -218,8 +217,10 @@ def load_model(cfg: ModelConfig, *, four_bit: bool = False) -> tuple[Any, Any, M
     if adapter_config is not None:
         model = attach_adapter(model, cfg.adapter)
     from altcap.models.aligned_mlp import align_gated_mlps  # here: torch stays out of `--help`
+    from altcap.models.fused_rms_norm import fuse_rms_norms
 
     align_gated_mlps(model)  # last: the padded copies are of the final weights
+    fuse_rms_norms(model)
     model.eval()
     return model, processor, family
 

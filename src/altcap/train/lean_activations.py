@@ -253,8 +253,11 @@ def probe_matches(module: torch.nn.Module, swapped: Callable, width: int | None 
     if not isinstance(width, int):
         return False
     x = probe_input(module, width)
+    # Against the class's forward, not an inference-only swap the loader made (`fused_rms_norm`,
+    # `aligned_mlp`): that is what runs whenever a forward trains.
+    own = type(module).forward
     with torch.no_grad():
-        return bool(in_eval_mode(module, lambda: torch.equal(module(x), swapped(x))))
+        return bool(in_eval_mode(module, lambda: torch.equal(own(module, x), swapped(x))))
 
 
 def keeps_more_than_input(norm: torch.nn.Module) -> bool:
