@@ -19,7 +19,6 @@ None changes more than float rounding: the pinned captions stay as they were
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from altcap.models.graph_steps import generate_cache_keyword
 from altcap.models.mini_tokens import stop_token_ids
 
 # Up to this many rows (images x beams) a step's LM head goes through `weight @ hidden.T`: measured
@@ -56,7 +56,7 @@ def generate_ids(language_model: nn.Module, embeds: torch.Tensor, attention_mask
     extra: dict[str, Any] = {}
     beams = int(settings.get("num_beams") or 1)
     if shares_prompt_prefill(settings):
-        extra[_cache_keyword(language_model)] = prefill_prompt_cache(
+        extra[generate_cache_keyword()] = prefill_prompt_cache(
             language_model, embeds[:, :-1], attention_mask[:, :-1], beams
         )
     with few_row_lm_head(language_model), few_row_threads(embeds, embeds.shape[0] * beams):
@@ -96,12 +96,6 @@ def prefill_prompt_cache(language_model: nn.Module, embeds: torch.Tensor, attent
     cache = output.past_key_values if cache is None else cache  # transformers before the rename
     cache.batch_repeat_interleave(beams)
     return cache
-
-
-def _cache_keyword(language_model: nn.Module) -> str:
-    # transformers 5.25 renamed generate's `past_key_values` to `cache` (the old name warns).
-    forward = inspect.signature(type(language_model.get_decoder()).forward).parameters
-    return "cache" if "cache" in forward else "past_key_values"
 
 
 @contextmanager
