@@ -20,7 +20,7 @@ their modules by shape, and are checked on a probe before they are kept.
 Measured (docs/benchmarks.md): peak 37.5 -> 32.2 GB. One H100 call (session 13) showed 49.4 -> 40.2
 samples/s, with the lean run first in its call; on one H200 (session 14) runs alternating off and
 on took 26.4 / 21.9 / 23.2 / 21.5 s and the profiled step's kernels +0.7 %, so the first run of a
-call is what was slow. `lean_activations` stays off by default until an H100 A/B agrees.
+call is what was slow. `lean_activations` is on by default.
 """
 
 from __future__ import annotations
