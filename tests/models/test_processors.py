@@ -71,6 +71,27 @@ def test_torchvision_present_path_is_plain_auto_processor(chat_dir, monkeypatch:
     assert type(processor).__module__.startswith("transformers.")
 
 
+def test_folder_saved_without_video_processor_loads_where_torchvision_is(
+    chat_dir, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder saved where torchvision was missing (a merged run, these tiny models) has no video
+    processor: with torchvision present, AutoProcessor would fail on it ("Can't load video
+    processor", as it did on the GPU machine); it is built from its parts instead."""
+    monkeypatch.setattr(processors, "torchvision_available", lambda: True)
+
+    def auto_processor_fails(*args, **kwargs):
+        raise OSError("Can't load video processor")
+
+    monkeypatch.setattr("transformers.AutoProcessor.from_pretrained", auto_processor_fails)
+    folder = chat_dir("qwen2_5_vl")
+    with caplog.at_level(logging.INFO, logger="altcap.models.processors"):
+        processor = load_processor(str(folder), "qwen2_5_vl")
+    assert type(processor).__name__ == "Qwen2_5_VLProcessor" and not hasattr(processor, "video_processor")
+    assert any("has no video processor" in r.message for r in caplog.records)
+    assert processors.folder_lacks_video_processor(str(folder))
+    assert not processors.folder_lacks_video_processor("Qwen/Qwen2.5-VL-3B-Instruct")  # a hub id
+
+
 def test_family_that_needs_torchvision_says_how_to_install_it(tmp_path: Path) -> None:
     with pytest.raises(ProcessorLoadError, match=r"needs torchvision.*pip install torchvision") as err:
         load_processor(str(tmp_path), "lfm2_vl")

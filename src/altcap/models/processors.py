@@ -13,7 +13,9 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import json
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
@@ -136,7 +138,25 @@ def load_processor(model_id: str, model_type: str, trust_remote_code: bool = Fal
     if plan == "without_video":
         logger.info("torchvision missing: %s processor built without its video processor", model_type)
         return without_video(processor_class).from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    if VIDEO_ATTRIBUTE in attributes and folder_lacks_video_processor(model_id):
+        # A folder saved where torchvision was missing (a merged run, a tiny test model) has no video
+        # processor to load, and AutoProcessor would fail for it on a machine that has torchvision.
+        logger.info("%s has no video processor: %s processor built without one", model_id, model_type)
+        return without_video(processor_class).from_pretrained(model_id, trust_remote_code=trust_remote_code)
     return AutoProcessor.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+
+
+def folder_lacks_video_processor(model_id: str) -> bool:
+    """Whether `model_id` is a local folder with no video processor settings, in their own file or
+    nested in processor_config.json (a hub id is taken to have them, as published repos do)."""
+    folder = Path(model_id)
+    if not folder.is_dir() or (folder / "video_preprocessor_config.json").is_file():
+        return False
+    nested = folder / "processor_config.json"
+    try:
+        return not (nested.is_file() and VIDEO_ATTRIBUTE in json.loads(nested.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
 
 
 def apply_pixel_limits(processor: Any, max_pixels: int | None, min_pixels: int | None) -> dict[str, Any]:
