@@ -25,21 +25,24 @@ from torch import nn
 _EPS = "_altcap_rms_norm_eps"
 
 
-def _eps(module: nn.Module) -> float | None:
+def rms_norm_eps(module: nn.Module) -> float | None:
+    """The norm's epsilon, under either name transformers' RMSNorms use."""
     eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
     return eps if isinstance(eps, float) else None
 
 
-def _is_candidate(module: nn.Module) -> bool:
+def is_rms_norm(module: nn.Module) -> bool:
+    """A leaf RMSNorm with a weight vector and an epsilon whose forward takes one input (not a gated
+    norm's `(x, gate)`); which kind of RMSNorm it computes is for a probe to tell."""
     weight = getattr(module, "weight", None)
     return (
         "rmsnorm" in type(module).__name__.lower()
-        and isinstance(weight, nn.Parameter)
+        and isinstance(weight, torch.Tensor)
         and weight.dim() == 1
         and weight.is_floating_point()
-        and _eps(module) is not None
+        and rms_norm_eps(module) is not None
         and not any(True for _ in module.children())
-        and len(inspect.signature(module.forward).parameters) == 1  # not a gated norm (x, gate)
+        and len(inspect.signature(module.forward).parameters) == 1
     )
 
 
@@ -75,9 +78,9 @@ def fuse_rms_norms(model: nn.Module) -> list[str]:
     """
     names = []
     for name, module in model.named_modules():
-        if hasattr(module, _EPS) or not _is_candidate(module):
+        if hasattr(module, _EPS) or not is_rms_norm(module):
             continue
-        setattr(module, _EPS, _eps(module))
+        setattr(module, _EPS, rms_norm_eps(module))
         if not _matches(module):
             delattr(module, _EPS)
             continue

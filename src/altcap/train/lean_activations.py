@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from altcap.models.fused_rms_norm import is_rms_norm, rms_norm_eps
+
 logger = logging.getLogger(__name__)
 
 # An RMSNorm is swapped when autograd keeps more than this many bytes besides its input and
@@ -160,7 +162,7 @@ def make_activations_lean(model: torch.nn.Module) -> LeanCounts:
     for module in model.modules():
         if is_gated_mlp(module) and (activation := match_activation(module)) is not None:
             mlps += swap_if_exact(module, lean_gated_mlp_forward, {"lean_activation": activation})
-        elif is_rms_norm(module) and keeps_more_than_input(module):
+        elif is_frozen_rms_norm(module) and keeps_more_than_input(module):
             eps, width = rms_norm_eps(module), module.weight.shape[0]
             settings = ({"lean_eps": eps, "lean_variant": variant} for variant in RMS_NORM_VARIANTS)
             # any() stops at the first variant that matches.
@@ -194,24 +196,10 @@ def is_gated_mlp(module: torch.nn.Module) -> bool:
     )
 
 
-def is_rms_norm(module: torch.nn.Module) -> bool:
-    """A leaf RMSNorm with a frozen weight vector and an epsilon (trainable norms keep autograd's)."""
-    weight = getattr(module, "weight", None)
-    return (
-        "rmsnorm" in type(module).__name__.lower()
-        and not any(True for _ in module.children())
-        and isinstance(weight, torch.Tensor)
-        and weight.dim() == 1
-        and not weight.requires_grad
-        and rms_norm_eps(module) is not None
-        and takes_one_input(module)
-    )
-
-
-def rms_norm_eps(module: torch.nn.Module) -> float | None:
-    """The norm's epsilon, under either name transformers' RMSNorms use."""
-    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
-    return eps if isinstance(eps, float) else None
+def is_frozen_rms_norm(module: torch.nn.Module) -> bool:
+    """A leaf RMSNorm (`models.fused_rms_norm.is_rms_norm`) with a frozen weight: trainable norms
+    keep autograd's."""
+    return is_rms_norm(module) and not module.weight.requires_grad
 
 
 def match_activation(mlp: torch.nn.Module) -> Activation | None:
