@@ -111,11 +111,15 @@ def collect_input_numbers(paths: list[Path]) -> tuple[set[str], list[float]]:
     return tokens, [float(t) for t in tokens]
 
 
-def strip_citations(text: str) -> str:
-    """The memo's fixed citations carry years, not results: drop them before tracing numbers."""
+HEX_DIGEST = re.compile(r"`[0-9a-f]{12,64}`")
+
+
+def strip_non_results(text: str) -> str:
+    """The memo's fixed citations carry years and its digests are hex identifiers, not results: drop
+    both before tracing numbers (a digest such as `3789e0004762` would otherwise read as 3789e4762)."""
     for citation in CITATIONS:
         text = text.replace(citation, "")
-    return text
+    return HEX_DIGEST.sub("", text)
 
 
 def is_traceable(token: str, raw: set[str], values: list[float]) -> bool:
@@ -206,7 +210,7 @@ def test_every_number_in_memo_comes_from_inputs(memo: Path) -> None:
     inputs = [Path(p) for p in json.loads((memo / "provenance.json").read_text())["inputs_sha256"]]
     assert {p.name for p in inputs} >= {"analysis.json", "metrics.json", "per_image.jsonl", "train_log.jsonl"}
     raw, values = collect_input_numbers(inputs)
-    tokens = NUMBER.findall(strip_citations((memo / "memo.md").read_text()))
+    tokens = NUMBER.findall(strip_non_results((memo / "memo.md").read_text()))
     assert len(tokens) > 40
     untraced = [t for t in tokens if not is_traceable(t, raw, values)]
     assert untraced == []
@@ -217,6 +221,7 @@ def test_number_check_catches_an_invented_number(study: Path) -> None:
     assert is_traceable("1.87", raw, values) and is_traceable("640", raw, values)
     assert not is_traceable("12345.678", raw, values)
     assert NUMBER.findall("BLEU-4 CIDEr-D sha 4bdeff8cf02b r=16 -0.05 and 3") == ["16", "-0.05", "3"]
+    assert NUMBER.findall(strip_non_results("sha256 `3789e0004762`, 0.25")) == ["0.25"]
 
 
 def test_real_inputs_are_not_stamped(study: Path, tmp_path: Path) -> None:
@@ -415,7 +420,7 @@ def test_metrics_section_says_what_the_metrics_can_and_cannot_tell(study: Path, 
     assert "The BLEU-4 change (0.025, 95% CI 0.013 to 0.036) is explained by caption length alone" in section
     assert "The CIDEr-D change" not in section  # its adjusted CI excludes 0
     raw, values = collect_input_numbers([tmp_path / "metrics.json", study / "analysis" / "analysis.json"])
-    untraced = [t for t in NUMBER.findall(strip_citations(text)) if not is_traceable(t, raw, values)]
+    untraced = [t for t in NUMBER.findall(strip_non_results(text)) if not is_traceable(t, raw, values)]
     assert untraced == []
     assert len(PdfReader(tmp_path / "memo" / "memo.pdf").pages) <= 4
 
