@@ -216,11 +216,11 @@ def load_model(cfg: ModelConfig, *, four_bit: bool = False) -> tuple[Any, Any, M
         raise
     if adapter_config is not None:
         model = attach_adapter(model, cfg.adapter)
-    from altcap.models.aligned_mlp import align_gated_mlps  # here: torch stays out of `--help`
-    from altcap.models.fused_rms_norm import fuse_rms_norms
+    from altcap.models import aligned_mlp, fused_rms_norm, fused_vision_rotary  # torch out of `--help`
 
-    align_gated_mlps(model)  # last: the padded copies are of the final weights
-    fuse_rms_norms(model)
+    aligned_mlp.align_gated_mlps(model)  # last: the padded copies are of the final weights
+    fused_rms_norm.fuse_rms_norms(model)
+    fused_vision_rotary.fuse_vision_rotary(model)
     model.eval()
     return model, processor, family
 
