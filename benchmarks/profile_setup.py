@@ -88,6 +88,7 @@ def make_train_step(state: dict[str, Any]) -> Callable[[], float]:
     """One optimizer step from cached features, as `altcap.train.loop.fit` runs it (no accumulation)."""
     device, loss_module, optimizer = state["device"], state["loss_module"], state["optimizer"]
     max_norm = state["cfg"].optim.max_grad_norm
+    parameters = list(loss_module.parameters())  # fit() lists them once too (TrainRun.parameters)
 
     def step() -> torch.Tensor:
         # fit() gets the text batch from the loader and the features from the cache on the CPU.
@@ -101,7 +102,7 @@ def make_train_step(state: dict[str, Any]) -> Callable[[], float]:
         elif not torch.isfinite(loss.detach()).item():  # fit()'s check_finite: a sync per step
             raise RuntimeError(f"loss is {loss.item()}; the profiled step diverged")
         if max_norm is not None:
-            torch.nn.utils.clip_grad_norm_(loss_module.parameters(), max_norm)
+            torch.nn.utils.clip_grad_norm_(parameters, max_norm)
         optimizer.step()
         if fused:
             del optimizer.found_inf

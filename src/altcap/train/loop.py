@@ -60,6 +60,12 @@ class TrainRun:
     unread_losses: list[tuple[int, torch.Tensor, float]] = field(default_factory=list)
     # Fetch each next epoch's first batch during the last step of the one before (loader workers only).
     prefetch_next_epoch: bool = False
+    # The loss module's parameters, listed once: walking a PEFT-wrapped model's module tree for
+    # them at every clip took 9 ms a step against 1.5 for the list (24-layer SmolVLM2 shape, CPU).
+    parameters: list[torch.nn.Parameter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parameters = list(self.loss_module.parameters())
 
 
 def fit(run: TrainRun) -> TrainState:
@@ -290,7 +296,7 @@ def optimizer_step(run: TrainRun, skip_if_nonfinite: torch.Tensor | None = None)
     """Clip, step, schedule, zero_grad. With `skip_if_nonfinite`, the fused optimizer leaves the
     weights and its state untouched when that loss is NaN/inf; `read_losses` raises later."""
     if run.max_grad_norm is not None:
-        run.accelerator.clip_grad_norm_(run.loss_module.parameters(), run.max_grad_norm)
+        run.accelerator.clip_grad_norm_(run.parameters, run.max_grad_norm)
     inner = torch_optimizer(run)
     if skip_if_nonfinite is not None:
         inner.found_inf = (~torch.isfinite(skip_if_nonfinite)).float()
