@@ -18,15 +18,14 @@ from altcap.data.image_screen import UnreadableImage, describe_unreadable, scree
 from altcap.data.images import ImageLoadError
 from altcap.data.manifest import ManifestError, read_manifest
 from altcap.models.chat_lora import add_part_targets
-from altcap.models.lm_folder import skip_weight_init
 from altcap.models.loading import (
     ModelLoadError,
-    apply_lora,
     build_weightless_model,
     linear_layer_names,
     load_processor,
     read_model_config,
     resolve_family,
+    resolve_lora_targets,
 )
 from altcap.models.registry import ModelFamily, families_with
 from altcap.train.checkpoint import find_latest_checkpoint
@@ -147,8 +146,6 @@ def lora_targets(cfg: TrainConfig, family: ModelFamily, model: Any) -> tuple[lis
 
 def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, problems: list[str]) -> None:
     """Match the LoRA targets on a weightless copy of the model."""
-    import torch
-
     if cfg.lora.include_qformer and family.frozen_part_lora is None:
         problems.append(
             f"lora.include_qformer=true: family {family.name!r} has no frozen part to adapt; set it to "
@@ -165,12 +162,11 @@ def check_lora_targets(cfg: TrainConfig, family: ModelFamily, hf_config: Any, pr
     meta_model = build_weightless_model(family, hf_config)
     if meta_model is None:
         return  # its model exists only with its weights: the real apply_lora checks it later
-    lora = cfg.lora
     try:
-        # PEFT's LoRA initialisers would run on meta tensors too (skip_weight_init makes them no-ops).
-        with skip_weight_init(), torch.device("meta"):
-            targets, scope = lora_targets(cfg, family, meta_model)
-            apply_lora(meta_model, family, targets, lora.r, lora.alpha, lora.dropout, scope=scope)
+        # The check apply_lora makes before PEFT wraps anything; wrapping the weightless copy too
+        # cost ~0.8 s (a 24-layer model's 168 LoRA layers) and finds nothing more.
+        targets, scope = lora_targets(cfg, family, meta_model)
+        resolve_lora_targets(meta_model, family, targets, scope, "lora.target_modules")
     except ModelLoadError as err:
         problems.append(str(err))
 
