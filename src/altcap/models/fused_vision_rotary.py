@@ -47,6 +47,9 @@ def liger_rotary() -> Callable | None:
         from liger_kernel.transformers.rope import liger_rotary_pos_emb
     except ImportError:
         return None
+    except Exception as err:  # installed but broken here (its triton, its transformers pins): not used
+        logger.warning("liger-kernel fails to import (%s: %s); rotary unfused", type(err).__name__, err)
+        return None
 
     def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple:
         q_out, k_out = liger_rotary_pos_emb(
