@@ -169,6 +169,8 @@ def load_altcap_model(folder: Path, max_pixels: int | None, vision_attention: st
 def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]:
     """Time HF at each batch size, then altcap once (each warmed up, one model in memory at a
     time so each peak is its own), and compare the ids."""
+    from altcap.models.fused_vision_rotary import kernel_in_use
+
     paths = write_random_images(scratch / "images", args.rows, (args.image_px, args.image_px))
     warm = paths[: min(len(paths), 8)]
     model = load_hf_model(folder)
@@ -222,6 +224,7 @@ def run(args: argparse.Namespace, folder: Path, scratch: Path) -> dict[str, Any]
             "phase_s": altcap["phase_s"],
             "timeline_s": altcap["timeline"],
             "peak_allocated_gb": peak_gb(),
+            "vision_rotary": kernel_in_use(),  # liger's kernel, transformers' own, or no rotary tower
         },
         "altcap_vision_sdpa_loop": loop,
         "hf_identical_share_vs_its_best_batch": hf_self,

@@ -59,8 +59,9 @@ def test_the_loader_opts_in_every_tower_attention_and_a_plain_model_runs_transfo
     depth = len(model.model.visual.blocks)
     assert all(hasattr(block.attn, "_altcap_fused_vision_rotary") for block in model.model.visual.blocks)
     assert fuse_vision_rotary(model) == []  # once is enough
+    assert fused_vision_rotary.kernel_in_use() is None  # nothing rotated yet
     fused_out = tower_output(model, inputs)
-    assert len(fused_on_cpu) == depth
+    assert len(fused_on_cpu) == depth and fused_vision_rotary.kernel_in_use() == "liger-kernel"
     plain_out = tower_output(plain, inputs)  # same process, same patched modeling file
     assert len(fused_on_cpu) == depth
     # altcap's tower also packs its attention into one call: the same maths in another order.
@@ -116,6 +117,7 @@ def test_without_liger_kernel_transformers_own_runs(qwen, monkeypatch, caplog) -
             tower_output(model, inputs), tower_output(plain, inputs), rtol=1e-5, atol=1e-6
         )
     assert "pip install liger-kernel" in caplog.text
+    assert fused_vision_rotary.kernel_in_use() == "transformers"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="liger's Triton kernel: run on the GPU machine")

@@ -63,6 +63,14 @@ def liger_rotary() -> Callable | None:
 _KERNEL: list[Callable | None] = []  # liger_rotary(), found at the first fused call; None: none or failed
 
 
+def kernel_in_use() -> str | None:
+    """What rotated opted-in towers' q and k so far: "liger-kernel", "transformers" (no liger, or it
+    failed), or None (no fused-eligible call yet). For benchmark reports."""
+    if not _KERNEL:
+        return None
+    return "liger-kernel" if _KERNEL[0] is not None else "transformers"
+
+
 def can_fuse(query: torch.Tensor, key: torch.Tensor) -> bool:
     """Inference on a device the kernel is for: no autograd graph to keep."""
     could_train = torch.is_grad_enabled() and (query.requires_grad or key.requires_grad)
