@@ -17,6 +17,7 @@
 #   LEAN_AB=1 MIX=1 FILL_AB=64: altcap with lean activations, Qwen2.5-VL's length-mix row, and
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
 #   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options.
+#   GPU_TESTS=1: the chat speed parts' CUDA-only tests first (they skip on a CPU).
 #   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's (PROFILE_ARCH's) tower, generate and train steps (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
@@ -78,6 +79,11 @@ if [ -n "${TINY:-}" ]; then
   tiny_caption=(--tiny --hf-batch-sizes 2,4 --altcap-batch-size 2 --num-workers 0)
   tiny_train=(--tiny --batch-size 2 --num-workers 0 --no-liger)
 fi
+# GPU_TESTS=1: first the CUDA-only tests of the chat VLMs' speed parts (graphed decode steps, liger's
+# vision rotary, varlen vision attention, rope index), which skip on a CPU.
+[ -n "${GPU_TESTS:-}" ] && step gpu_tests ${TESTS_LIMIT_S:-240} python3 -m pytest -q -p no:cacheprovider -rs \
+  tests/models/test_graphed_chat_decoding.py tests/models/test_fused_vision_rotary.py \
+  tests/models/test_vision_attention.py tests/models/test_rope_index.py
 step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --models-root "$MODELS" \
   --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory-$card.json" "${tiny_recipes[@]}"
 # ARCHS="qwen2.5-vl-3b-instruct smolvlm2-2.2b-instruct" adds issue #26's SmolVLM2 ratios (~3 min more).
@@ -135,7 +141,8 @@ write_random_images(Path(sys.argv[2]), 256, (448, 448))" "$pmodel" "$pimgs" "${T
     [ $mode = train ] && for lean in false true; do
       step profile_train_lean_$lean ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu train \
         --model-id "$pmodel" --images "$pimgs" --batch-size ${PROFILE_TRAIN_BATCH:-16} --steps 5 --warmup-steps 3 \
-        --set lean_activations=$lean --out "$OUT/logs/profile-train-lean-$lean-$parch-$card.json"
+        --set lean_activations=$lean --set model.max_image_pixels=$((448 * 448)) \
+        --out "$OUT/logs/profile-train-lean-$lean-$parch-$card.json"
     done
   done
 fi
