@@ -132,9 +132,7 @@ def test_ligers_kernel_gives_transformers_rotary_to_bf16_rounding() -> None:
     cos, sin = torch.cat((freqs, freqs), -1).cos(), torch.cat((freqs, freqs), -1).sin()
     before = qkv.clone()
     with torch.no_grad():
-        expected = getattr(
-            apply_rotary_pos_emb_vision, "_altcap_fused_vision_rotary", apply_rotary_pos_emb_vision
-        )(q, k, cos, sin)
+        expected = apply_rotary_pos_emb_vision(q, k, cos, sin)  # not opted in: transformers' own
         fused = fused_vision_rotary.liger_rotary()(q, k, cos, sin)
     assert torch.equal(qkv, before)  # the tower's projections are left as they were
     for got, want in zip(fused, expected, strict=True):

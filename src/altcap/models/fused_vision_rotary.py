@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 ROTARY_FUNCTION = "apply_rotary_pos_emb_vision"
 FUSED_DEVICES = ("cuda",)  # liger-kernel is Triton: CUDA (and ROCm, which torch also calls "cuda")
 _OPTED_IN = ContextVar("altcap_fused_vision_rotary", default=False)
-_MARK = "_altcap_fused_vision_rotary"
+_ORIGINAL = "_altcap_original_rotary"  # on the dispatcher: transformers' function it stands for
+_INNER_FORWARD = "_altcap_fused_vision_rotary"  # on an opted-in module: the forward it had
 
 
 def liger_rotary() -> Callable | None:
@@ -94,13 +95,13 @@ def _dispatcher(original: Callable) -> Callable:
                 _KERNEL[0] = None
         return original(q, k, *args, **kwargs)
 
-    setattr(apply_rotary, _MARK, original)
+    setattr(apply_rotary, _ORIGINAL, original)
     return apply_rotary
 
 
 def _install_dispatcher(modeling: types.ModuleType) -> None:
     current = getattr(modeling, ROTARY_FUNCTION)
-    if not hasattr(current, _MARK):
+    if not hasattr(current, _ORIGINAL):
         setattr(modeling, ROTARY_FUNCTION, _dispatcher(current))
 
 
@@ -116,7 +117,7 @@ def _rotates_in_vision(module: nn.Module) -> types.ModuleType | None:
 def _forward_opted_in(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     token = _OPTED_IN.set(True)
     try:
-        return getattr(self, _MARK)(*args, **kwargs)
+        return getattr(self, _INNER_FORWARD)(*args, **kwargs)
     finally:
         _OPTED_IN.reset(token)
 
@@ -134,11 +135,11 @@ def fuse_vision_rotary(model: nn.Module) -> list[str]:
     names = []
     for name, module in model.named_modules():
         modeling = _rotates_in_vision(module)
-        if modeling is None or hasattr(module, _MARK):
+        if modeling is None or hasattr(module, _INNER_FORWARD):
             continue
         _install_dispatcher(modeling)
         # The forward it had (its class's, or another instance-level swap), run inside the opt-in.
-        setattr(module, _MARK, module.forward)
+        setattr(module, _INNER_FORWARD, module.forward)
         module.forward = types.MethodType(_forward_opted_in, module)
         names.append(name)
     return names
