@@ -115,6 +115,7 @@ def train_altcap(args: argparse.Namespace, folder: Path, manifest: Path, work: P
         "side": "altcap",
         "variant": f"altcap train (feature_cache.enabled={CACHE_SETTINGS[args.altcap_cache]})",
         "feature_cache_used": provenance.get("feature_cache_used"),
+        "cuda_graphs": provenance.get("cuda_graphs"),  # passes replayed / run eagerly (train.cuda_graphs)
         "end_to_end_s": round(wall_s, 2),
         "steps_s": round(sum(row["elapsed_s"] for row in rows if "elapsed_s" in row), 2),
         # run_train's own split of its wall time (validate, load, cache, prepare, fit, outputs).

@@ -16,7 +16,8 @@
 #   STEPS=3 ROWS=1024 EPOCHS=3 SKIP=recipe_memory benchmarks/gpu/chat_vlm.sh   # knobs (see below)
 #   LEAN_AB=1 MIX=1 FILL_AB=64: altcap with lean activations, Qwen2.5-VL's length-mix row, and
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
-#   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options.
+#   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options; TRAIN_ARGS="--altcap-set
+#   cuda_graphs=true": extra chat_vlm_train options.
 #   GPU_TESTS=1: the chat speed parts' CUDA-only tests first (they skip on a CPU).
 #   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's (PROFILE_ARCH's) tower, generate and train steps (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
@@ -83,7 +84,7 @@ fi
 # vision rotary, varlen vision attention, rope index), which skip on a CPU.
 [ -n "${GPU_TESTS:-}" ] && step gpu_tests ${TESTS_LIMIT_S:-240} python3 -m pytest -q -p no:cacheprovider -rs \
   tests/models/test_graphed_chat_decoding.py tests/models/test_fused_vision_rotary.py \
-  tests/models/test_vision_attention.py tests/models/test_rope_index.py
+  tests/models/test_vision_attention.py tests/models/test_rope_index.py tests/models/test_graphed_chat_training.py
 step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --models-root "$MODELS" \
   --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory-$card.json" "${tiny_recipes[@]}"
 # ARCHS="qwen2.5-vl-3b-instruct smolvlm2-2.2b-instruct" adds issue #26's SmolVLM2 ratios (~3 min more).
@@ -93,7 +94,7 @@ for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
     --num-workers ${CAPTION_WORKERS:-8} --out "$OUT/chat-vlm-caption-$arch-$card.json" ${CAPTION_ARGS:-} "${tiny_caption[@]}"
   step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
     --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
-    --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" "${tiny_train[@]}"
+    --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" ${TRAIN_ARGS:-} "${tiny_train[@]}"
 done
 train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} \
   --timeout-s ${SIDE_S:-90} "${tiny_train[@]}")

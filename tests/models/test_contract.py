@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from _family_checks import CAPTIONS, PROMPTS, make_images
+from _family_checks import CAPTIONS, PROMPTS, lora_that_matters, make_images
 
 from altcap.models.loading import ModelConfig, apply_lora, load_model
 from altcap.models.registry import get_family, list_families
@@ -269,6 +269,47 @@ def test_contract_graphed_chat_decoding_gives_the_same_ids(
     # One graph for every step, unless this tiny config's sliding window is shorter than the cache.
     captured = 0 if static_steps_problem(base.config, capacity) else 1
     assert base._altcap_graphed_chat_decoder.captured == captured
+
+
+def _graphed_training_cases() -> list[Any]:
+    from altcap.models.registry import family_for_model_type
+
+    return [
+        case
+        for case in _case_params()
+        if _param_case(case) in TINY_SPECS and family_for_model_type(_param_case(case)).graphed_training
+    ]
+
+
+@pytest.mark.parametrize("case", _graphed_training_cases())
+def test_contract_graphed_training_gives_the_eager_gradients(
+    case: str, contract_folder: Callable[[str], Path]
+) -> None:
+    """Every family with graphed training: its language-model passes, padded to a graph's fixed
+    shape (replayed eagerly here; the capture runs on the GPU machine), give the eager loss and
+    LoRA gradients, and the second pass of a shape replays its graph."""
+    from altcap.models.graphed_chat_training import enable_graphed_training
+
+    model, processor, family = load_model(ModelConfig(model_id=str(contract_folder(case)), device="cpu"))
+    model = lora_that_matters(model, family, std=0.2)
+    inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+    model.train()
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = family.caption_loss(model, inputs)
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+    expected_loss, expected_grads = loss_and_grads()
+    router = family.graphed_training.enable(model, use_cuda_graphs=False)
+    assert family.graphed_training.enable is enable_graphed_training
+    for _ in range(2):
+        loss, grads = loss_and_grads()
+        torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert (router.eager_passes, router.graphed_passes, router.unsupported) == (1, 1, set())
 
 
 @pytest.mark.parametrize("case", _case_params())

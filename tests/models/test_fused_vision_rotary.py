@@ -110,7 +110,10 @@ def test_without_liger_kernel_transformers_own_runs(qwen, monkeypatch, caplog) -
     model, inputs, plain = qwen
     monkeypatch.setattr(fused_vision_rotary, "FUSED_DEVICES", ("cpu",))
     monkeypatch.setattr(fused_vision_rotary, "_KERNEL", [])
-    monkeypatch.setitem(sys.modules, "liger_kernel", None)  # an import of it fails, as where it is missing
+    # an import of it fails, as where it is missing; its submodules too, which an earlier test on the
+    # GPU machine imported and Python would otherwise take from sys.modules without the parent
+    for name in ["liger_kernel", "liger_kernel.transformers", "liger_kernel.transformers.rope"]:
+        monkeypatch.setitem(sys.modules, name, None)
     assert fused_vision_rotary.liger_rotary() is None
     with caplog.at_level(logging.INFO, logger="altcap.models.fused_vision_rotary"):
         torch.testing.assert_close(

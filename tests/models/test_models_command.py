@@ -28,6 +28,7 @@ def test_models_json_lists_every_family_with_its_model_types() -> None:
     assert by_name["qwen2_5_vl"]["capabilities"] == {
         "feature_cache": True,
         "graphed_decoding": True,
+        "graphed_training": True,
         "qlora": True,
         "chat_template": True,
         "instructions": True,
@@ -38,6 +39,7 @@ def test_models_json_lists_every_family_with_its_model_types() -> None:
     assert by_name["blip2"]["capabilities"]["projector_vision_lora"] is False
     assert by_name["paligemma"]["capabilities"]["chat_template"] is False
     assert by_name["paligemma"]["capabilities"]["graphed_decoding"] is False  # fails on a static cache
+    assert by_name["gemma3"]["capabilities"]["graphed_training"] is False  # per-layer-type masks
     # who reads a record's context: instruction followers with or without a chat template
     assert by_name["blip2"]["capabilities"]["instructions"] is True
     assert by_name["blip"]["capabilities"]["instructions"] is False

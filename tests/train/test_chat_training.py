@@ -158,3 +158,35 @@ def test_lean_activations_train_the_same_loss_curve_in_a_run(
     # CPU, so no norm: each keeps nothing beyond its input there).
     assert [(counts.gated_mlps, counts.norms) for counts in swapped] == [(3, 0)]
     assert [row["loss"] for row in runs["true"]] == [row["loss"] for row in runs["false"]]
+
+
+def test_training_graphs_give_the_eager_loss_curve_and_are_counted(
+    qwen: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cuda_graphs=true` through `run_train`, with the graphs replayed eagerly (the capture itself
+    is tested on the GPU machine, tests/models/test_graphed_chat_training.py)."""
+    import altcap.train.run as train_run
+    import altcap.train.validate as validate
+    from altcap.models.graphed_chat_training import enable_graphed_training
+
+    monkeypatch.setattr(validate, "cuda_available", lambda: True)  # the CPU stands in for the GPU
+    monkeypatch.setattr(
+        train_run, "enable_graphed_training", lambda plan, model: enable_graphed_training(model, False)
+    )
+    manifest = write_manifest(tmp_path / "data", n_train=4, n_val=0)
+    runs, provenance = {}, {}
+    for graphs in ("true", "false"):
+        out = tmp_path / f"graphs-{graphs}"
+        sets = (f"cuda_graphs={graphs}", "precision=fp32", "optim.lr=5e-3")
+        run_train(make_config(qwen, manifest, out, *sets))
+        runs[graphs] = [row["loss"] for row in read_log(out)]
+        provenance[graphs] = json.loads((out / "provenance.json").read_text())["cuda_graphs"]
+    assert runs["true"] == pytest.approx(runs["false"], abs=1e-5)
+    assert provenance["false"] is None
+    # 4 examples in batches of 2, 2 epochs: 4 passes of one padded shape, the first one eager
+    assert provenance["true"] == {
+        "graphed_passes": 3,
+        "eager_passes": 1,
+        "shapes_captured": 1,
+        "not_graphed_because": [],
+    }

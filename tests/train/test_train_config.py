@@ -56,3 +56,12 @@ def test_cuda_graphs_per_compiled_layer_are_refused_with_what_to_set() -> None:
         TrainConfig(compile=True, compile_mode="reduce-overhead")
     assert TrainConfig(compile=True, compile_mode="reduce-overhead", compile_scope="model").compile
     assert TrainConfig(compile=False, compile_mode="reduce-overhead").compile_scope == "blocks"
+
+
+def test_training_graphs_with_compile_or_checkpointing_are_refused_with_what_to_set() -> None:
+    both = "cuda_graphs=true with compile=true and gradient_checkpointing=true"
+    with pytest.raises(ValueError, match=both):
+        TrainConfig(cuda_graphs=True, compile=True, gradient_checkpointing=True)
+    with pytest.raises(ValueError, match="set cuda_graphs=false or gradient_checkpointing=false"):
+        TrainConfig(cuda_graphs=True, gradient_checkpointing=True)
+    assert TrainConfig(cuda_graphs=True).cuda_graphs

@@ -69,6 +69,18 @@ def test_qlora_without_gpu_is_a_clear_error(tiny_model, tmp_path: Path) -> None:
         validate_train_config(cfg)
 
 
+def test_cuda_graphs_without_gpu_or_on_a_family_without_them_are_clear_errors(tiny_model, tmp_path) -> None:
+    manifest = write_manifest(tmp_path / "data")
+    cfg = make_config(tiny_model("blip"), manifest, tmp_path / "run", "cuda_graphs=true")
+    with pytest.raises(ConfigError) as err:
+        validate_train_config(cfg)
+    assert "cuda_graphs=true needs a CUDA GPU; none found. Set cuda_graphs=false" in err.value.problems
+    assert any(
+        "cuda_graphs=true: family 'blip' cannot replay its training passes" in p and "smolvlm" in p
+        for p in err.value.problems
+    )
+
+
 def test_missing_manifest_setting(tiny_model, tmp_path: Path) -> None:
     cfg = make_config(tiny_model("blip"), tmp_path / "m.jsonl", tmp_path / "run", "data.manifest=null")
     with pytest.raises(ConfigError, match=r"data\.manifest is not set"):

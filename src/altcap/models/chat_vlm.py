@@ -27,9 +27,11 @@ from altcap.models.chat_features import build_chat_feature_cache, without_pixels
 from altcap.models.chat_loading import load_chat_processor, load_chat_vlm, load_chat_vlm_4bit
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
 from altcap.models.graphed_chat_decoding import chat_graphs_problem, generate_with_chat_graphs
+from altcap.models.graphed_chat_training import enable_graphed_training
 from altcap.models.registry import (
     DEFAULT_INSTRUCTION,
     GraphedDecoding,
+    GraphedTraining,
     ModelFamily,
     PackedVisionAttention,
     QuantizedLoading,
@@ -305,6 +307,7 @@ def build_chat_vlm_family(
     vision_parts: tuple[str, ...] | None = ("model.vision_tower", "model.multi_modal_projector"),
     packed_vision_attention: PackedVisionAttention | None = None,
     graphed_decoding: bool = True,
+    graphed_training: bool = True,
 ) -> ModelFamily:
     """The family record of a chat VLM (the one place a generic `ModelFamily` is constructed).
 
@@ -319,6 +322,9 @@ def build_chat_vlm_family(
         packed_vision_attention: set where the tower loops over packed spans on sdpa (Qwen-VL).
         graphed_decoding: `generation.cuda_graphs` replays decode steps as CUDA graphs
             (`graphed_chat_decoding.py`); False where transformers' generate fails on a static cache.
+        graphed_training: `train.cuda_graphs` replays the language model's training passes as CUDA
+            graphs (`graphed_chat_training.py`); False where the VLM hands its language model more
+            than embeddings, a 2-D padding mask and positions (per-layer masks, deepstack features).
 
     Returns:
         A `ModelFamily` (not yet registered).
@@ -341,6 +347,7 @@ def build_chat_vlm_family(
         part_lora=CHAT_PART_LORA,
         packed_vision_attention=packed_vision_attention,
         graphed_decoding=GraphedDecoding(check=chat_graphs_problem) if graphed_decoding else None,
+        graphed_training=GraphedTraining(enable=enable_graphed_training) if graphed_training else None,
     )
 
 

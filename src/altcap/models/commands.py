@@ -19,8 +19,9 @@ def describe_family(family: Any) -> dict[str, Any]:
         family: a registered `ModelFamily`.
 
     Returns:
-        {name, model_types, hf_class, capabilities: {feature_cache, graphed_decoding, qlora,
-        chat_template, instructions, projector_vision_lora, packed_vision_attention}}.
+        {name, model_types, hf_class, capabilities: {feature_cache, graphed_decoding,
+        graphed_training, qlora, chat_template, instructions, projector_vision_lora,
+        packed_vision_attention}}.
     """
     return {
         "name": family.name,
@@ -29,6 +30,7 @@ def describe_family(family: Any) -> dict[str, Any]:
         "capabilities": {
             "feature_cache": family.feature_cache is not None,
             "graphed_decoding": family.graphed_decoding is not None,
+            "graphed_training": family.graphed_training is not None,  # train.cuda_graphs
             "qlora": family.quantized is not None,  # 4-bit loading through the family's own loader
             "chat_template": family.uses_chat_template,
             "instructions": family.follows_instructions,  # the prompt (and a record's context) is read

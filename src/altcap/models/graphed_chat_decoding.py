@@ -127,12 +127,16 @@ class GraphedChatDecoder:
 
         # generate() and the VLM read forward's parameters: keep the real ones.
         forward.__signature__ = inspect.signature(self.decoder.forward)
+        replaced = self.decoder.__dict__.get("forward")  # training's graphs (graphed_chat_training.py)
         self.decoder.forward = forward
         try:
             with deferred_stop_checks(self.use_cuda_graphs):
                 yield
         finally:
-            del self.decoder.forward  # back to the class's own forward
+            if replaced is None:
+                del self.decoder.forward  # back to the class's own forward
+            else:
+                self.decoder.forward = replaced
             self.cache = None
 
 

@@ -71,6 +71,16 @@ class GraphedDecoding:
 
 
 @dataclass(frozen=True)
+class GraphedTraining:
+    """Capability: `train.cuda_graphs` replays the language model's training passes as CUDA graphs
+    (`models/graphed_chat_training.py`)."""
+
+    # `(LoRA-wrapped model on CUDA) -> router`, whose `graphed_passes` / `eager_passes` count what
+    # ran how; raises ValueError for a model off CUDA.
+    enable: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
 class QuantizedLoading:
     """Capability: QLoRA, the base model loaded in 4-bit NF4 by the family's own loader."""
 
@@ -151,6 +161,7 @@ class ModelFamily:
     follows_instructions: bool = False
     feature_cache: FeatureCache | None = None
     graphed_decoding: GraphedDecoding | None = None
+    graphed_training: GraphedTraining | None = None
     quantized: QuantizedLoading | None = None
     vision_blocks: VisionBlocks | None = None
     frozen_part_lora: FrozenPartLora | None = None
@@ -166,6 +177,7 @@ class ModelFamily:
 _CAPABILITIES = (
     "feature_cache",
     "graphed_decoding",
+    "graphed_training",
     "quantized",
     "vision_blocks",
     "frozen_part_lora",

@@ -242,6 +242,13 @@ class TrainConfig(StageConfig):
     qlora: bool = Field(
         default=False, description="Load the base model in 4-bit NF4 (needs CUDA + bitsandbytes)."
     )
+    cuda_graphs: bool = Field(
+        default=False,
+        description="Replay the language model's forward and backward passes as CUDA graphs (chat "
+        "VLMs with graphed_training in `altcap models`; needs CUDA): one capture per batch size and "
+        "padded length (lengths rounded up to 32, at most 4 shapes), against the per-step kernel "
+        "launches that bound small models' steps. Not with compile or gradient_checkpointing.",
+    )
     compile: bool = Field(
         default=False,
         description="torch.compile the model's forward (inductor); the first step is slower while it "
@@ -301,6 +308,16 @@ class TrainConfig(StageConfig):
                 "compile_mode=reduce-overhead with compile_scope=blocks: CUDA graphs per layer with "
                 "autograd crashed the process in its first step (torch 2.11, H100); set "
                 "compile_mode=default, or compile_scope=model"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_cuda_graphs_settings(self) -> TrainConfig:
+        others = [name for name in ("compile", "gradient_checkpointing") if getattr(self, name)]
+        if self.cuda_graphs and others:
+            raise ValueError(
+                f"cuda_graphs=true with {' and '.join(f'{n}=true' for n in others)}: graphs record the "
+                f"plain eager passes; set cuda_graphs=false or {' and '.join(f'{n}=false' for n in others)}"
             )
         return self
 

@@ -60,6 +60,8 @@ class TrainRun:
     unread_losses: list[tuple[int, torch.Tensor, float]] = field(default_factory=list)
     # Fetch each next epoch's first batch during the last step of the one before (loader workers only).
     prefetch_next_epoch: bool = False
+    # train.cuda_graphs' router over the language model's passes (its counts go to provenance.json).
+    graphed_training: Any = None
     # The loss module's parameters, listed once: walking a PEFT-wrapped model's module tree for
     # them at every clip took 9 ms a step against 1.5 for the list (24-layer SmolVLM2 shape, CPU).
     parameters: list[torch.nn.Parameter] = field(init=False)

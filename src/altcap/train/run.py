@@ -335,7 +335,28 @@ def describe_run(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, model: Any) -
         val_examples=len(plan.val_examples),
         unreadable_images_skipped=[image.to_dict() for image in plan.unreadable_images],
         lora_targets=sorted(targets) if isinstance(targets, set) else targets,
+        cuda_graphs=describe_graphed_training(run.graphed_training),
     )
+
+
+def enable_graphed_training(plan: TrainPlan, model: Any) -> Any:
+    """The family's CUDA-graph router over `model`'s training passes (train.cuda_graphs)."""
+    try:
+        return plan.family.graphed_training.enable(model)
+    except ValueError as err:  # e.g. model.device=cpu on a GPU machine
+        raise ConfigError([str(err)]) from err
+
+
+def describe_graphed_training(router: Any) -> dict[str, Any] | None:
+    """What `cuda_graphs` did, for provenance.json: passes replayed, passes run eagerly and why."""
+    if router is None:
+        return None
+    return {
+        "graphed_passes": router.graphed_passes,
+        "eager_passes": router.eager_passes,
+        "shapes_captured": len(router.graphs),
+        "not_graphed_because": sorted(router.unsupported) + ([router.failed] if router.failed else []),
+    }
 
 
 def describe_device(accelerator: Any) -> str:
@@ -378,6 +399,8 @@ def run_train(cfg: TrainConfig) -> Path:
     cache = fill_feature_cache(cfg, plan, model, processor, acc, timer) if plan.use_cache else None
     with timer.phase("prepare"):
         run = build_train_run(cfg, plan, acc, model, processor, cache)
+        if cfg.cuda_graphs:  # after the cache fill, whose passes need no gradient
+            run.graphed_training = enable_graphed_training(plan, model)
     try:
         with timer.phase("fit"):
             fit(run)

@@ -209,6 +209,14 @@ def check_runtime(cfg: TrainConfig, plan: TrainPlan, problems: list[str]) -> Non
         problems.append("qlora=true needs a CUDA GPU (bitsandbytes 4-bit); none found. Set qlora=false")
     if cfg.qlora and importlib.util.find_spec("bitsandbytes") is None:
         problems.append("qlora=true needs bitsandbytes; `pip install bitsandbytes` or set qlora=false")
+    if cfg.cuda_graphs and not has_cuda:
+        problems.append("cuda_graphs=true needs a CUDA GPU; none found. Set cuda_graphs=false")
+    if cfg.cuda_graphs and plan.family is not None and plan.family.graphed_training is None:
+        problems.append(
+            f"cuda_graphs=true: family {plan.family.name!r} cannot replay its training passes as CUDA "
+            f"graphs; set cuda_graphs=false. Families that can: "
+            f"{', '.join(families_with('graphed_training'))}"
+        )
     plan.precision = cfg.precision if has_cuda else "fp32"
     if plan.precision != cfg.precision:
         plan.notes.append(f"precision={cfg.precision} needs a GPU; training in fp32 on CPU")

@@ -39,4 +39,5 @@ FAMILY = register_chat_vlm(
     text_format=TextFormat(build_inputs, _no_prompt, default_instruction="<MORE_DETAILED_CAPTION>"),
     vision_parts=None,
     graphed_decoding=False,  # an encoder-decoder LM: graphed_chat_decoding replays decoder-only steps
+    graphed_training=False,  # as does graphed_chat_training
 )

@@ -5,4 +5,4 @@ One 896 px SigLIP view per image (256 tokens); pan-and-scan crops stay off, so
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("gemma3")
+FAMILY = register_chat_vlm("gemma3", graphed_training=False)  # per-layer-type masks reach its LM

@@ -4,4 +4,7 @@ feature extractor, unused here."""
 
 from altcap.models.chat_vlm import register_chat_vlm
 
-FAMILY = register_chat_vlm("gemma4", vision_parts=("model.vision_tower", "model.embed_vision"))
+# Its language model gets per-layer-type masks: no CUDA-graph training.
+FAMILY = register_chat_vlm(
+    "gemma4", vision_parts=("model.vision_tower", "model.embed_vision"), graphed_training=False
+)

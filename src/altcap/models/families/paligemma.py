@@ -30,4 +30,5 @@ FAMILY = register_chat_vlm(
     # PaliGemma's forward rebuilds the mask generate built for a static cache and fails on it
     # (transformers 5.25, Gemma 2 text models): no CUDA-graph decoding.
     graphed_decoding=False,
+    graphed_training=False,  # its language model gets a 4-D prefix-LM mask
 )

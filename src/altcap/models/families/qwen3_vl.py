@@ -6,6 +6,10 @@ from altcap.models.registry import PackedVisionAttention
 
 # Tower and merger (the projector) are both inside `visual`.
 # The tower attends within packed images (`cu_seqlens`): one call per layer, not one per span.
+# Its language model also takes the deepstack features: no CUDA-graph training.
 FAMILY = register_chat_vlm(
-    "qwen3_vl", vision_parts=("model.visual",), packed_vision_attention=PackedVisionAttention()
+    "qwen3_vl",
+    vision_parts=("model.visual",),
+    packed_vision_attention=PackedVisionAttention(),
+    graphed_training=False,
 )

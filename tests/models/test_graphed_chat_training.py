@@ -1,0 +1,122 @@
+"""A chat VLM's language-model passes in training, padded to fixed shapes for CUDA graphs, give the
+eager loss and LoRA gradients.
+
+On the CPU the "graph" runs the padded pass eagerly (the padding, the shape keys, the first-seen
+eager pass and the cut-off outputs are all exercised); the CUDA test captures real graphs and runs
+wherever a GPU is present (the GPU machine). Every chat family: the contract test
+`test_contract_graphed_training_gives_the_eager_gradients`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import _family_checks as checks
+import pytest
+import torch
+
+from altcap.models.graphed_chat_training import (
+    DecoderCall,
+    enable_graphed_training,
+    graphable_call,
+    pad_call,
+    padded_length,
+)
+from altcap.models.loading import ModelConfig, load_model
+
+
+def test_lengths_round_up_to_a_multiple_of_32():
+    assert [padded_length(n) for n in (1, 32, 33, 131)] == [32, 32, 64, 160]
+
+
+def test_padding_appends_zero_embeddings_masked_positions_and_keeps_rope_axes():
+    embeds, mask = torch.ones(2, 3, 4), torch.ones(2, 3, dtype=torch.long)
+    positions = torch.arange(3).expand(3, 2, 3)  # Qwen-VL's [axes, batch, length]
+    padded = pad_call(DecoderCall(embeds, mask, positions, {}), 5)
+    assert [tuple(t.shape) for t in padded] == [(2, 5, 4), (2, 5), (3, 2, 5)]
+    assert padded[0][:, 3:].abs().sum() == 0 and padded[1][:, 3:].sum() == 0
+    assert torch.equal(padded[2][..., :3], positions)
+
+
+def test_calls_a_graph_cannot_replay_say_why():
+    embeds = torch.zeros(1, 3, 4)
+    assert "4-D" in graphable_call({"inputs_embeds": embeds, "attention_mask": torch.ones(1, 1, 3, 3)})
+    assert "per-layer" in graphable_call(
+        {"inputs_embeds": embeds, "attention_mask": {"full_attention": None}}
+    )
+    reason = graphable_call({"inputs_embeds": embeds, "deepstack_visual_embeds": [torch.zeros(2, 4)]})
+    assert reason == "it takes further tensors (deepstack_visual_embeds)"
+    call = graphable_call({"inputs_embeds": embeds, "use_cache": True, "logits_to_keep": torch.arange(2)})
+    assert isinstance(call, DecoderCall) and call.fixed == {} and call.mask.shape == (1, 3)
+
+
+def _lora_model(chat_dir, model_type: str):
+    model, processor, family = load_model(ModelConfig(model_id=str(chat_dir(model_type)), device="cpu"))
+    return checks.lora_that_matters(model, family, std=0.2), processor, family
+
+
+def _loss_and_grads(model, family, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = family.caption_loss(model, inputs)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
+
+
+@pytest.mark.parametrize("model_type", ["smolvlm", "qwen2_5_vl"])
+def test_padded_passes_give_the_eager_loss_and_gradients(chat_dir, model_type):
+    model, processor, family = _lora_model(chat_dir, model_type)
+    inputs = family.build_inputs(processor, checks.make_images(), checks.PROMPTS, checks.CAPTIONS)
+    model.train()
+    expected_loss, expected_grads = _loss_and_grads(model, family, inputs)
+    router = enable_graphed_training(model, use_cuda_graphs=False)
+    for _ in range(3):  # seen (eager), captured, replayed
+        loss, grads = _loss_and_grads(model, family, inputs)
+        torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
+        assert grads.keys() == expected_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert (router.eager_passes, router.graphed_passes, len(router.graphs)) == (1, 2, 1)
+    assert any(g.abs().sum() > 0 for n, g in grads.items() if "lora_B" in n)
+
+
+def test_evaluation_and_unsupported_calls_run_eagerly_and_say_why_once(chat_dir, caplog):
+    model, processor, family = _lora_model(chat_dir, "gemma3")  # per-layer-type masks
+    inputs = family.build_inputs(processor, checks.make_images(), checks.PROMPTS, checks.CAPTIONS)
+    model.train()
+    router = enable_graphed_training(model, use_cuda_graphs=False)
+    with caplog.at_level(logging.INFO, logger="altcap.models.graphed_chat_training"):
+        for _ in range(2):
+            family.caption_loss(model, inputs).backward()
+        model.eval()
+        with torch.no_grad():
+            family.caption_loss(model, inputs)
+    assert (router.eager_passes, router.graphed_passes, router.graphs) == (0, 0, {})
+    said = [r.getMessage() for r in caplog.records if "without CUDA graphs" in r.getMessage()]
+    reason = "its attention mask is not a 2-D padding mask (a 4-D or per-layer-type mask)"
+    assert said == [f"training without CUDA graphs: {reason}"]
+
+
+def test_graphs_need_the_model_on_cuda(chat_dir):
+    model, _, _ = _lora_model(chat_dir, "smolvlm")
+    with pytest.raises(ValueError, match="cuda_graphs=true needs the model on a CUDA device, not cpu"):
+        enable_graphed_training(model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs: run on the GPU machine")
+@pytest.mark.parametrize("model_type", ["smolvlm", "qwen2_5_vl"])
+def test_captured_graphs_give_the_eager_loss_and_gradients_on_cuda(chat_dir, model_type):
+    model, processor, family = _lora_model(chat_dir, model_type)
+    model.to("cuda").train()
+    inputs = family.build_inputs(processor, checks.make_images(), checks.PROMPTS, checks.CAPTIONS)
+    inputs = {key: value.to("cuda") for key, value in inputs.items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        expected_loss, expected_grads = _loss_and_grads(model, family, inputs)
+        router = enable_graphed_training(model)
+        for _ in range(3):
+            loss, grads = _loss_and_grads(model, family, inputs)
+            torch.testing.assert_close(loss, expected_loss, rtol=2e-2, atol=2e-2)
+            for name, grad in grads.items():
+                torch.testing.assert_close(grad, expected_grads[name], rtol=5e-2, atol=5e-3, msg=name)
+    assert router.failed is None
+    assert (router.eager_passes, router.graphed_passes, len(router.graphs)) == (1, 2, 1)
