@@ -14,7 +14,9 @@ come after every real one, so causal attention keeps them out of the real positi
 their outputs are cut off again. A shape runs eagerly the first time it is seen (an epoch's odd last
 batch never pays for a capture) and is captured the second time. What surrounds that call (image
 features merged into the embeddings, the LM head over the caption positions, the loss) stays eager:
-it reads tensor values on the host (boolean masks), which a graph cannot.
+it reads tensor values on the host (boolean masks), which a graph cannot. A graph's activations are
+kept in fixed buffers, so each pass's backward must run before the next pass of its shape, as in
+every altcap objective (forward, backward, then the next batch).
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ logger = logging.getLogger(__name__)
 LENGTH_STEP = 32  # padded lengths are multiples of this: nearby lengths share a graph
 MAX_GRAPHS = 4  # shapes captured at most; further shapes run eagerly (each graph keeps its buffers)
 WARMUP_ITERS = 1  # make_graphed_callables' own eager passes, on a side stream, before it captures
-# Attention kernels a recorded pass may use: not cuDNN's, which SDPA picked for SmolVLM2's language
-# model on an H100 (session 17's profile) and not for Qwen2.5-VL's (grouped-query); on the GPU
-# machine the one capture that failed (cudaErrorStreamCaptureInvalidated) was a tiny SmolVLM's.
+# Attention kernels a recorded pass may use: those session 17's captures ran with on an H100. SDPA
+# otherwise picks cuDNN's for SmolVLM2's language model (its profile), whose capture is untested.
 GRAPHED_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 # Arguments some VLMs hand their language model although it reads none of them
 # (LLaVA-OneVision passes `logits_to_keep` down; the LM head outside applies it).
@@ -175,20 +176,18 @@ class GraphedTrainingDecoder:
 
     def _graphed(self, module: torch.nn.Module, samples: tuple) -> torch.nn.Module | None:
         """`module` recorded as forward and backward graphs, or None (said once) where the capture
-        fails twice: an op it refuses (the pass then runs eagerly for the rest of the run)."""
-        for attempt in (1, 2):
-            try:
-                warm_up_on(capture_stream(), module, samples)
-                with uncached_autocast():
-                    return torch.cuda.make_graphed_callables(
-                        module, samples, num_warmup_iters=WARMUP_ITERS, pool=self.pool
-                    )
-            except Exception as err:
-                failure = f"{type(err).__name__}: {err}".strip()
-                logger.info("training graph capture, attempt %d of 2, failed: %s", attempt, failure)
-        self.failed = failure
-        logger.warning("training without CUDA graphs: the capture failed (%s)", self.failed)
-        return None
+        fails: an op it refuses. The pass then runs eagerly for the rest of the run; a second try
+        cannot help, as the allocator stays bound to the failed capture's memory pool."""
+        try:
+            warm_up_on(capture_stream(), module, samples)
+            with uncached_autocast():
+                return torch.cuda.make_graphed_callables(
+                    module, samples, num_warmup_iters=WARMUP_ITERS, pool=self.pool
+                )
+        except Exception as err:
+            self.failed = f"{type(err).__name__}: {err}".strip()
+            logger.warning("training without CUDA graphs: the capture failed (%s)", self.failed)
+            return None
 
     @staticmethod
     def _key(call: DecoderCall, length: int) -> tuple:
