@@ -120,3 +120,60 @@ def test_captured_graphs_give_the_eager_loss_and_gradients_on_cuda(chat_dir, mod
                 torch.testing.assert_close(grad, expected_grads[name], rtol=5e-2, atol=5e-3, msg=name)
     assert router.failed is None
     assert (router.eager_passes, router.graphed_passes, len(router.graphs)) == (1, 2, 1)
+
+
+class _TinyDecoder(torch.nn.Module):
+    """A causal stand-in for a language model: each position sums the ones before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 4)
+
+    def forward(self, inputs_embeds=None, attention_mask=None, position_ids=None, use_cache=None, **kwargs):
+        from transformers.modeling_outputs import BaseModelOutputWithPast
+
+        masked = self.proj(inputs_embeds) * attention_mask[..., None]
+        return BaseModelOutputWithPast(last_hidden_state=masked.cumsum(dim=1))
+
+
+def _pass(router, length: int, batch: int = 2) -> torch.Tensor:
+    embeds = torch.ones(batch, length, 4)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    return router.forward(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+
+
+def test_shapes_past_the_graph_limit_run_eagerly(monkeypatch):
+    from altcap.models import graphed_chat_training
+
+    monkeypatch.setattr(graphed_chat_training, "MAX_GRAPHS", 2)
+    decoder = _TinyDecoder().train()
+    router = graphed_chat_training.GraphedTrainingDecoder(decoder, use_cuda_graphs=False)
+    for length in (5, 5, 40, 40, 70, 70, 70, 6):  # buckets 32, 64, 96 (over the limit), 32
+        hidden = _pass(router, length)
+        expected = decoder(inputs_embeds=torch.ones(2, length, 4), attention_mask=torch.ones(2, length))
+        torch.testing.assert_close(hidden, expected.last_hidden_state)
+    assert len(router.graphs) == 2 and (router.eager_passes, router.graphed_passes) == (5, 3)
+
+
+def test_a_refused_capture_trains_on_eagerly_and_says_so_once(monkeypatch, caplog):
+    from altcap.models import graphed_chat_training
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphed_chat_training, "warm_up_on", lambda *args: None)
+    monkeypatch.setattr(graphed_chat_training, "capture_stream", lambda: None)
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    decoder = _TinyDecoder().train()
+    router = graphed_chat_training.GraphedTrainingDecoder(decoder, use_cuda_graphs=True)
+    router.pool = object()  # no CUDA here: the pool handle is never read
+    with caplog.at_level(logging.WARNING, logger="altcap.models.graphed_chat_training"):
+        for _ in range(4):
+            _pass(router, 5).sum().backward()
+    assert router.failed == "RuntimeError: operation not permitted when stream is capturing"
+    assert router.graphs == {} and (router.eager_passes, router.graphed_passes) == (4, 0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "training without CUDA graphs: the capture failed "
+        "(RuntimeError: operation not permitted when stream is capturing)"
+    ]
+    assert decoder.proj.weight.grad is not None

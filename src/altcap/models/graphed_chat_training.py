@@ -150,13 +150,16 @@ class GraphedTrainingDecoder:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Stands in for the decoder's forward: training passes with a gradient replay a graph
         once their shape was seen before; everything else runs eagerly."""
-        if args or self.failed or not (self.decoder.training and torch.is_grad_enabled()):
-            return self._eager(*args, **kwargs)
+        if args or not (self.decoder.training and torch.is_grad_enabled()):
+            return self._eager(*args, **kwargs)  # not a training pass
         call = graphable_call(kwargs)
         if isinstance(call, str):
             if call not in self.unsupported:  # said once a run
                 self.unsupported.add(call)
                 logger.info("training without CUDA graphs: %s", call)
+            return self._eager(**kwargs)
+        if self.failed:
+            self.eager_passes += 1
             return self._eager(**kwargs)
         length = call.embeds.shape[1]
         target = padded_length(length)
