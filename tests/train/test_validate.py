@@ -81,6 +81,16 @@ def test_cuda_graphs_without_gpu_or_on_a_family_without_them_are_clear_errors(ti
     )
 
 
+def test_cli_cuda_graphs_flag_on_a_cpu_machine_says_what_to_set(tiny_model, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "data", n_train=2, n_val=0)
+    args = ["train", "--model-id", str(tiny_model("blip")), "--manifest", str(manifest), "--cuda-graphs"]
+    result = CliRunner().invoke(app, [*args, "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert "cuda_graphs=true needs a CUDA GPU; none found. Set cuda_graphs=false" in text
+    assert "Traceback" not in text
+
+
 def test_missing_manifest_setting(tiny_model, tmp_path: Path) -> None:
     cfg = make_config(tiny_model("blip"), tmp_path / "m.jsonl", tmp_path / "run", "data.manifest=null")
     with pytest.raises(ConfigError, match=r"data\.manifest is not set"):

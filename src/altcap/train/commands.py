@@ -40,6 +40,7 @@ TRAIN_FLAGS = [
     Flag("qlora"),
     Flag("gradient_checkpointing"),
     Flag("lean_activations"),
+    Flag("cuda_graphs"),
     Flag("num_workers"),
     Flag("launch.num_processes", name="gpus"),
     Flag("launch.accelerate_config"),
