@@ -95,6 +95,16 @@ def lora_that_matters(model: Any, family: ModelFamily, std: float = 0.02) -> Any
     return peft_model
 
 
+def caption_loss_and_grads(model: Any, family: ModelFamily, inputs: dict[str, Any]) -> tuple[Any, dict]:
+    """The family's training loss on `inputs` and a copy of every trainable parameter's gradient
+    (copies: graphed passes may hand back gradients in buffers the next pass overwrites)."""
+    model.zero_grad(set_to_none=True)
+    loss = family.caption_loss(model, inputs)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
+
+
 def check_cached_loss_with_lora(folder: Path) -> None:
     """The equivalence also holds for a LoRA-wrapped model (the training setup), with gradients."""
     model, processor, family = load(folder)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import torch
-from _family_checks import CAPTIONS, PROMPTS, lora_that_matters, make_images
+from _family_checks import CAPTIONS, PROMPTS, caption_loss_and_grads, lora_that_matters, make_images
 
 from altcap.models.loading import ModelConfig, apply_lora, load_model
 from altcap.models.registry import get_family, list_families
@@ -294,18 +294,11 @@ def test_contract_graphed_training_gives_the_eager_gradients(
     model = lora_that_matters(model, family, std=0.2)
     inputs = family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
     model.train()
-
-    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model.zero_grad(set_to_none=True)
-        loss = family.caption_loss(model, inputs)
-        loss.backward()
-        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
-
-    expected_loss, expected_grads = loss_and_grads()
+    expected_loss, expected_grads = caption_loss_and_grads(model, family, inputs)
     router = family.graphed_training.enable(model, use_cuda_graphs=False)
     assert family.graphed_training.enable is enable_graphed_training
     for _ in range(2):
-        loss, grads = loss_and_grads()
+        loss, grads = caption_loss_and_grads(model, family, inputs)
         torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -55,23 +55,15 @@ def _lora_model(chat_dir, model_type: str):
     return checks.lora_that_matters(model, family, std=0.2), processor, family
 
 
-def _loss_and_grads(model, family, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    loss = family.caption_loss(model, inputs)
-    loss.backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    return loss.detach(), grads
-
-
 @pytest.mark.parametrize("model_type", ["smolvlm", "qwen2_5_vl"])
 def test_padded_passes_give_the_eager_loss_and_gradients(chat_dir, model_type):
     model, processor, family = _lora_model(chat_dir, model_type)
     inputs = family.build_inputs(processor, checks.make_images(), checks.PROMPTS, checks.CAPTIONS)
     model.train()
-    expected_loss, expected_grads = _loss_and_grads(model, family, inputs)
+    expected_loss, expected_grads = checks.caption_loss_and_grads(model, family, inputs)
     router = enable_graphed_training(model, use_cuda_graphs=False)
     for _ in range(3):  # seen (eager), captured, replayed
-        loss, grads = _loss_and_grads(model, family, inputs)
+        loss, grads = checks.caption_loss_and_grads(model, family, inputs)
         torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-6)
         assert grads.keys() == expected_grads.keys()
         for name, grad in grads.items():
@@ -111,10 +103,10 @@ def test_captured_graphs_give_the_eager_loss_and_gradients_on_cuda(chat_dir, mod
     inputs = family.build_inputs(processor, checks.make_images(), checks.PROMPTS, checks.CAPTIONS)
     inputs = {key: value.to("cuda") for key, value in inputs.items()}
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        expected_loss, expected_grads = _loss_and_grads(model, family, inputs)
+        expected_loss, expected_grads = checks.caption_loss_and_grads(model, family, inputs)
         router = enable_graphed_training(model)
         for _ in range(3):
-            loss, grads = _loss_and_grads(model, family, inputs)
+            loss, grads = checks.caption_loss_and_grads(model, family, inputs)
             torch.testing.assert_close(loss, expected_loss, rtol=2e-2, atol=2e-2)
             for name, grad in grads.items():
                 torch.testing.assert_close(grad, expected_grads[name], rtol=5e-2, atol=5e-3, msg=name)
