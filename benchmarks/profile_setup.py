@@ -78,6 +78,8 @@ def setup_train(args: argparse.Namespace, model_id: str, scratch: Path) -> dict[
     for module in frozen_submodules(model, family):
         module.eval()
     scheduler = build_scheduler(cfg, optimizer, args.steps + args.warmup_steps)
+    if cfg.cuda_graphs:  # --set cuda_graphs=true: the LM's passes replayed as `altcap train` does
+        family.graphed_training.enable(model)  # warm-up steps see each shape eagerly, then capture it
     return dict(
         cfg=cfg, device=device, precision=precision, loss_module=loss_module, optimizer=optimizer,
         scheduler=scheduler, inputs=batch["inputs"], features=features, model=model,

@@ -18,7 +18,10 @@
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
 #   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options; TRAIN_ARGS="--altcap-set
 #   cuda_graphs=true": extra chat_vlm_train options.
-#   GPU_TESTS=1: the chat speed parts' CUDA-only tests first (they skip on a CPU).
+#   ALT_TRAIN_ARGS="--altcap-cache off": a second altcap-alone training row per arch with these options.
+#   GPU_TESTS=1: the chat speed parts' CUDA-only tests first (they skip on a CPU); GPU_TEST_FILES
+#   picks some of them, GPU_TEST_K a -k expression.
+#   PROFILE_TRAIN_SETS="--set cuda_graphs=true": extra settings of the profiled training steps.
 #   PROFILE_CHAT=1: profiler tables of Qwen2.5-VL's (PROFILE_ARCH's) tower, generate and train steps (below).
 #   CAPTION_WORKERS=8: altcap's image-preparing processes (the lent machine has 16 cores; HF's
 #   notebook baseline prepares on its main thread, as people run it); HF_BATCHES=128,256 saves time.
@@ -82,9 +85,10 @@ if [ -n "${TINY:-}" ]; then
 fi
 # GPU_TESTS=1: first the CUDA-only tests of the chat VLMs' speed parts (graphed decode steps, liger's
 # vision rotary, varlen vision attention, rope index), which skip on a CPU.
+gpu_test_files=${GPU_TEST_FILES:-"tests/models/test_graphed_chat_decoding.py tests/models/test_fused_vision_rotary.py
+  tests/models/test_vision_attention.py tests/models/test_rope_index.py tests/models/test_graphed_chat_training.py"}
 [ -n "${GPU_TESTS:-}" ] && step gpu_tests ${TESTS_LIMIT_S:-240} python3 -m pytest -q -p no:cacheprovider -rs \
-  tests/models/test_graphed_chat_decoding.py tests/models/test_fused_vision_rotary.py \
-  tests/models/test_vision_attention.py tests/models/test_rope_index.py tests/models/test_graphed_chat_training.py
+  -k "${GPU_TEST_K:-}" $gpu_test_files
 step recipe_memory ${RECIPE_LIMIT_S:-220} python3 -m benchmarks.recipe_memory --models-root "$MODELS" \
   --steps ${STEPS:-2} --timeout-s ${RECIPE_S:-90} --out "$OUT/recipe-memory-$card.json" "${tiny_recipes[@]}"
 # ARCHS="qwen2.5-vl-3b-instruct smolvlm2-2.2b-instruct" adds issue #26's SmolVLM2 ratios (~3 min more).
@@ -95,6 +99,11 @@ for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
   step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
     --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
     --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" ${TRAIN_ARGS:-} "${tiny_train[@]}"
+  # ALT_TRAIN_ARGS="--altcap-cache off": altcap alone once more with other options, the same call.
+  [ -n "${ALT_TRAIN_ARGS:-}" ] && step chat_vlm_train_alt-$arch ${ALT_LIMIT_S:-100} python3 -m \
+    benchmarks.chat_vlm_train --arch $arch --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} \
+    --epochs ${EPOCHS:-1} --timeout-s ${SIDE_S:-90} --sides altcap --out "$OUT/chat-vlm-train-$arch-$card-alt.json" \
+    $ALT_TRAIN_ARGS "${tiny_train[@]}"
 done
 train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} \
   --timeout-s ${SIDE_S:-90} "${tiny_train[@]}")
@@ -142,7 +151,7 @@ write_random_images(Path(sys.argv[2]), 256, (448, 448))" "$pmodel" "$pimgs" "${T
     [ $mode = train ] && for lean in false true; do
       step profile_train_lean_$lean ${PROFILE_LIMIT_S:-120} python3 -m benchmarks.profile_gpu train \
         --model-id "$pmodel" --images "$pimgs" --batch-size ${PROFILE_TRAIN_BATCH:-16} --steps 5 --warmup-steps 3 \
-        --set lean_activations=$lean --set model.max_image_pixels=$((448 * 448)) \
+        --set lean_activations=$lean --set model.max_image_pixels=$((448 * 448)) ${PROFILE_TRAIN_SETS:-} \
         --out "$OUT/logs/profile-train-lean-$lean-$parch-$card.json"
     done
   done

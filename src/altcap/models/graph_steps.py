@@ -1,15 +1,54 @@
-"""What both graphed decoders share (`graphed_decoding.py` for encoder-decoder LMs,
-`graphed_chat_decoding.py` for chat VLMs): a step's inputs as fixed tensors, the key of its graph,
-the capture itself, and transformers' deferred stop check turned on for CUDA."""
+"""What the graphed passes share (`graphed_decoding.py` for encoder-decoder LMs,
+`graphed_chat_decoding.py` for chat VLMs, `graphed_chat_training.py` for their training passes):
+the stand-in forward that routes a model's calls, a step's inputs as fixed tensors, the key of its
+graph, the capture itself, and transformers' deferred stop check turned on for CUDA."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+
+def replace_forward(module: torch.nn.Module, stand_in: Callable[..., Any]) -> Callable[[], None]:
+    """Route `module`'s calls through `stand_in`; returns what puts the forward before it back.
+
+    The stand-in shows the real forward's parameters: `generate()` and the VLMs read them to decide
+    what to pass. Another stand-in already there (training's graphs under decoding's) comes back."""
+    before = module.__dict__.get("forward")
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return stand_in(*args, **kwargs)
+
+    forward.__signature__ = inspect.signature(module.forward)
+    module.forward = forward
+
+    def restore() -> None:
+        if before is None:
+            del module.forward  # back to the class's own forward
+        else:
+            module.forward = before
+
+    return restore
+
+
+@contextlib.contextmanager
+def forward_replaced(module: torch.nn.Module, stand_in: Callable[..., Any]) -> Iterator[None]:
+    """`replace_forward` for the duration of a block."""
+    restore = replace_forward(module, stand_in)
+    try:
+        yield
+    finally:
+        restore()
+
+
+def own_forward(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """The module's class forward, past any stand-in on the instance (a stand-in's eager passes)."""
+    return type(module).forward(module, *args, **kwargs)
 
 
 def tensor_leaves(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor]]:

@@ -19,7 +19,6 @@ processors and the stopping rules run unchanged around it, eagerly.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,7 +30,9 @@ from altcap.models.graph_steps import (
     cache_argument,
     capture_graph,
     deferred_stop_checks,
+    forward_replaced,
     generate_cache_keyword,
+    own_forward,
     static_like,
     step_inputs,
     with_leaves,
@@ -81,7 +82,7 @@ class GraphedChatDecoder:
         return cache
 
     def _eager(self, *args: Any, **kwargs: Any) -> Any:
-        return type(self.decoder).forward(self.decoder, *args, **kwargs)
+        return own_forward(self.decoder, *args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Stands in for the decoder's forward while active: one-token steps on the active cache
@@ -121,22 +122,10 @@ class GraphedChatDecoder:
     def active(self, cache: Any) -> Iterator[None]:
         """Route the decoder's calls through the graphs for one `generate` call on `cache`."""
         self.cache = cache
-
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            return self.forward(*args, **kwargs)
-
-        # generate() and the VLM read forward's parameters: keep the real ones.
-        forward.__signature__ = inspect.signature(self.decoder.forward)
-        replaced = self.decoder.__dict__.get("forward")  # training's graphs (graphed_chat_training.py)
-        self.decoder.forward = forward
         try:
-            with deferred_stop_checks(self.use_cuda_graphs):
+            with forward_replaced(self.decoder, self.forward), deferred_stop_checks(self.use_cuda_graphs):
                 yield
         finally:
-            if replaced is None:
-                del self.decoder.forward  # back to the class's own forward
-            else:
-                self.decoder.forward = replaced
             self.cache = None
 
 

@@ -22,7 +22,6 @@ every altcap objective (forward, backward, then the next batch).
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from altcap.models.graph_steps import tensor_leaves
+from altcap.models.graph_steps import own_forward, replace_forward, tensor_leaves
 
 logger = logging.getLogger(__name__)
 LENGTH_STEP = 32  # padded lengths are multiples of this: nearby lengths share a graph
@@ -102,7 +101,7 @@ class LanguageModelPass(torch.nn.Module):
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor, *positions: torch.Tensor) -> torch.Tensor:
         with sdpa_kernel(GRAPHED_ATTENTION):
-            outputs = type(self.decoder).forward(
+            outputs = own_forward(
                 self.decoder,
                 inputs_embeds=embeds,
                 attention_mask=mask,
@@ -145,7 +144,7 @@ class GraphedTrainingDecoder:
         self.graphed_passes = 0
 
     def _eager(self, *args: Any, **kwargs: Any) -> Any:
-        return type(self.decoder).forward(self.decoder, *args, **kwargs)
+        return own_forward(self.decoder, *args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Stands in for the decoder's forward: training passes with a gradient replay a graph
@@ -269,10 +268,5 @@ def enable_graphed_training(model: Any, use_cuda_graphs: bool = True) -> Graphed
             f"cuda_graphs=true needs the model on a CUDA device, not {device}; set cuda_graphs=false"
         )
     router = GraphedTrainingDecoder(decoder, use_cuda_graphs)
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        return router.forward(*args, **kwargs)
-
-    forward.__signature__ = inspect.signature(decoder.forward)  # the VLM reads forward's parameters
-    decoder.forward = forward
+    replace_forward(decoder, router.forward)  # for the run: training never puts it back
     return router

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +28,9 @@ from altcap.models.graph_steps import (
     cache_argument,
     capture_graph,
     deferred_stop_checks,
+    forward_replaced,
     generate_cache_keyword,
+    own_forward,
     static_like,
     step_inputs,
     with_leaves,
@@ -211,8 +212,8 @@ class GraphedDecoder:
         # A memory pool dies with its last graph; a new capture needs a new pool.
         self.graphs, self.static, self.sources, self.pool = {}, {}, {}, None
 
-    def _eager_forward(self, **kwargs: Any) -> Any:
-        return type(self.lm).forward(self.lm, **kwargs)
+    def _eager_forward(self, *args: Any, **kwargs: Any) -> Any:
+        return own_forward(self.lm, *args, **kwargs)
 
     def forward(self, **kwargs: Any) -> Any:
         """Stands in for `lm.forward` while active: decode steps replay a graph, the rest run eagerly."""
@@ -279,17 +280,11 @@ class GraphedDecoder:
         self._fresh_batch = True
         keyword = generate_cache_keyword()
 
-        def forward(*args: Any, **kwargs: Any) -> Any:
+        def route(*args: Any, **kwargs: Any) -> Any:
             return self.forward(**kwargs) if not args else self._eager_forward(*args, **kwargs)
 
-        # generate() reads forward's parameters to decide which inputs to pass: keep the real ones.
-        forward.__signature__ = inspect.signature(self.lm.forward)
-        self.lm.forward = forward
-        try:
-            with deferred_stop_checks(self.use_cuda_graphs):
-                yield {keyword: self.cache}
-        finally:
-            del self.lm.forward  # back to the class's own forward
+        with forward_replaced(self.lm, route), deferred_stop_checks(self.use_cuda_graphs):
+            yield {keyword: self.cache}
 
 
 def graphed_decoder_for(lm: Any) -> GraphedDecoder:
