@@ -192,6 +192,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--sides", default="altcap,trl", help="Which sides to run, in order.")
     add("--timeout-s", type=float, default=280, help="Per-side process limit.")
     add("--out", type=Path, default=None)
+    add(
+        "--host-profile-dir",
+        type=Path,
+        default=None,
+        help="cProfile each side's timed part into this folder (diagnostic: slows the host side).",
+    )
     add("--side", choices=("altcap", "trl"), default=None, help=argparse.SUPPRESS)  # child: one side
     add("--work", type=Path, default=None, help=argparse.SUPPRESS)  # child: shared scratch
     add("--result", type=Path, default=None, help=argparse.SUPPRESS)  # child's output
@@ -232,6 +238,8 @@ def main(argv: list[str] | None = None) -> Path:
         write_json(args.result, run_side(args, args.model_dir, manifest, work / args.side))
         return args.result
     folder, build_s = ensure_model(args.arch, args.model_dir or work / "model", args.tiny)
+    if args.host_profile_dir:  # read by phase_timer.host_profile in each side's process
+        os.environ["BENCH_PROFILE_DIR"] = str(args.host_profile_dir)
     sides: dict[str, dict[str, Any]] = {}
     for side in args.sides.split(","):
         if side == "trl" and not trl_available():

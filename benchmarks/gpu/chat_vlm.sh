@@ -18,7 +18,7 @@
 #   altcap with a 64-image cache fill batch; AB=2: lean activations on/off, alternating (below).
 #   CAPTION_ARGS="--skip-vision-loop": extra chat_vlm_caption options; TRAIN_ARGS="--altcap-set
 #   cuda_graphs=true": extra chat_vlm_train options.
-#   ALT_TRAIN_ARGS="--altcap-cache off": a second altcap-alone training row per arch with these options.
+#   ALT_TRAIN_ARGS="--altcap-cache off;...": more altcap-alone training rows per arch, one per ';' part.
 #   GPU_TESTS=1: the chat speed parts' CUDA-only tests first (they skip on a CPU); GPU_TEST_FILES
 #   picks some of them, GPU_TEST_K a -k expression.
 #   PROFILE_TRAIN_SETS="--set cuda_graphs=true": extra settings of the profiled training steps.
@@ -99,11 +99,15 @@ for arch in ${ARCHS:-qwen2.5-vl-3b-instruct}; do
   step chat_vlm_train-$arch ${TRAIN_LIMIT_S:-190} python3 -m benchmarks.chat_vlm_train --arch $arch \
     --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --altcap-cache ${ALTCAP_CACHE:-auto} \
     --timeout-s ${SIDE_S:-90} --out "$OUT/chat-vlm-train-$arch-$card.json" ${TRAIN_ARGS:-} "${tiny_train[@]}"
-  # ALT_TRAIN_ARGS="--altcap-cache off": altcap alone once more with other options, the same call.
-  [ -n "${ALT_TRAIN_ARGS:-}" ] && step chat_vlm_train_alt-$arch ${ALT_LIMIT_S:-100} python3 -m \
-    benchmarks.chat_vlm_train --arch $arch --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} \
-    --epochs ${EPOCHS:-1} --timeout-s ${SIDE_S:-90} --sides altcap --out "$OUT/chat-vlm-train-$arch-$card-alt.json" \
-    $ALT_TRAIN_ARGS "${tiny_train[@]}"
+  # ALT_TRAIN_ARGS="--altcap-cache off;--host-profile-dir \$OUT/logs/profiles": altcap alone once
+  # more per ';'-separated set of options, the same call (result ...-alt1.json, -alt2.json, ...).
+  IFS=';' read -ra alts <<< "${ALT_TRAIN_ARGS:-}"
+  for i in "${!alts[@]}"; do
+    n=$((i + 1))
+    step chat_vlm_train_alt$n-$arch ${ALT_LIMIT_S:-100} python3 -m benchmarks.chat_vlm_train --arch $arch \
+      --model-dir "$MODELS/$arch" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} --timeout-s ${SIDE_S:-90} \
+      --sides altcap --out "$OUT/chat-vlm-train-$arch-$card-alt$n.json" $(eval echo ${alts[$i]}) "${tiny_train[@]}"
+  done
 done
 train_args=(--model-dir "$MODELS/qwen2.5-vl-3b-instruct" --samples ${SAMPLES:-256} --epochs ${EPOCHS:-1} \
   --timeout-s ${SIDE_S:-90} "${tiny_train[@]}")
