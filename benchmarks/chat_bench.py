@@ -24,6 +24,10 @@ from benchmarks.chat_archs import build_chat_arch
 from benchmarks.chat_data import build_corpus, make_captions, write_manifest, write_random_images
 
 TAIL_CHARS = 3000
+# How often both training sides read their loss, which waits for the GPU to finish the step: TRL
+# every 10 steps (logging_steps), altcap every 10 (log_every_n_steps; its default). Session 17's
+# altcap side read it every step, a wait per step that TRL's side did not pay.
+LOG_EVERY_N_STEPS = 10
 
 
 def pick_device() -> str:
@@ -104,7 +108,7 @@ def summarize_log(rows: list[dict[str, Any]], skip: int) -> dict[str, Any]:
     per-row peak memory the log recorded.
 
     Args:
-        rows: `train_log.jsonl` rows (one per logged step, `log_every_n_steps=1`).
+        rows: `train_log.jsonl` rows (one per logged step: every LOG_EVERY_N_STEPS and each epoch's end).
         skip: leading rows left out of the rate (first steps meet allocator and kernel warm-up).
 
     Returns:

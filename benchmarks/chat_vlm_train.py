@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chat_bench import (
+    LOG_EVERY_N_STEPS,
     card_slug,
     ensure_model,
     keep_earlier_peaks,
@@ -66,7 +67,7 @@ def build_altcap_sets(args: argparse.Namespace, folder: Path, manifest: Path, ou
         f"feature_cache.dir={out.parent / 'features'}",
         "data.val_split=null",
         "keep_best=false",
-        "log_every_n_steps=1",
+        f"log_every_n_steps={LOG_EVERY_N_STEPS}",
         "save_every_n_steps=1000000",
         "report_to=none",
         f"num_workers={args.num_workers}",

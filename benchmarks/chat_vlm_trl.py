@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.chat_bench import pick_device, read_gpu_peaks
+from benchmarks.chat_bench import LOG_EVERY_N_STEPS, pick_device, read_gpu_peaks
 from benchmarks.chat_data import PROMPT
 from benchmarks.chat_hf import load_hf_processor
 
@@ -66,7 +66,7 @@ def build_sft_config(args: Any, out: Path) -> Any:
         use_liger_kernel=args.liger,
         max_length=None,  # TRL's advice for VLMs: truncation could cut image tokens
         completion_only_loss=True,  # loss on the caption, as altcap's
-        logging_steps=10,
+        logging_steps=LOG_EVERY_N_STEPS,
         save_strategy="no",
         report_to="none",
         seed=0,
