@@ -48,3 +48,23 @@ def test_early_stopping_with_loader_workers_drops_the_prefetched_epoch(tiny_mode
         logs[workers] = read_log(out)
     assert [r["epoch"] for r in logs[1]] == [r["epoch"] for r in logs[0]]
     assert [r["loss"] for r in logs[1]] == pytest.approx([r["loss"] for r in logs[0]], abs=1e-6)
+
+
+def test_freezing_for_the_run_collects_young_cycles_first() -> None:
+    import weakref
+
+    from altcap.train.loop import freeze_long_lived_objects
+
+    class Node:
+        pass
+
+    node = Node()
+    node.self = node  # a reference cycle: only the collector frees it
+    gone = weakref.ref(node)
+    del node
+    try:
+        freeze_long_lived_objects()
+        assert gone() is None  # young garbage is not frozen with the run's objects
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
