@@ -102,14 +102,19 @@ def test_captured_graphs_give_the_eager_loss_and_gradients_on_cuda(chat_dir, mod
     model.to("cuda").train()
     inputs = family.build_inputs(processor, checks.make_images(), checks.PROMPTS, checks.CAPTIONS)
     inputs = {key: value.to("cuda") for key, value in inputs.items()}
+    # One autocast per pass, as `fit` opens one per micro-batch. Session 18's GPU run held one open
+    # across the passes: the tiny SmolVLM's capture then failed (cudaErrorStreamCaptureInvalidated,
+    # after torch warned of a gradient accumulator kept alive from another stream) while the tiny
+    # Qwen2.5-VL's and run_train's full-size SmolVLM2 captures worked. Not yet run on a GPU this way.
     with torch.autocast("cuda", dtype=torch.bfloat16):
         expected_loss, expected_grads = checks.caption_loss_and_grads(model, family, inputs)
-        router = enable_graphed_training(model)
-        for _ in range(3):
+    router = enable_graphed_training(model)
+    for _ in range(3):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
             loss, grads = checks.caption_loss_and_grads(model, family, inputs)
-            torch.testing.assert_close(loss, expected_loss, rtol=2e-2, atol=2e-2)
-            for name, grad in grads.items():
-                torch.testing.assert_close(grad, expected_grads[name], rtol=5e-2, atol=5e-3, msg=name)
+        torch.testing.assert_close(loss, expected_loss, rtol=2e-2, atol=2e-2)
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], rtol=5e-2, atol=5e-3, msg=name)
     assert router.failed is None
     assert (router.eager_passes, router.graphed_passes, len(router.graphs)) == (1, 2, 1)
 

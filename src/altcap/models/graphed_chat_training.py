@@ -180,12 +180,11 @@ class GraphedTrainingDecoder:
         """`module` recorded as forward and backward graphs, or None (said once) where the capture
         fails: an op it refuses. The pass then runs eagerly for the rest of the run; a second try
         cannot help, as the allocator stays bound to the failed capture's memory pool."""
-        # Casts cached by an autocast that stays open across passes (one `with` around a loop, as in
-        # the CUDA test) keep the LoRA weights' gradient-accumulator nodes alive, bound to the stream
-        # of the pass that made them, and a captured backward must not wait on another stream. In
-        # session 17 the tiny SmolVLM's capture failed in such a test (torch warned of an
-        # accumulator on another stream) while run_train's captures, whose autocast closes every
-        # step, did not; this being the cause is unverified. Dropping the casts costs one re-cast.
+        # Casts cached by an autocast held open across passes keep the LoRA weights' gradient
+        # accumulators alive, bound to the stream that made them, and a captured backward must not
+        # wait on another stream: they are dropped (one re-cast). Not enough on its own: in session
+        # 18's GPU run the tiny SmolVLM's capture still failed under one autocast held across its
+        # passes, while `altcap train`'s captures work: its `fit` opens an autocast per micro-batch.
         torch.clear_autocast_cache()
         # The allocator caches freed blocks per stream: without emptying, the eager passes' blocks
         # (main stream), the warm-up's (capture stream) and the graph's pool are all held at once;
