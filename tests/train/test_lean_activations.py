@@ -110,6 +110,30 @@ def test_an_mlp_computing_something_else_is_left_alone():
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # the probe drew from its own generator
 
 
+def test_alike_modules_share_one_probe_and_an_unlike_one_gets_its_own(monkeypatch):
+    from altcap.train import lean_activations
+
+    class SumMLP(torch.nn.Module):  # a gated MLP's parts, another computation: never swapped
+        def __init__(self):
+            super().__init__()
+            self.gate_proj, self.up_proj = torch.nn.Linear(HIDDEN, 16), torch.nn.Linear(HIDDEN, 16)
+            self.down_proj, self.act_fn = torch.nn.Linear(16, HIDDEN), torch.nn.SiLU()
+
+        def forward(self, x):
+            return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))
+
+    model = build_lora_lm(torch.bfloat16)
+    model.add_module("odd_mlp", SumMLP().to(torch.bfloat16))
+    probed = []
+    probe = lean_activations.probe_matches
+    monkeypatch.setattr(lean_activations, "probe_matches", lambda m, *a: probed.append(m) or probe(m, *a))
+    counts = make_activations_lean(model)
+    assert counts.gated_mlps == LAYERS and counts.norms == 2 * LAYERS + 1  # every alike module swapped
+    assert "forward" not in vars(model.odd_mlp)
+    # One probe for the LoRA-wrapped MLPs, one for the norms, one for the odd MLP (2 layers, 5 norms).
+    assert sorted(type(m).__name__ for m in probed) == ["Qwen2MLP", "Qwen2RMSNorm", "SumMLP"]
+
+
 def test_a_layer_norm_is_not_swapped():
     model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.LayerNorm(32)).to(torch.bfloat16)
     model[1].requires_grad_(False)
