@@ -143,6 +143,15 @@ class GraphedTrainingDecoder:
         self.eager_passes = 0
         self.graphed_passes = 0
 
+    def describe(self) -> dict[str, Any]:
+        """What the graphs did, for provenance.json: passes replayed, passes run eagerly and why."""
+        return {
+            "graphed_passes": self.graphed_passes,
+            "eager_passes": self.eager_passes,
+            "shapes_captured": len(self.graphs),
+            "not_graphed_because": sorted(self.unsupported) + ([self.failed] if self.failed else []),
+        }
+
     def _eager(self, *args: Any, **kwargs: Any) -> Any:
         return own_forward(self.decoder, *args, **kwargs)
 

@@ -75,8 +75,8 @@ class GraphedTraining:
     """Capability: `train.cuda_graphs` replays the language model's training passes as CUDA graphs
     (`models/graphed_chat_training.py`)."""
 
-    # `(LoRA-wrapped model on CUDA) -> router`, whose `graphed_passes` / `eager_passes` count what
-    # ran how; raises ValueError for a model off CUDA.
+    # `(LoRA-wrapped model on CUDA) -> router`, whose `describe()` says what ran how (passes
+    # replayed, passes run eagerly and why); raises ValueError for a model off CUDA.
     enable: Callable[[Any], Any]
 
 

@@ -335,7 +335,7 @@ def describe_run(cfg: TrainConfig, plan: TrainPlan, run: TrainRun, model: Any) -
         val_examples=len(plan.val_examples),
         unreadable_images_skipped=[image.to_dict() for image in plan.unreadable_images],
         lora_targets=sorted(targets) if isinstance(targets, set) else targets,
-        cuda_graphs=describe_graphed_training(run.graphed_training),
+        cuda_graphs=run.graphed_training.describe() if run.graphed_training is not None else None,
     )
 
 
@@ -345,18 +345,6 @@ def enable_graphed_training(plan: TrainPlan, model: Any) -> Any:
         return plan.family.graphed_training.enable(model)
     except ValueError as err:  # e.g. model.device=cpu on a GPU machine
         raise ConfigError([str(err)]) from err
-
-
-def describe_graphed_training(router: Any) -> dict[str, Any] | None:
-    """What `cuda_graphs` did, for provenance.json: passes replayed, passes run eagerly and why."""
-    if router is None:
-        return None
-    return {
-        "graphed_passes": router.graphed_passes,
-        "eager_passes": router.eager_passes,
-        "shapes_captured": len(router.graphs),
-        "not_graphed_because": sorted(router.unsupported) + ([router.failed] if router.failed else []),
-    }
 
 
 def describe_device(accelerator: Any) -> str:
