@@ -92,16 +92,19 @@ def test_lean_model_keeps_the_activation_and_the_fp32_norm_copies_no_longer():
     assert before - after == expected
 
 
+class SumMLP(torch.nn.Module):
+    """A gated MLP's parts computing something else (a sum, not a product): never swapped."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.gate_proj, self.up_proj = torch.nn.Linear(width, 16), torch.nn.Linear(width, 16)
+        self.down_proj, self.act_fn = torch.nn.Linear(16, width), torch.nn.SiLU()
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))
+
+
 def test_an_mlp_computing_something_else_is_left_alone():
-    class SumMLP(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.gate_proj, self.up_proj = torch.nn.Linear(8, 16), torch.nn.Linear(8, 16)
-            self.down_proj, self.act_fn = torch.nn.Linear(16, 8), torch.nn.SiLU()
-
-        def forward(self, x):
-            return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))
-
     mlp = SumMLP()
     assert is_gated_mlp(mlp)
     rng_before = torch.random.get_rng_state()
@@ -113,17 +116,8 @@ def test_an_mlp_computing_something_else_is_left_alone():
 def test_alike_modules_share_one_probe_and_an_unlike_one_gets_its_own(monkeypatch):
     from altcap.train import lean_activations
 
-    class SumMLP(torch.nn.Module):  # a gated MLP's parts, another computation: never swapped
-        def __init__(self):
-            super().__init__()
-            self.gate_proj, self.up_proj = torch.nn.Linear(HIDDEN, 16), torch.nn.Linear(HIDDEN, 16)
-            self.down_proj, self.act_fn = torch.nn.Linear(16, HIDDEN), torch.nn.SiLU()
-
-        def forward(self, x):
-            return self.down_proj(self.act_fn(self.gate_proj(x)) + self.up_proj(x))
-
     model = build_lora_lm(torch.bfloat16)
-    model.add_module("odd_mlp", SumMLP().to(torch.bfloat16))
+    model.add_module("odd_mlp", SumMLP(HIDDEN).to(torch.bfloat16))
     probed = []
     probe = lean_activations.probe_matches
     monkeypatch.setattr(lean_activations, "probe_matches", lambda m, *a: probed.append(m) or probe(m, *a))
