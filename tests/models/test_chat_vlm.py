@@ -15,7 +15,7 @@ from altcap.models.chat_vlm import (
     render_turns,
     stop_token_ids,
 )
-from altcap.models.loading import ModelConfig, apply_lora, load_model
+from altcap.models.loading import ModelConfig, apply_lora, load_model, load_processor
 from altcap.models.text_inputs import IGNORE_INDEX
 
 
@@ -61,6 +61,21 @@ def test_prompt_too_long_for_max_length_names_the_row_and_counts(chat_dir) -> No
         ValueError, match=r"row 0 \(caption 'a dog runs.*image \+ prompt take \d+ tokens.*max_length=20"
     ):
         family.build_inputs(processor, make_images(), PROMPTS, CAPTIONS)
+
+
+@pytest.mark.parametrize("model_type", ["smolvlm", "qwen2_5_vl"])
+def test_the_processor_alone_has_the_image_budget_and_max_length_of_the_loaded_one(
+    model_type: str, chat_dir
+) -> None:
+    # train's first-batch check loads the processor alone: it must see the image tokens and the
+    # length limit training will, or a too-long prompt passes the check and fails mid-run.
+    settings = {"max_image_pixels": 128 * 128, "max_length": 77}
+    _, loaded, family = _load(chat_dir(model_type), **settings)
+    alone = load_processor(family, ModelConfig(model_id=str(chat_dir(model_type)), device="cpu", **settings))
+    default = load_processor(family, ModelConfig(model_id=str(chat_dir(model_type)), device="cpu"))
+    assert alone.image_processor.to_dict() == loaded.image_processor.to_dict()
+    assert alone.image_processor.to_dict() != default.image_processor.to_dict()
+    assert alone.tokenizer.model_max_length == loaded.tokenizer.model_max_length == 77
 
 
 def test_long_rows_lose_caption_tokens_only_with_one_warning(

@@ -22,12 +22,25 @@ def load_chat_vlm_4bit(spec: Any) -> tuple[Any, Any]:
 
 
 def load_chat_processor(spec: Any) -> Any:
-    """The processor alone (train's first-batch check), built without torchvision where needed."""
+    """The processor alone (train's first-batch check), built without torchvision where needed and
+    set up as `load_chat_vlm` sets it, so the check sees the image tokens and limit training will."""
     from altcap.models.loading import read_model_config
     from altcap.models.processors import load_processor
 
     model_type = read_model_config(spec).model_type
-    return load_processor(spec.model_id, model_type, spec.trust_remote_code)
+    return apply_processor_limits(load_processor(spec.model_id, model_type, spec.trust_remote_code), spec)
+
+
+def apply_processor_limits(processor: Any, spec: Any) -> Any:
+    """`spec`'s image-size budget and `max_length` set on `processor` (in place); returns it."""
+    from altcap.models.processors import apply_pixel_limits
+
+    applied = apply_pixel_limits(processor, spec.max_image_pixels, spec.min_image_pixels)
+    if spec.max_length is not None:
+        processor.tokenizer.model_max_length = spec.max_length
+    if applied:
+        logger.info("image processor settings for %s: %s", spec.model_id, applied)
+    return processor
 
 
 def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]:
@@ -45,7 +58,7 @@ def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]
     from transformers import AutoModelForImageTextToText
 
     from altcap.models.loading import resolve_device, resolve_dtype
-    from altcap.models.processors import apply_pixel_limits, load_processor
+    from altcap.models.processors import load_processor
 
     device = resolve_device(spec.device)
     if quantization_config is None and getattr(spec, "load_in_4bit", False):
@@ -59,11 +72,7 @@ def load_chat_vlm(spec: Any, quantization_config: Any = None) -> tuple[Any, Any]
         trust_remote_code=spec.trust_remote_code,
     )
     processor = load_processor(spec.model_id, model.config.model_type, spec.trust_remote_code)
-    applied = apply_pixel_limits(processor, spec.max_image_pixels, spec.min_image_pixels)
-    if spec.max_length is not None:
-        processor.tokenizer.model_max_length = spec.max_length
-    if applied:
-        logger.info("image processor settings for %s: %s", spec.model_id, applied)
+    apply_processor_limits(processor, spec)
     compute_rope_index_on_host(model)
     linear_patch_embeds(model)
     return model, processor
