@@ -48,6 +48,7 @@ from benchmarks.phase_timer import host_profile
 from benchmarks.recipe_memory import find_recipe
 
 CACHE_SETTINGS = {"auto": "null", "on": "true", "off": "false"}
+LOG_TIMING_KEYS = ("step", "epoch", "samples", "elapsed_s", "data_wait_s", "gc_s")
 
 
 def build_altcap_sets(args: argparse.Namespace, folder: Path, manifest: Path, out: Path) -> list[str]:
@@ -123,6 +124,9 @@ def train_altcap(args: argparse.Namespace, folder: Path, manifest: Path, work: P
         "phase_seconds": provenance.get("phase_seconds"),
         "samples": log_samples(rows),
         **log,
+        # Each log row's timing: where fit's time outside the steady rows goes (the first row holds
+        # the first pass and any capture; data_wait_s shows a starved GPU).
+        "log_timing": [{key: row.get(key) for key in LOG_TIMING_KEYS} for row in rows if "elapsed_s" in row],
         **read_gpu_peaks(),
         # run_train resets the peak counter after a cache fill; the peak before any reset:
         "peak_allocated_before_resets_gb": max(earlier, default=None),

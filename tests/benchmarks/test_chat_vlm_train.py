@@ -58,5 +58,7 @@ def test_tiny_run_trains_altcap_and_says_when_trl_is_skipped(tmp_path: Path, mon
     assert "error" not in altcap, altcap
     assert altcap["samples"] == 4 and altcap["end_to_end_s"] > 0
     assert altcap["phase_seconds"]["fit"] > 0 and "cache_encode" in altcap["phase_seconds"]
+    assert [row["step"] for row in altcap["log_timing"]] == [2]  # 2 steps, logged at the last
+    assert all(row["elapsed_s"] > 0 and row["data_wait_s"] >= 0 for row in altcap["log_timing"])
     assert report["sides"]["trl"] == {"skipped": "trl or datasets not importable"}
     assert "trl side skipped" in capsys.readouterr().out
