@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 import torch
-from _family_checks import CAPTIONS, PROMPTS, caption_loss_and_grads, lora_that_matters, make_images
+from _family_checks import (
+    CAPTIONS,
+    PROMPTS,
+    caption_loss_and_grads,
+    check_text_only_inputs,
+    lora_that_matters,
+    make_images,
+)
 
 from altcap.models.loading import ModelConfig, apply_lora, load_model
 from altcap.models.registry import get_family, list_families
@@ -321,6 +328,15 @@ def test_contract_feature_cache_equals_full_forward(
         full = model(**inputs).loss
         cached = cache.forward_from_features(model, cache.encode_images(model, inputs), inputs)
     torch.testing.assert_close(cached, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", _case_params())
+def test_contract_text_only_inputs_equal_the_full_inputs_minus_pixels(
+    case: str, contract_folder: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """What training from the feature cache feeds the model (images never decoded, chat VLMs'
+    image tokens spliced in by size) equals the processor's own inputs without the pixels."""
+    check_text_only_inputs(contract_folder(case), tmp_path)
 
 
 CHAT_CASES = sorted(TINY_SPECS)

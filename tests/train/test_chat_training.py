@@ -35,7 +35,9 @@ def test_cache_is_on_by_default_and_off_with_one_note_when_lora_adapts_the_proje
     ]
 
 
-def test_a_prompt_longer_than_max_length_is_refused_before_the_weights_load(qwen: Path, tmp_path: Path) -> None:
+def test_a_prompt_longer_than_max_length_is_refused_before_the_weights_load(
+    qwen: Path, tmp_path: Path
+) -> None:
     manifest = write_manifest(tmp_path / "data", n_train=2, n_val=0)
     cfg = make_config(qwen, manifest, tmp_path / "run", "model.max_length=20")
     with pytest.raises(ConfigError, match=r"image \+ prompt take \d+ tokens but max_length=20"):

@@ -248,6 +248,5 @@ def build_chat_feature_cache(vision_parts: tuple[str, ...]) -> FeatureCache:
         forward_from_features=forward_from_chat_features,
         frozen_modules=vision_parts,
         feature_keys=(IMAGE_FEATURES, TILE_TOKENS),
-        text_needs_images=True,
         check=check_feature_seam,
     )

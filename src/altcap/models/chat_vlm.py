@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from altcap.models.chat_loading import load_chat_processor, load_chat_vlm, load_
 from altcap.models.chat_lora import CHAT_PART_LORA, LANGUAGE_LINEAR_LEAVES, LANGUAGE_SCOPE
 from altcap.models.graphed_chat_decoding import chat_graphs_problem, generate_with_chat_graphs
 from altcap.models.graphed_chat_training import enable_graphed_training
+from altcap.models.image_token_splices import blank_images, build_without_pixels
 from altcap.models.registry import (
     DEFAULT_INSTRUCTION,
     GraphedDecoding,
@@ -53,11 +55,15 @@ class TextFormat:
     `build_inputs(processor, images, instructions, captions, max_length)` returns CPU tensors
     (labels with captions, left-padded generation inputs without); `prompt_length(inputs)` says
     how many leading positions of `generate`'s output echo the prompt (0 for encoder-decoders).
+    `build_text_inputs` (same arguments; images may be files or sizes) builds the same tensors
+    without pixels and without processing the images; None = `build_inputs` on decoded images,
+    its pixels dropped.
     """
 
     build_inputs: Callable[..., dict[str, Any]]
     prompt_length: Callable[[dict[str, Any]], int]
     default_instruction: str = DEFAULT_INSTRUCTION
+    build_text_inputs: Callable[..., dict[str, Any]] | None = None
 
 
 def render_turns(processor: Any, instruction: str, caption: str | None) -> tuple[str, str, str]:
@@ -134,22 +140,30 @@ def build_chat_inputs(
     instructions: list[str],
     captions: list[str] | None,
     max_length: int | None = None,
+    with_pixels: bool = True,
 ) -> dict[str, Any]:
     """Chat-template inputs for a batch; with captions, labels on caption + end-of-turn only.
 
     Args:
         processor: the checkpoint's processor (with a chat template).
-        images: RGB PIL images, one per row.
+        images: RGB PIL images, one per row (without pixels also image files or (height, width)).
         instructions: the user turn's text, one per row.
         captions: targets (right padding); None builds left-padded generation inputs.
         max_length: most tokens per training row; None = the tokenizer's `model_max_length`.
+        with_pixels: False = the same tensors minus the pixels, the images' tokens spliced in by
+            size without processing them (`image_token_splices.py`; training from the cache).
 
     Returns:
         The processor's tensors (input_ids, attention_mask, pixel_values, ...) + labels.
     """
+
+    def run(texts: list[str], side: str) -> dict[str, Any]:
+        if with_pixels:
+            return _run_processor(processor, images, texts, side)
+        return build_without_pixels(processor, images, texts, instructions, side, _run_processor)
+
     if captions is None:
-        texts = [render_turns(processor, text, None)[0] for text in instructions]
-        return _run_processor(processor, images, texts, "left")
+        return run([render_turns(processor, text, None)[0] for text in instructions], "left")
     tokenizer = processor.tokenizer
     # altcap cuts long rows itself (caption tokens only) and counts them in one warning; the
     # tokenizer's own "indexing errors" warning would wrongly tell the user the run is broken.
@@ -159,7 +173,7 @@ def build_chat_inputs(
         prompt, lead, after = render_turns(processor, instruction, caption)
         texts.append(prompt + lead + caption + find_end_token(tokenizer, after))
         tails.append(count_caption_tokens(tokenizer, prompt, lead, caption) + 1)
-    inputs = _run_processor(processor, images, texts, "right")
+    inputs = run(texts, "right")
     return fit_to_max_length(inputs, tails, _resolve_max_length(tokenizer, max_length), captions)
 
 
@@ -225,7 +239,11 @@ def decoder_prompt_length(inputs: dict[str, Any]) -> int:
     return int(inputs["input_ids"].shape[1])
 
 
-CHAT_FORMAT = TextFormat(build_inputs=build_chat_inputs, prompt_length=decoder_prompt_length)
+CHAT_FORMAT = TextFormat(
+    build_inputs=build_chat_inputs,
+    prompt_length=decoder_prompt_length,
+    build_text_inputs=partial(build_chat_inputs, with_pixels=False),
+)
 
 
 def clean_caption(text: str, turn_markers: tuple[str, ...] = ()) -> str:
@@ -282,9 +300,13 @@ def make_build_inputs(text_format: TextFormat) -> Callable[..., dict[str, Any]]:
         with_pixels: bool = True,
     ) -> dict[str, Any]:
         instructions = resolve_prompts(prompts, len(images), text_format.default_instruction)
-        inputs = text_format.build_inputs(processor, images, instructions, captions)
-        # Without pixels (training from the feature cache) the images still set the token counts.
-        return inputs if with_pixels else without_pixels(inputs)
+        if with_pixels:
+            return text_format.build_inputs(processor, images, instructions, captions)
+        if text_format.build_text_inputs is not None:
+            return text_format.build_text_inputs(processor, images, instructions, captions)
+        # The text tensors depend on the images' sizes only: blank images stand in (no decoding).
+        inputs = text_format.build_inputs(processor, blank_images(images), instructions, captions)
+        return without_pixels(inputs)
 
     return build_inputs
 

@@ -49,10 +49,6 @@ class FeatureCache:
     # Frozen modules whose outputs the cache holds (freed from the GPU while training from it);
     # None = all of frozen_modules. InstructBLIP's Q-Former reads the prompt, so it is not cached.
     cached_modules: tuple[str, ...] | None = None
-    # Whether `build_inputs(..., with_pixels=False)` still needs the decoded images: a chat VLM's
-    # image token count depends on the image's size (Qwen grids, SmolVLM tiles), so only the tower's
-    # work is saved, not the decoding; its text inputs then come without pixel tensors.
-    text_needs_images: bool = False
     # `(hf_class) -> why the installed libraries cannot train from the cache, or None`; None = always can.
     check: Callable[[str], str | None] | None = None
 

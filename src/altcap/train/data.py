@@ -237,9 +237,9 @@ def make_collate(
         processor: the model's processor.
         max_caption_tokens: longer captions are cut to this many tokens.
         with_pixels: False when features come from the feature cache: images are then never
-            decoded, only their paths go to `build_inputs(..., with_pixels=False)`; decoding and
-            resizing every image at every step is what starved the GPU (issue #13). A family whose
-            token counts depend on image sizes (`FeatureCache.text_needs_images`) still gets them.
+            decoded, only their paths go to `build_inputs(..., with_pixels=False)`, which reads
+            the sizes it needs from the files' headers; decoding and resizing every image at every
+            step is what starved the GPU (issue #13, and session 19's chat VLMs).
 
     Returns:
         collate(examples) -> {"inputs": dict of tensors, "examples": the examples,
@@ -247,11 +247,9 @@ def make_collate(
         for decoder-only LMs also the masked image and prompt positions}.
     """
     tokenizer = processor.tokenizer
-    # Without pixels the features come from the family's cache, so it has one.
-    decode = with_pixels or family.feature_cache.text_needs_images
 
     def collate(examples: list[Example]) -> dict[str, Any]:
-        images = [load_rgb(e.image) for e in examples] if decode else [e.image for e in examples]
+        images = [load_rgb(e.image) for e in examples] if with_pixels else [e.image for e in examples]
         captions = [truncate_caption(tokenizer, e.caption, max_caption_tokens) for e in examples]
         prompts = [e.prompt for e in examples]
         inputs = family.build_inputs(processor, images, prompts, captions, with_pixels=with_pixels)
