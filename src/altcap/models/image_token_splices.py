@@ -84,29 +84,25 @@ def build_without_pixels(
     """
     sizes = [read_image_size(image) for image in images]
     state = _STATES.setdefault(processor, _SpliceState())
-    if not state.off:
-        splices = [
-            find_splice(state, processor, size, instruction, text, run)
-            for size, instruction, text in zip(sizes, instructions, texts, strict=True)
-        ]
-        if all(splice is not None for splice in splices):
-            spliced = assemble_rows(processor, texts, splices, side)  # type: ignore[arg-type]
-            if spliced is not None and state.checked:
-                return spliced
-            expected = run_on_blank_images(processor, sizes, texts, side, run)
-            state.checked = True
-            if spliced is not None and (difference := describe_difference(spliced, expected)) is None:
-                return spliced
-            if spliced is not None:
-                state.off = True
-                logger.info(
-                    "%s: image tokens spliced from the tokenizer differ from the processor's (%s); "
-                    "text inputs are built by the processor on blank images of each size",
-                    type(processor).__name__,
-                    difference,
-                )
-            return expected
-    return run_on_blank_images(processor, sizes, texts, side, run)
+    rows = zip(sizes, instructions, texts, strict=True)
+    splices = [] if state.off else [find_splice(state, processor, *row, run) for row in rows]
+    found = bool(splices) and all(splice is not None for splice in splices)
+    spliced = assemble_rows(processor, texts, splices, side) if found else None  # type: ignore[arg-type]
+    if spliced is not None and state.checked:
+        return spliced
+    expected = run_on_blank_images(processor, sizes, texts, side, run)
+    if spliced is not None:  # the first spliced batch of this process: compared before it is trusted
+        state.checked = True
+        if (difference := describe_difference(spliced, expected)) is None:
+            return spliced
+        state.off = True
+        logger.info(
+            "%s: image tokens spliced from the tokenizer differ from the processor's (%s); "
+            "text inputs are built by the processor on blank images of each size",
+            type(processor).__name__,
+            difference,
+        )
+    return expected
 
 
 def run_on_blank_images(
