@@ -56,8 +56,8 @@ class TextFormat:
     (labels with captions, left-padded generation inputs without); `prompt_length(inputs)` says
     how many leading positions of `generate`'s output echo the prompt (0 for encoder-decoders).
     `build_text_inputs` (same arguments; images may be files or sizes) builds the same tensors
-    without pixels and without processing the images; None = `build_inputs` on decoded images,
-    its pixels dropped.
+    without pixels and without processing the images; None = `build_inputs` on blank images of
+    the same sizes, its pixels dropped.
     """
 
     build_inputs: Callable[..., dict[str, Any]]

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from altcap.models.chat_features import without_pixels
 from altcap.models.text_inputs import read_image_size
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def run_on_blank_images(
 ) -> dict[str, Any]:
     """The processor on blank images of the rows' sizes, without its pixel tensors (the text
     tensors depend on the sizes only, and a blank image needs no decoding)."""
-    return without_pixel_keys(run(processor, blank_images(sizes), texts, side))
+    return without_pixels(run(processor, blank_images(sizes), texts, side))
 
 
 def blank_images(images: Sequence[Any]) -> list[Any]:
@@ -118,11 +119,6 @@ def blank_images(images: Sequence[Any]) -> list[Any]:
     from PIL import Image
 
     return [Image.new("RGB", (width, height)) for height, width in map(read_image_size, images)]
-
-
-def without_pixel_keys(inputs: dict[str, Any]) -> dict[str, Any]:
-    """`inputs` minus what only the vision tower reads (`pixel_values`, `pixel_attention_mask`)."""
-    return {key: value for key, value in inputs.items() if not key.startswith("pixel_")}
 
 
 def find_splice(
