@@ -151,7 +151,7 @@ def read_splice(processor: Any, size: tuple[int, int], text: str, run: RunProces
     if start + end == len(raw):  # the image became more copies of its own token (Qwen's <|image_pad|>)
         start -= 1
     placeholder, expansion = tuple(raw[start : len(raw) - end]), tuple(ids[start : len(ids) - end])
-    if start < 0 or not placeholder or count_occurrences(raw, placeholder) != 1:
+    if start < 0 or not placeholder or len(occurrences(raw, placeholder)) != 1:
         return None
     token_values, image_values = {}, {}
     for name, value in full.items():
@@ -181,9 +181,10 @@ def assemble_rows(
     rows: list[list[int]] = []
     token_rows: dict[str, list[torch.Tensor]] = {name: [] for name in splices[0].token_values}
     for raw, splice in zip(raw_rows, splices, strict=True):
-        if count_occurrences(raw, splice.placeholder) != 1 or splice.token_values.keys() != token_rows.keys():
+        found = occurrences(raw, splice.placeholder)
+        if len(found) != 1 or splice.token_values.keys() != token_rows.keys():
             return None
-        at = find_subsequence(raw, splice.placeholder)
+        at = found[0]
         rows.append([*raw[:at], *splice.expansion, *raw[at + len(splice.placeholder) :]])
         for name, (values, fill) in splice.token_values.items():
             row = torch.full((len(rows[-1]),), fill, dtype=values.dtype)
@@ -224,16 +225,10 @@ def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
     return length
 
 
-def find_subsequence(items: Sequence[int], part: Sequence[int]) -> int:
-    """Index of the first occurrence of `part` in `items`, or -1."""
+def occurrences(items: Sequence[int], part: Sequence[int]) -> list[int]:
+    """Where `part` starts in `items`, every (possibly overlapping) occurrence."""
     width, part = len(part), tuple(part)
-    return next((at for at in range(len(items) - width + 1) if tuple(items[at : at + width]) == part), -1)
-
-
-def count_occurrences(items: Sequence[int], part: Sequence[int]) -> int:
-    """How many (possibly overlapping) times `part` occurs in `items`."""
-    width, part = len(part), tuple(part)
-    return sum(tuple(items[at : at + width]) == part for at in range(len(items) - width + 1))
+    return [at for at in range(len(items) - width + 1) if tuple(items[at : at + width]) == part]
 
 
 def pad(row: list[int], length: int, value: int, side: str) -> list[int]:
