@@ -3,6 +3,8 @@
   python -m benchmarks.train_collate --tiny --steps 2 --batch-size 4         # CPU smoke run
   python -m benchmarks.train_collate --model-id altcap-mini --images /work/shared/data/flickr8k \\
       --num-images 64 --batch-size 64 --steps 5
+  python -m benchmarks.train_collate --model-id SMOLVLM2_FOLDER --max-image-pixels 200704 \
+      --images /work/shared/data/flickr8k --num-images 64 --batch-size 16 --steps 5
   (`python -m benchmarks.train_throughput --collate-only ...` runs the same.)
 """
 
@@ -30,7 +32,14 @@ def measure_collate(args: argparse.Namespace, examples: list[Example]) -> dict[s
     Returns:
         collate name -> min_ms and median_ms.
     """
-    _, processor, family = load_model(ModelConfig(model_id=args.model_id, family=args.family, device="cpu"))
+    config = ModelConfig(
+        model_id=args.model_id,
+        family=args.family,
+        device="cpu",
+        # train_throughput --collate-only passes its own options, which have no pixel budget.
+        max_image_pixels=getattr(args, "max_image_pixels", None),
+    )
+    _, processor, family = load_model(config)
     batch = [examples[i % len(examples)] for i in range(args.batch_size)]
     results: dict[str, dict[str, float]] = {}
     for name, with_pixels in (("collate_with_pixels", True), ("collate_text_only", False)):
@@ -75,6 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--model-id", help="hub id or folder")
     parser.add_argument("--family", help="altcap family; default inferred")
     parser.add_argument("--images", type=Path, help="Flickr8k folder; default synthetic images")
+    parser.add_argument(
+        "--max-image-pixels", type=int, help="model.max_image_pixels (chat VLMs); default the checkpoint's"
+    )
     parser.add_argument("--num-images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5, help="timed batches per collate")

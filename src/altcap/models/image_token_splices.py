@@ -2,9 +2,9 @@
 with the image placeholder replaced by the tokens the processor gives an image of that size.
 
 Why: training from the feature cache needs only the text tensors, yet the processor makes them by
-resizing, tiling and normalising every image first. For SmolVLM2 at 448 px that was 113 ms of a
-160 ms batch of 16 on one core, every step, in the loader workers; on an H100 the steps then waited
-for batches about 1.1 s of 48 steps (docs/benchmarks.md, session 19). What an image expands to
+resizing, tiling and normalising every image first, every step, in the loader workers: for
+SmolVLM2 at 448 px, 135 ms a batch of 16 Flickr8k images on one core, against 8.8 ms spliced; on an
+H100 the steps waited for batches about 1.1 s of 48 (docs/benchmarks.md, session 19). What an image expands to
 (how many tokens, which tile markers, Qwen's `image_grid_thw`) depends only on its size and the
 processor's settings, never on its pixels, so each size is processed once, on a blank image, and
 spliced into every row of that size.
